@@ -1,0 +1,93 @@
+"""Every attribute and metric name otel-margin writes, defined once.
+
+GenAI names follow the OpenTelemetry semantic conventions (``gen_ai.*``); our own
+live under one namespace, ``margin.*``. Nothing else in the package spells these
+strings: import them from here.
+"""
+
+from __future__ import annotations
+
+# --- OpenTelemetry GenAI semantic conventions -------------------------------------------
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+"""Includes cached input (cache reads and cache writes), per the semantic conventions."""
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+"""Includes reasoning tokens."""
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+
+# --- margin.* -----------------------------------------------------------------------------
+MARGIN_FEATURE = "margin.feature"
+MARGIN_CUSTOMER = "margin.customer"
+MARGIN_TIER = "margin.tier"
+MARGIN_COHORT = "margin.cohort"
+MARGIN_ATTRIBUTION_SOURCE = "margin.attribution.source"
+"""Where the feature came from: ``api`` | ``baggage`` | ``route`` | ``default``."""
+
+MARGIN_COST_USD = "margin.cost.usd"
+"""Total cost of goods of the call, exact decimal dollars rendered as a string."""
+MARGIN_COST_INPUT_USD = "margin.cost.input.usd"
+MARGIN_COST_CACHE_READ_USD = "margin.cost.cache_read.usd"
+MARGIN_COST_CACHE_WRITE_USD = "margin.cost.cache_write.usd"
+MARGIN_COST_OUTPUT_USD = "margin.cost.output.usd"
+MARGIN_COST_OTHER_USD = "margin.cost.other.usd"
+"""Costs that are not per token: self-hosted GPU time, per-request fees."""
+MARGIN_COST_STATUS = "margin.cost.status"
+"""``priced`` | ``estimated`` | ``unpriced``."""
+MARGIN_PRICE_VERSION = "margin.price.version"
+MARGIN_PRICE_SOURCE = "margin.price.source"
+"""``catalog`` | ``policy`` | ``self_hosted``: where the unit prices came from."""
+MARGIN_PRICE_MODEL = "margin.price.model"
+"""The catalog or policy model id the call was priced as (after snapshot → family fallback)."""
+MARGIN_USAGE_SOURCE = "margin.usage.source"
+"""``provider`` when the provider reported usage, ``estimated`` when we counted it."""
+MARGIN_REVENUE_USD = "margin.revenue.usd"
+
+MARGIN_CACHE_RESULT = "margin.cache.result"
+"""``hit`` | ``miss`` | ``off``."""
+MARGIN_SAVED_USD = "margin.saved.usd"
+MARGIN_ROUTE_FROM_MODEL = "margin.route.from_model"
+MARGIN_LIMIT_ACTION = "margin.limit.action"
+"""``allow`` | ``cap`` | ``block``."""
+MARGIN_LIMIT_NAME = "margin.limit.name"
+MARGIN_GUARDRAIL_ERRORS = "margin.guardrail.errors"
+"""Names of the plugins whose hooks raised during this call (they failed open)."""
+
+# --- attribution sources and values ----------------------------------------------------------
+UNATTRIBUTED = "unattributed"
+
+# --- W3C baggage keys an upstream service may set ------------------------------------------
+BAGGAGE_FEATURE = MARGIN_FEATURE
+BAGGAGE_CUSTOMER = MARGIN_CUSTOMER
+BAGGAGE_TIER = MARGIN_TIER
+BAGGAGE_COHORT = MARGIN_COHORT
+
+# --- metrics ----------------------------------------------------------------------------------
+METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
+METRIC_COST = "margin.cost"
+"""Counter of cost in USD by feature / model / tier (no customer label: cardinality)."""
+METRIC_INTERNAL_ERRORS = "margin.internal.errors"
+"""Counter of otel-margin's own failures that were swallowed so the user's call could proceed."""
+
+TOKEN_USAGE_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)

@@ -1,0 +1,46 @@
+"""Every environment variable otel-margin reads, named once, each with what it does.
+
+A bad value is logged and replaced by the default; it never stops the application.
+"""
+
+OTEL_MARGIN_POLICY = "OTEL_MARGIN_POLICY"
+"""Path of the policy file (TOML). Default: ``./otel-margin.toml`` when it exists."""
+
+OTEL_MARGIN_PLUGINS = "OTEL_MARGIN_PLUGINS"
+"""Comma-separated allow-list of guardrail plugin names to load. Unset: all installed."""
+
+OTEL_MARGIN_DISABLE_PLUGINS = "OTEL_MARGIN_DISABLE_PLUGINS"
+"""Comma-separated block-list of guardrail plugin names; ``*`` disables entry-point autoload
+(the model is ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``)."""
+
+OTEL_MARGIN_OPENAI_INCLUDE_USAGE = "OTEL_MARGIN_OPENAI_INCLUDE_USAGE"
+"""``true`` (default) injects ``stream_options.include_usage`` into OpenAI chat streams so
+usage is exact, and hides the extra usage-only chunk from callers that did not ask for it."""
+
+OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+"""``true`` records prompts and completions on spans. Default: off."""
+
+# --- ClickHouse exporter (issue 3) ---------------------------------------------------------
+OTEL_EXPORTER_CLICKHOUSE_ENDPOINT = "OTEL_EXPORTER_CLICKHOUSE_ENDPOINT"
+"""``chdb:///path`` (embedded, the default ``chdb://./.otel-margin/chdb``) or ``http(s)://host:port``."""
+
+OTEL_EXPORTER_CLICKHOUSE_DATABASE = "OTEL_EXPORTER_CLICKHOUSE_DATABASE"
+"""Database name. Default ``otel_margin``."""
+
+OTEL_EXPORTER_CLICKHOUSE_USERNAME = "OTEL_EXPORTER_CLICKHOUSE_USERNAME"
+"""User for a ClickHouse server. Default ``default``."""
+
+OTEL_EXPORTER_CLICKHOUSE_PASSWORD = "OTEL_EXPORTER_CLICKHOUSE_PASSWORD"
+"""Password for a ClickHouse server. Default empty."""
+
+OTEL_EXPORTER_CLICKHOUSE_TTL_DAYS = "OTEL_EXPORTER_CLICKHOUSE_TTL_DAYS"
+"""Days raw ``llm_calls`` rows are kept. Default 180; ``0`` keeps them forever."""
+
+OTEL_EXPORTER_CLICKHOUSE_TIMEOUT = "OTEL_EXPORTER_CLICKHOUSE_TIMEOUT"
+"""Overall deadline in seconds for one export, retries included. Default 10."""
+
+OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR = "OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR"
+"""Local directory for the durable spool of batches not yet written. Default ``./.otel-margin/spool``."""
+
+OTEL_EXPORTER_CLICKHOUSE_SPOOL_MAX_MB = "OTEL_EXPORTER_CLICKHOUSE_SPOOL_MAX_MB"
+"""Upper bound of the spool directory in MiB; batches beyond it are dropped and counted. Default 256."""
