@@ -95,6 +95,8 @@ class LLMCall:
     params: dict[str, Any]
     """The full keyword arguments of the SDK call. Guardrails may change them."""
     attribution: Attribution
+    api: str = ""
+    """The SDK surface: ``chat.completions`` | ``responses`` | ``embeddings`` | ``messages``."""
     stream: bool = False
     estimated_input_tokens: int | None = None
     response_model: str | None = None
@@ -106,6 +108,8 @@ class LLMCall:
     duration_s: float | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     """Extra span attributes set by guardrails; keys from :mod:`otel_margin.attributes`."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """Private state of the instrumentor (e.g. "we injected include_usage"); never exported."""
 
     @property
     def feature(self) -> str | None:

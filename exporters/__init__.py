@@ -1,0 +1,1 @@
+"""The ClickHouse span exporter and its storage client (installs as ``otel_margin.exporters``)."""

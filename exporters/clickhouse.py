@@ -1,0 +1,416 @@
+"""``ClickHouseSpanExporter``: LLM spans → typed rows in ``otel_margin.llm_calls``.
+
+Registered as the ``clickhouse`` exporter of ``opentelemetry-instrument``
+(``OTEL_TRACES_EXPORTER=clickhouse``, alone or beside ``otlp``). Batching is the
+``BatchSpanProcessor``'s job; this class turns a batch into rows and makes sure they are
+written exactly once, even across outages, retries, restarts and ``kill -9``:
+
+* Every batch gets a deterministic ``insert_deduplication_token`` (a hash of its span ids)
+  and is inserted with ``deduplicate_blocks_in_dependent_materialized_views=1``, so a
+  batch that is inserted twice (retry after a lost response, replay after a crash) is
+  stored once, in the raw table and in the rollups.
+* **Embedded chDB** (one process at a time may open the directory): ``export()`` only
+  appends the batch to the spool; a background drainer takes the spool's file lock, opens
+  chDB briefly, inserts the spooled batches in order, deletes each after its insert
+  committed, and closes. If the directory is busy (``otel-margin report`` running, another
+  worker draining), the files wait for the next round.
+* **ClickHouse server**: ``export()`` inserts directly, retrying with jittered exponential
+  backoff under one overall deadline (``timeout``). If the server stays unreachable the
+  batch is spilled to the same spool and replayed in order when it returns; while anything
+  is spooled, new batches queue behind it so order is kept.
+* The spool is bounded (``spool_max_mb``); a batch that does not fit is dropped, logged at
+  warning level and counted in the ``margin.export.dropped`` metric (unit ``{span}``).
+
+``export()`` never raises. The exporter's own ClickHouse traffic is not traced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from opentelemetry import metrics
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_margin.exporters.rows import COLUMN_NAMES, COLUMN_TYPES, TABLE, span_to_row
+from otel_margin.exporters.spool import Spool
+from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, open_client
+
+logger = logging.getLogger(__name__)
+
+METRIC_EXPORT_DROPPED = "margin.export.dropped"
+"""Counter of LLM spans the exporter gave up on (spool full, or refused by ClickHouse)."""
+
+INSERT_SETTINGS = {
+    "insert_deduplicate": 1,
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+}
+
+_BACKOFF_BASE = 0.1
+_BACKOFF_CAP = 2.0
+_REJECT_AFTER = 3
+"""Refusals (a ClickHouse error about the data itself) before a spooled batch is set aside."""
+
+# ClickHouse error codes that say "this data can never be inserted as is" (not "try later").
+_DATA_ERROR_CODES = frozenset({6, 16, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 321})
+
+ClientFactory = Callable[[StorageConfig], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportStats:
+    """What the exporter did so far in this process (a snapshot)."""
+
+    exported_spans: int = 0
+    """LLM spans whose rows committed (directly or from the spool)."""
+    skipped_spans: int = 0
+    """Spans that are not LLM calls (no ``gen_ai.operation.name``)."""
+    spooled_batches: int = 0
+    dropped_spans: int = 0
+    problems: dict[str, int] = field(default_factory=dict)
+    """Coerced or emptied attributes, ``"<column>:coerced"`` / ``"<column>:invalid"`` → count."""
+
+
+class ClickHouseSpanExporter(SpanExporter):
+    """Writes LLM spans to ClickHouse (embedded chDB by default). See the module docstring.
+
+    Every argument defaults to its ``OTEL_EXPORTER_CLICKHOUSE_*`` environment variable
+    (see :class:`~otel_margin.exporters.storage.StorageConfig`). ``client_factory`` replaces
+    :func:`~otel_margin.exporters.storage.open_client` (tests). ``drain_interval`` is how
+    often, in seconds, the background drainer looks at the spool. ``compress`` is passed to
+    clickhouse-connect for HTTP(S) endpoints (``True``, ``"lz4"``, ``"zstd"``, ``False``).
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        database: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ttl_days: int | None = None,
+        timeout: float | None = None,
+        spool_dir: str | None = None,
+        spool_max_mb: float | None = None,
+        compress: bool | str | None = None,
+        drain_interval: float = 1.0,
+        client_factory: ClientFactory | None = None,
+    ) -> None:
+        if not drain_interval > 0:
+            raise ValueError(f"drain_interval {drain_interval!r} must be a number of seconds > 0")
+        self.config = StorageConfig.from_env(
+            endpoint=endpoint,
+            database=database,
+            username=username,
+            password=password,
+            ttl_days=ttl_days,
+            timeout=timeout,
+            spool_dir=spool_dir,
+            spool_max_mb=spool_max_mb,
+        )
+        self._client_options = {} if self.config.embedded or compress is None else {"compress": compress}
+        self._client_factory = client_factory or (lambda config: open_client(config, **self._client_options))
+        self._spool = Spool(self.config.spool_path, max_bytes=int(self.config.spool_max_mb * 1024 * 1024))
+        self._drain_interval = drain_interval
+        self._dropped_counter = metrics.get_meter(__name__).create_counter(
+            METRIC_EXPORT_DROPPED, unit="{span}", description="LLM spans the ClickHouse exporter dropped"
+        )
+        self._client: Any = None  # the long-lived HTTP client (never held for chDB)
+        self._client_lock = threading.Lock()
+        self._drain_mutex = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._problems: Counter[str] = Counter()
+        self._refusals: Counter[str] = Counter()
+        self._schema_ready = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._shutdown = False
+        self._drainer = threading.Thread(target=self._drain_forever, name="otel-margin-clickhouse-drain", daemon=True)
+        self._drainer.start()
+
+    # --- SpanExporter ---------------------------------------------------------------------
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Write the LLM spans of one batch; non-LLM spans are skipped and counted.
+
+        Returns SUCCESS once the rows are committed or durably spooled, FAILURE if they
+        were dropped (spool full) or the exporter is shut down. Never raises.
+        """
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        try:
+            with suppress_instrumentation():
+                return self._export(spans)
+        except Exception:  # noqa: BLE001 - an exporter must never raise into the SDK
+            logger.exception("otel-margin ClickHouse exporter failed on a batch of %d spans", len(spans))
+            return SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Write everything spooled so far; True if the spool is empty before the timeout."""
+        deadline = time.monotonic() + max(timeout_millis, 0) / 1000
+        with suppress_instrumentation():
+            while True:
+                if self._drain(deadline):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                time.sleep(min(0.05, remaining))
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        """Stop the drainer, flush within ``timeout_millis`` (default: the export timeout), close."""
+        if self._shutdown:
+            return
+        timeout_s = (timeout_millis / 1000) if timeout_millis is not None else self.config.timeout
+        deadline = time.monotonic() + timeout_s
+        self._shutdown = True
+        self._stop.set()
+        self._wake.set()
+        self._drainer.join(max(deadline - time.monotonic(), 0))
+        if not self.force_flush(int(max(deadline - time.monotonic(), 0) * 1000)):
+            pending = len(self._spool.pending())
+            if pending:
+                logger.warning(
+                    "otel-margin: %d batch(es) still spooled in %s at shutdown; they will be written "
+                    "by the next process that exports to %s",
+                    pending,
+                    self.config.spool_path,
+                    self.config.endpoint,
+                )
+        with self._client_lock:
+            self._close_client()
+
+    # --- observability of the exporter itself ---------------------------------------------
+
+    def stats(self) -> ExportStats:
+        """A snapshot of what this exporter did in this process."""
+        with self._stats_lock:
+            return ExportStats(
+                exported_spans=self._counts["exported"],
+                skipped_spans=self._counts["skipped"],
+                spooled_batches=self._counts["spooled"],
+                dropped_spans=self._counts["dropped"],
+                problems=dict(self._problems),
+            )
+
+    # --- export path ----------------------------------------------------------------------
+
+    def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        rows, skipped, problems = _rows_of(spans)
+        with self._stats_lock:
+            self._counts["skipped"] += skipped
+            self._problems.update(problems)
+        if problems:
+            logger.debug("otel-margin exporter coerced or emptied span attributes: %s", dict(problems))
+        if not rows:
+            return SpanExportResult.SUCCESS
+        token = batch_token(rows)
+        values = [[row[name] for name in COLUMN_NAMES] for row in rows]
+        # Embedded: never open chDB on the caller's thread. Server: keep order behind a backlog.
+        if not self.config.embedded and not self._spool.pending():
+            if self._insert_with_retries(values, token, time.monotonic() + self.config.timeout):
+                self._count("exported", len(values))
+                return SpanExportResult.SUCCESS
+            logger.warning(
+                "otel-margin: ClickHouse at %s unreachable for %.1fs; spooling %d spans to %s for replay",
+                self.config.endpoint,
+                self.config.timeout,
+                len(values),
+                self.config.spool_path,
+            )
+        return self._spool_batch(values, token)
+
+    def _spool_batch(self, values: list[list[Any]], token: str) -> SpanExportResult:
+        if self._spool.append(token, COLUMN_NAMES, values) is None:
+            self._drop(len(values), f"the spool {self.config.spool_path} is full ({self.config.spool_max_mb} MiB)")
+            return SpanExportResult.FAILURE
+        self._count("spooled", 1)
+        self._wake.set()
+        return SpanExportResult.SUCCESS
+
+    def _insert_with_retries(self, values: list[list[Any]], token: str, deadline: float) -> bool:
+        attempt = 0
+        while True:
+            try:
+                with self._client_lock:
+                    client = self._http_client()
+                    self._insert(client, COLUMN_NAMES, values, token)
+                return True
+            except Exception as error:  # noqa: BLE001 - classified below, never raised
+                with self._client_lock:
+                    self._close_client()  # a fresh connection for the next attempt
+                logger.debug("otel-margin insert attempt %d failed: %s", attempt + 1, error)
+            attempt += 1
+            delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
+            if time.monotonic() + delay >= deadline or self._stop.wait(delay):
+                return False
+
+    def _insert(self, client: Any, columns: Sequence[str], values: list[list[Any]], token: str) -> None:
+        self._ensure_schema(client)
+        types = dict(zip(COLUMN_NAMES, COLUMN_TYPES))
+        client.insert(
+            TABLE,
+            values,
+            column_names=list(columns),
+            column_type_names=[types[c] for c in columns],
+            database=self.config.database,
+            settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
+        )
+
+    def _ensure_schema(self, client: Any) -> None:
+        if self._schema_ready:
+            return
+        try:
+            from otel_margin.schema import apply_schema
+        except ImportError:
+            logger.debug("otel_margin.schema is not available; assuming the schema exists")
+        else:
+            # 0 means "keep forever" in our env var; the schema takes None for that.
+            apply_schema(client, database=self.config.database, ttl_days=self.config.ttl_days or None)
+        self._schema_ready = True
+
+    # --- the spool drainer ----------------------------------------------------------------
+
+    def _drain_forever(self) -> None:
+        with suppress_instrumentation():
+            while not self._stop.is_set():
+                try:
+                    self._drain(time.monotonic() + self.config.timeout)
+                except Exception:  # noqa: BLE001 - the drainer must survive anything
+                    logger.exception("otel-margin spool drainer failed; retrying")
+                self._wake.wait(self._drain_interval)
+                self._wake.clear()
+
+    def _drain(self, deadline: float) -> bool:
+        """Insert spooled batches in order; True if the spool is empty afterwards."""
+        with self._drain_mutex, self._spool.drain_lock() as acquired:
+            if not acquired:
+                return False  # another process is draining
+            self._spool.clean_stale_tmp()
+            files = self._spool.pending()
+            if not files:
+                return True
+            if self.config.embedded:
+                try:
+                    client = self._client_factory(self.config)
+                except StorageUnavailable as error:
+                    logger.debug("otel-margin: chDB busy, spool waits: %s", error)
+                    return False
+                try:
+                    return self._drain_files(client, files, deadline)
+                finally:
+                    client.close()
+            with self._client_lock:
+                try:
+                    client = self._http_client()
+                except StorageUnavailable as error:
+                    logger.debug("otel-margin: ClickHouse unavailable, spool waits: %s", error)
+                    return False
+                try:
+                    return self._drain_files(client, files, deadline)
+                except Exception:
+                    self._close_client()
+                    raise
+
+    def _drain_files(self, client: Any, files: list[Any], deadline: float) -> bool:
+        # A few passes pick up batches appended while we were inserting, without holding
+        # chDB's directory for long.
+        for _ in range(3):
+            for path in files:
+                if time.monotonic() > deadline:
+                    return False
+                try:
+                    batch = self._spool.read(path)
+                except ValueError as error:
+                    self._reject(path, 0, str(error))
+                    continue
+                if batch is None:
+                    continue
+                try:
+                    self._insert(client, batch.columns, batch.rows, batch.token)
+                except Exception as error:  # noqa: BLE001 - classified: refuse or wait
+                    if _is_data_error(error):
+                        self._refusals[batch.token] += 1
+                        if self._refusals[batch.token] >= _REJECT_AFTER:
+                            self._reject(path, len(batch.rows), str(error))
+                            continue
+                    logger.debug("otel-margin: spooled batch %s not written yet: %s", path.name, error)
+                    if not self.config.embedded:
+                        raise
+                    return False
+                self._spool.remove(path)
+                self._count("exported", len(batch.rows))
+            files = self._spool.pending()
+            if not files:
+                return True
+        return False
+
+    def _reject(self, path: Any, spans: int, reason: str) -> None:
+        target = self._spool.reject(path)
+        self._drop(spans, f"ClickHouse refused the batch ({reason}); it was moved to {target}")
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _http_client(self) -> Any:
+        if self._client is None:
+            self._client = self._client_factory(self.config)
+        return self._client
+
+    def _close_client(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+                pass
+            self._client = None
+
+    def _count(self, name: str, amount: int) -> None:
+        with self._stats_lock:
+            self._counts[name] += amount
+
+    def _drop(self, spans: int, reason: str) -> None:
+        self._count("dropped", spans)
+        if spans:
+            self._dropped_counter.add(spans)
+        logger.warning("otel-margin dropped %d LLM span(s): %s", spans, reason)
+
+
+def batch_token(rows: Sequence[dict[str, Any]]) -> str:
+    """The batch's ``insert_deduplication_token``: a hash of its span ids, in order."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(f"{row['trace_id']}:{row['span_id']};".encode())
+    return digest.hexdigest()
+
+
+def _rows_of(spans: Sequence[ReadableSpan]) -> tuple[list[dict[str, Any]], int, Counter[str]]:
+    rows: list[dict[str, Any]] = []
+    problems: Counter[str] = Counter()
+    skipped = 0
+    for span in spans:
+        resource = getattr(span, "resource", None)
+        service = str((resource.attributes if resource else {}).get("service.name", "unknown_service"))
+        row = span_to_row(span, service_name=service, problems=problems)
+        if row is None:
+            skipped += 1
+        else:
+            rows.append(row)
+    return rows, skipped, problems
+
+
+def _is_data_error(error: BaseException) -> bool:
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+    code = getattr(error, "code", None)
+    if isinstance(error, OperationalError) or not isinstance(error, DatabaseError):
+        return False
+    return code is not None and int(code) in _DATA_ERROR_CODES

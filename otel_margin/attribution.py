@@ -1,0 +1,196 @@
+"""Say what an LLM call is for: feature, customer, pricing tier, cohort (and revenue).
+
+Three sources, in this order of precedence, resolved per key:
+
+1. the explicit API, :func:`attribute`, as a context manager or decorator (sync and async,
+   nestable; the innermost value of each key wins);
+2. W3C baggage entries ``margin.feature``, ``margin.customer``, ``margin.tier`` and
+   ``margin.cohort``, so an upstream service can set them for everything downstream;
+3. the HTTP route of the enclosing server span, mapped to a feature by the policy file's
+   ``[attribution.routes]`` table.
+
+A call with no feature is recorded as ``unattributed``; it is never dropped.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import fnmatch
+import functools
+import inspect
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Mapping, TypeVar
+
+from opentelemetry import baggage, context, trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import SpanKind
+
+from otel_margin import attributes as attr
+from otel_margin.call import Attribution
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_explicit: contextvars.ContextVar[Attribution | None] = contextvars.ContextVar(
+    "otel_margin_attribution", default=None
+)
+_server_span: contextvars.ContextVar[ReadableSpan | None] = contextvars.ContextVar(
+    "otel_margin_server_span", default=None
+)
+_HTTP_ROUTE = "http.route"
+
+
+class attribute:  # noqa: N801 - reads as a verb at the call site: ``with attribute(feature=...)``
+    """Attribute the LLM calls made inside this scope to a feature / customer / tier / cohort.
+
+    Use it as a context manager (``with attribute(feature="summarize", customer="acme"):``)
+    or as a decorator on a sync or async function. Scopes nest; the innermost value of each
+    key wins and unset keys are inherited. ``revenue_usd`` is usage-priced revenue earned by
+    each call in the scope (a decimal string, int or Decimal; floats are converted through
+    ``str`` so ``0.1`` means exactly 0.1).
+    """
+
+    def __init__(
+        self,
+        *,
+        feature: str | None = None,
+        customer: str | None = None,
+        tier: str | None = None,
+        cohort: str | None = None,
+        revenue_usd: Decimal | str | int | float | None = None,
+    ) -> None:
+        for name, value in (("feature", feature), ("customer", customer), ("tier", tier), ("cohort", cohort)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"attribute({name}=...) takes a string, got {type(value).__name__} {value!r}")
+        self._attribution = Attribution(
+            feature=feature,
+            customer=customer,
+            tier=tier,
+            cohort=cohort,
+            revenue_usd=_as_money("revenue_usd", revenue_usd),
+            source="api",
+        )
+        self._tokens: list[contextvars.Token[Attribution | None]] = []
+
+    def __enter__(self) -> "attribute":
+        outer = _explicit.get()
+        merged = self._attribution if outer is None else self._attribution.merged_over(outer)
+        self._tokens.append(_explicit.set(merged))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _explicit.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> "attribute":
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__()
+
+    def __call__(self, function: F) -> F:
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def async_attributed(*args: Any, **kwargs: Any) -> Any:
+                with self._fresh():
+                    return await function(*args, **kwargs)
+
+            return async_attributed  # type: ignore[return-value]
+
+        @functools.wraps(function)
+        def attributed(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh():
+                return function(*args, **kwargs)
+
+        return attributed  # type: ignore[return-value]
+
+    def _fresh(self) -> "attribute":
+        # A decorated function may run concurrently in threads and tasks; each run gets its
+        # own token stack.
+        fresh = attribute.__new__(attribute)
+        fresh._attribution = self._attribution
+        fresh._tokens = []
+        return fresh
+
+
+def current_attribution(routes: Mapping[str, str] | None = None) -> Attribution:
+    """The attribution of a call made now: explicit API over baggage over route mapping."""
+    explicit = _explicit.get()
+    resolved = explicit if explicit is not None else Attribution()
+    entries = baggage.get_all()
+    if entries:
+        from_baggage = Attribution(
+            feature=_text(entries.get(attr.BAGGAGE_FEATURE)),
+            customer=_text(entries.get(attr.BAGGAGE_CUSTOMER)),
+            tier=_text(entries.get(attr.BAGGAGE_TIER)),
+            cohort=_text(entries.get(attr.BAGGAGE_COHORT)),
+            source="baggage",
+        )
+        resolved = resolved.merged_over(from_baggage)
+    if resolved.feature is None and routes:
+        feature = feature_for_route(current_route(), routes)
+        if feature is not None:
+            resolved = resolved.merged_over(Attribution(feature=feature, source="route"))
+    return resolved
+
+
+def feature_for_route(route: str | None, routes: Mapping[str, str]) -> str | None:
+    """The feature a route maps to: exact match first, then glob patterns in file order."""
+    if not route:
+        return None
+    exact = routes.get(route)
+    if exact is not None:
+        return exact
+    for pattern, feature in routes.items():
+        if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(route, pattern):
+            return feature
+    return None
+
+
+def current_route() -> str | None:
+    """``http.route`` of the enclosing server span, read now (frameworks often set it late)."""
+    for span in (trace.get_current_span(), _server_span.get()):
+        attributes = getattr(span, "attributes", None)
+        if attributes:
+            route = attributes.get(_HTTP_ROUTE)
+            if isinstance(route, str):
+                return route
+    return None
+
+
+class ServerRouteTracker(SpanProcessor):
+    """Remembers the server span a request runs under, so calls deeper in the request can read its route.
+
+    Only the current span is reachable from an LLM call; the server span may be several
+    levels up. This processor, added to the SDK tracer provider at instrument time, keeps a
+    reference to the innermost SERVER span in a context variable of the request's context.
+    """
+
+    def on_start(self, span: Any, parent_context: context.Context | None = None) -> None:
+        if getattr(span, "kind", None) is SpanKind.SERVER:
+            _server_span.set(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if _server_span.get() is span:
+            _server_span.set(None)
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _as_money(name: str, value: Decimal | str | int | float | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or isinstance(value, bool):
+        raise ValueError(f"attribute({name}={value!r}): not a decimal amount; use e.g. '0.02'")
+    return amount

@@ -1,0 +1,97 @@
+"""Hook specifications for guardrail plugins.
+
+Every guardrail, built-in or third-party, implements some of these hooks and is found
+through the ``otel_margin`` entry-point group (see :mod:`otel_margin.pluginhost`). Hooks are
+always called with keyword arguments, so a hook may gain an argument without breaking
+plugins; an implementation may accept any subset of the arguments.
+
+A call goes through the hooks in this order: :func:`margin_configure` (once, at load),
+then per call :func:`margin_limit_check` → :func:`margin_cache_lookup` →
+:func:`margin_route` → the provider call → :func:`margin_record`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from otel_margin.call import LLMCall
+    from otel_margin.guardrails import CacheHit, LimitDecision
+    from otel_margin.policy import Policy
+
+PROJECT = "otel_margin"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def margin_configure(policy: "Policy") -> None:
+    """Configure the plugin from the policy file, once, when plugins are loaded.
+
+    :param policy: the validated policy file (an empty policy when there is none).
+
+    All implementations are called. An implementation that raises is logged and its
+    plugin is unregistered, so a broken plugin cannot fail every later call.
+    """
+
+
+@hookspec
+def margin_limit_check(call: "LLMCall") -> "LimitDecision | None":
+    """Decide whether ``call`` may proceed: budgets, rate limits, output-token caps.
+
+    :param call: the call record; ``call.estimated_input_tokens`` holds the pre-call
+        estimate and ``call.params`` the request as it will be sent.
+    :return: ``None`` to allow, or a :class:`~otel_margin.guardrails.LimitDecision`:
+        ``action="cap"`` lowers the request's output-token limit to ``max_output_tokens``;
+        ``action="block"`` stops the call with :class:`~otel_margin.guardrails.MarginLimitExceeded`.
+
+    All implementations are called and all decisions are collected; the strictest wins
+    (block over cap over allow; the lowest cap). An implementation that raises fails open:
+    the error is logged and counted and the call proceeds, unless it raises
+    :class:`~otel_margin.guardrails.MarginLimitExceeded` itself (a fail-closed budget), which
+    reaches the caller.
+    """
+
+
+@hookspec(firstresult=True)
+def margin_cache_lookup(call: "LLMCall") -> "CacheHit | None":
+    """Return a stored response for ``call`` instead of calling the provider.
+
+    :param call: the call record. The full request (``call.params``) and the tenant
+        (``call.customer``) must both be part of any cache key.
+    :return: ``None`` on a miss, or a :class:`~otel_margin.guardrails.CacheHit` whose
+        ``response`` is returned to the caller as is (it must be what the SDK would have
+        returned: a response object, or for ``stream=True`` an iterable of chunks).
+
+    First result wins. An implementation that raises fails open (logged, counted) and
+    the lookup continues with the next plugin.
+    """
+
+
+@hookspec(firstresult=True)
+def margin_route(call: "LLMCall") -> "str | None":
+    """Pick a different model for ``call``: the cheapest that meets the feature's quality bar.
+
+    :param call: the call record; ``call.model`` is the model asked for.
+    :return: ``None`` to keep the model, or the name of the model to call instead. The
+        original name is recorded as ``margin.route.from_model`` and the saving as
+        ``margin.saved.usd`` (the actual usage priced at both models).
+
+    First result wins. An implementation that raises fails open (logged, counted).
+    """
+
+
+@hookspec
+def margin_record(call: "LLMCall", response: Any) -> None:
+    """Observe a finished call: usage, cost, guardrail outcome, error (spend tracking, cache store).
+
+    :param call: the completed call record: ``usage``, ``cost``, ``error_type`` and
+        ``attributes`` are final. For a stream, this runs when the stream ends.
+    :param response: what the caller received (the SDK response object; for streams,
+        the list of chunks seen; ``None`` after an error).
+
+    All implementations are called. An implementation that raises is logged and counted;
+    the other implementations still run.
+    """

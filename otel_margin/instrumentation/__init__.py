@@ -1,0 +1,101 @@
+"""Instrumentors: ``BaseInstrumentor`` subclasses that patch the LLM SDKs.
+
+:class:`PatchingInstrumentor` holds what every SDK instrumentor does the same way: wrap
+a list of methods with the pipeline's wrappers at instrument time, and on uninstrument
+restore each one only if the outermost wrapper is still ours (``unwrap`` would otherwise
+remove somebody else's wrapper).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Collection
+
+import wrapt
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from otel_margin.pipeline import Endpoint, Settings, async_wrapper, sync_wrapper
+
+logger = logging.getLogger(__name__)
+_route_trackers: set[int] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """One SDK method to wrap: ``module``, ``Class.method``, and how to read its calls."""
+
+    module: str
+    attribute: str
+    endpoint: Endpoint | None = None
+    is_async: bool = False
+    factory: Callable[[Settings], Callable[..., Any]] | None = None
+    """A custom wrapper factory (for patches that are not LLM calls themselves)."""
+
+
+class PatchingInstrumentor(BaseInstrumentor):
+    """Base of the SDK instrumentors: subclasses list their :class:`Patch` targets."""
+
+    _instruments: Collection[str] = ()
+
+    def patches(self) -> list[Patch]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return self._instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        settings = Settings.load(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        _track_server_routes(settings, kwargs.get("tracer_provider"))
+        self._applied: list[tuple[Any, str, Any]] = []
+        for patch in self.patches():
+            owner = _owner(patch)
+            if owner is None:
+                continue  # this SDK version has no such method
+            if patch.factory is not None:
+                wrapper = patch.factory(settings)
+            else:
+                make = async_wrapper if patch.is_async else sync_wrapper
+                wrapper = make(patch.endpoint, settings)
+            name = patch.attribute.rsplit(".", 1)[-1]
+            wrapt.wrap_function_wrapper(owner, name, wrapper)
+            self._applied.append((owner, name, wrapper))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for owner, name, wrapper in reversed(getattr(self, "_applied", [])):
+            current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
+            if isinstance(current, wrapt.FunctionWrapper) and current._self_wrapper is wrapper:
+                setattr(owner, name, current.__wrapped__)
+            else:
+                logger.warning(
+                    "otel-margin: %s.%s was wrapped again after otel-margin; leaving the chain as it is",
+                    getattr(owner, "__name__", owner),
+                    name,
+                )
+        self._applied = []
+
+
+def _owner(patch: Patch) -> Any:
+    try:
+        target: Any = importlib.import_module(patch.module)
+    except ImportError:
+        return None
+    *path, name = patch.attribute.split(".")
+    for part in path:
+        target = getattr(target, part, None)
+        if target is None:
+            return None
+    return target if hasattr(target, name) else None
+
+
+def _track_server_routes(settings: Settings, tracer_provider: Any) -> None:
+    if not settings.routes:
+        return
+    from otel_margin.attribution import ServerRouteTracker
+
+    provider = tracer_provider or trace.get_tracer_provider()
+    if hasattr(provider, "add_span_processor") and id(provider) not in _route_trackers:
+        provider.add_span_processor(ServerRouteTracker())
+        _route_trackers.add(id(provider))

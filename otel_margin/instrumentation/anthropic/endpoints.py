@@ -1,0 +1,146 @@
+"""How to read Anthropic Messages calls.
+
+Token facts kept here: Anthropic's ``input_tokens`` EXCLUDES cache reads and cache writes,
+so the semantic-convention input count is ``input_tokens + cache_read_input_tokens +
+cache_creation_input_tokens``; a streamed message's output count is the LAST
+``message_delta`` usage (cumulative), not ``message_start`` + deltas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_margin.call import LLMCall, Usage
+from otel_margin.pipeline import Endpoint, StreamObserver
+
+
+class Messages(Endpoint):
+    provider = "anthropic"
+    operation = "chat"
+    api = "messages"
+
+    def read_response(self, call: LLMCall, response: Any) -> None:
+        call.response_model = _str(getattr(response, "model", None))
+        call.response_id = _str(getattr(response, "id", None))
+        reason = _str(getattr(response, "stop_reason", None))
+        call.finish_reasons = (reason,) if reason else ()
+        call.usage = messages_usage(getattr(response, "usage", None))
+
+    def output_text(self, response: Any) -> str:
+        parts = []
+        for block in getattr(response, "content", None) or ():
+            for field in ("text", "thinking"):
+                value = getattr(block, field, None)
+                if isinstance(value, str):
+                    parts.append(value)
+        return "".join(parts)
+
+    def stream_observer(self, call: LLMCall) -> StreamObserver:
+        return MessagesStreamObserver(self)
+
+
+class MessagesStream(Messages):
+    """``messages.stream()``: always a stream, read from the SDK's accumulated snapshot."""
+
+    always_stream = True
+
+
+class MessagesStreamObserver(StreamObserver):
+    def __init__(self, endpoint: Messages) -> None:
+        self.endpoint = endpoint
+        self.start_usage: Any = None
+        self.delta_usage: Any = None
+        self.parts: list[str] = []
+        self.stopped = False
+        self.snapshot: Any = None
+
+    def observe(self, call: LLMCall, chunk: Any) -> bool:
+        kind = getattr(chunk, "type", None)
+        if kind == "content_block_delta":
+            delta = getattr(chunk, "delta", None)
+            for field in ("text", "thinking", "partial_json"):
+                value = getattr(delta, field, None)
+                if isinstance(value, str):
+                    self.parts.append(value)
+        elif kind == "message_start":
+            message = getattr(chunk, "message", None)
+            call.response_model = _str(getattr(message, "model", None))
+            call.response_id = _str(getattr(message, "id", None))
+            self.start_usage = getattr(message, "usage", None)
+        elif kind == "message_delta":
+            self.delta_usage = getattr(chunk, "usage", None)
+            reason = _str(getattr(getattr(chunk, "delta", None), "stop_reason", None))
+            if reason:
+                call.finish_reasons = (reason,)
+        elif kind == "message_stop":
+            self.stopped = True
+        elif kind == "message":  # the SDK's accumulated snapshot (messages.stream())
+            self.snapshot = chunk
+        return False
+
+    def finish(self, call: LLMCall) -> None:
+        if self.snapshot is not None:
+            self.endpoint.read_response(call, self.snapshot)
+            complete = call.finish_reasons != ()
+        else:
+            call.usage = _streamed_usage(self.start_usage, self.delta_usage)
+            complete = self.stopped
+        if call.usage is not None and not complete:
+            # The provider never sent its final count: what we have is a lower bound.
+            from otel_margin.tokens import estimate_output_tokens
+
+            counted = estimate_output_tokens(self.text(), call.model) if self.parts else 0
+            usage = call.usage
+            call.usage = Usage(
+                input_tokens=usage.input_tokens,
+                output_tokens=max(usage.output_tokens, counted),
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                source="estimated",
+            )
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def messages_usage(usage: Any) -> Usage | None:
+    """Anthropic usage in semantic-convention terms; ``None`` when it is unusable."""
+    uncached = _int(getattr(usage, "input_tokens", None))
+    output = _int(getattr(usage, "output_tokens", None))
+    if uncached is None or output is None:
+        return None
+    cache_read = _int(getattr(usage, "cache_read_input_tokens", None)) or 0
+    cache_write = _int(getattr(usage, "cache_creation_input_tokens", None)) or 0
+    return Usage(
+        input_tokens=uncached + cache_read + cache_write,
+        output_tokens=output,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+def _streamed_usage(start: Any, delta: Any) -> Usage | None:
+    usage = messages_usage(start)
+    if usage is None:
+        return None
+    if delta is None:
+        return usage
+    # message_delta counts are cumulative; newer API versions repeat the input counts there.
+    output = _int(getattr(delta, "output_tokens", None))
+    merged = messages_usage(delta) if _int(getattr(delta, "input_tokens", None)) is not None else None
+    if merged is not None:
+        return merged
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens if output is None else output,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,1 @@
+_instruments = ("anthropic >= 1.0, < 3",)

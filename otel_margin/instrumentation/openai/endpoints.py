@@ -1,0 +1,186 @@
+"""How to read OpenAI calls: Chat Completions, Responses, Embeddings.
+
+Token facts kept here: ``prompt_tokens`` already includes ``cached_tokens`` (so it is the
+semantic-convention input count as is); ``completion_tokens`` includes reasoning tokens;
+chat streams carry usage only with ``stream_options.include_usage``, in one extra chunk
+with empty ``choices`` that we hide from callers who did not ask for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_margin.call import LLMCall, Usage
+from otel_margin.pipeline import Endpoint, Settings, StreamObserver
+
+_INJECTED = "include_usage_injected"
+
+
+class ChatCompletions(Endpoint):
+    provider = "openai"
+    operation = "chat"
+    api = "chat.completions"
+
+    def prepare(self, call: LLMCall, settings: Settings) -> None:
+        if not call.stream or not settings.include_usage:
+            return
+        options = call.params.get("stream_options")
+        if isinstance(options, dict):
+            if "include_usage" in options:
+                return  # the caller decided; respect it
+            call.params["stream_options"] = {**options, "include_usage": True}
+        elif options is None or type(options).__name__ in ("Omit", "NotGiven"):
+            call.params["stream_options"] = {"include_usage": True}
+        else:
+            return
+        call.notes[_INJECTED] = True
+
+    def read_response(self, call: LLMCall, response: Any) -> None:
+        call.response_model = _str(getattr(response, "model", None))
+        call.response_id = _str(getattr(response, "id", None))
+        choices = getattr(response, "choices", None) or ()
+        call.finish_reasons = tuple(r for r in (_str(getattr(c, "finish_reason", None)) for c in choices) if r)
+        call.usage = chat_usage(getattr(response, "usage", None))
+
+    def output_text(self, response: Any) -> str:
+        parts = []
+        for choice in getattr(response, "choices", None) or ():
+            content = getattr(getattr(choice, "message", None), "content", None)
+            if isinstance(content, str):
+                parts.append(content)
+        return "".join(parts)
+
+    def stream_observer(self, call: LLMCall) -> StreamObserver:
+        return ChatStreamObserver(hide_usage_chunk=bool(call.notes.get(_INJECTED)))
+
+
+class ChatStreamObserver(StreamObserver):
+    def __init__(self, hide_usage_chunk: bool) -> None:
+        self.hide_usage_chunk = hide_usage_chunk
+        self.parts: list[str] = []
+        self.finish_reasons: dict[int, str] = {}
+
+    def observe(self, call: LLMCall, chunk: Any) -> bool:
+        if call.response_model is None:
+            call.response_model = _str(getattr(chunk, "model", None))
+            call.response_id = _str(getattr(chunk, "id", None))
+        choices = getattr(chunk, "choices", None)
+        for choice in choices or ():
+            delta = getattr(choice, "delta", None)
+            content = getattr(delta, "content", None)
+            if isinstance(content, str):
+                self.parts.append(content)
+            for tool_call in getattr(delta, "tool_calls", None) or ():
+                arguments = getattr(getattr(tool_call, "function", None), "arguments", None)
+                if isinstance(arguments, str):
+                    self.parts.append(arguments)
+            reason = _str(getattr(choice, "finish_reason", None))
+            if reason:
+                self.finish_reasons[getattr(choice, "index", 0) or 0] = reason
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            call.usage = chat_usage(usage)
+        return self.hide_usage_chunk and not choices and usage is not None
+
+    def finish(self, call: LLMCall) -> None:
+        call.finish_reasons = tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons))
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class Responses(Endpoint):
+    provider = "openai"
+    operation = "chat"
+    api = "responses"
+
+    def read_response(self, call: LLMCall, response: Any) -> None:
+        call.response_model = _str(getattr(response, "model", None))
+        call.response_id = _str(getattr(response, "id", None))
+        status = _str(getattr(response, "status", None))
+        call.finish_reasons = (status,) if status else ()
+        call.usage = responses_usage(getattr(response, "usage", None))
+
+    def output_text(self, response: Any) -> str:
+        text = getattr(response, "output_text", None)
+        return text if isinstance(text, str) else ""
+
+    def stream_observer(self, call: LLMCall) -> StreamObserver:
+        return ResponsesStreamObserver(self)
+
+
+class ResponsesStreamObserver(StreamObserver):
+    _FINAL = ("response.completed", "response.incomplete", "response.failed")
+
+    def __init__(self, endpoint: Responses) -> None:
+        self.endpoint = endpoint
+        self.parts: list[str] = []
+
+    def observe(self, call: LLMCall, chunk: Any) -> bool:
+        kind = getattr(chunk, "type", None)
+        if kind == "response.output_text.delta":
+            delta = getattr(chunk, "delta", None)
+            if isinstance(delta, str):
+                self.parts.append(delta)
+        elif kind == "response.created" and call.response_model is None:
+            response = getattr(chunk, "response", None)
+            call.response_model = _str(getattr(response, "model", None))
+            call.response_id = _str(getattr(response, "id", None))
+        elif kind in self._FINAL:
+            self.endpoint.read_response(call, getattr(chunk, "response", None))
+        return False
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class Embeddings(Endpoint):
+    provider = "openai"
+    operation = "embeddings"
+    api = "embeddings"
+
+    def read_response(self, call: LLMCall, response: Any) -> None:
+        call.response_model = _str(getattr(response, "model", None))
+        usage = getattr(response, "usage", None)
+        prompt = _int(getattr(usage, "prompt_tokens", None))
+        call.usage = None if prompt is None else Usage(input_tokens=prompt)
+
+
+def chat_usage(usage: Any) -> Usage | None:
+    """Chat Completions usage in semantic-convention terms; ``None`` when it is unusable."""
+    prompt = _int(getattr(usage, "prompt_tokens", None))
+    completion = _int(getattr(usage, "completion_tokens", None))
+    if prompt is None or completion is None:
+        return None
+    cached = _int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)) or 0
+    reasoning = _int(getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)) or 0
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        cache_read_tokens=min(cached, prompt),
+        reasoning_tokens=min(reasoning, completion),
+    )
+
+
+def responses_usage(usage: Any) -> Usage | None:
+    """Responses API usage in semantic-convention terms; ``None`` when it is unusable."""
+    input_tokens = _int(getattr(usage, "input_tokens", None))
+    output_tokens = _int(getattr(usage, "output_tokens", None))
+    if input_tokens is None or output_tokens is None:
+        return None
+    cached = _int(getattr(getattr(usage, "input_tokens_details", None), "cached_tokens", None)) or 0
+    reasoning = _int(getattr(getattr(usage, "output_tokens_details", None), "reasoning_tokens", None)) or 0
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=min(cached, input_tokens),
+        reasoning_tokens=min(reasoning, output_tokens),
+    )
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

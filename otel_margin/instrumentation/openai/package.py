@@ -1,0 +1,1 @@
+_instruments = ("openai >= 2.0, < 4",)

@@ -1,0 +1,419 @@
+"""The path of one LLM call: attribution → guardrails → provider → usage → cost → span.
+
+Instrumentors describe each patched SDK method with an :class:`Endpoint` (how to read
+its request and its response) and wrap it with :func:`sync_wrapper` / :func:`async_wrapper`.
+Everything else — the call record, the guardrail hooks, pricing, the span, streams — is
+here, once, for every provider.
+
+Safety rules kept here: the user's call never sees our errors (they are logged at debug
+level and counted); the provider's errors reach the user unchanged; a blocked call raises
+:class:`~otel_margin.guardrails.MarginLimitExceeded`; a stream's span ends exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Mapping
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from otel_margin import attributes as attr
+from otel_margin import guardrails
+from otel_margin.attribution import current_attribution
+from otel_margin.call import Attribution, LLMCall, Usage
+from otel_margin.environment_variables import (
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT,
+    OTEL_MARGIN_OPENAI_INCLUDE_USAGE,
+)
+from otel_margin.pluginhost import pm
+from otel_margin.telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
+
+IN_CALL_KEY = otel_context.create_key("otel_margin.in_call")
+"""Set in the OpenTelemetry context while an instrumented call runs: nested patched
+methods (``with_raw_response`` → ``create``) pass straight through."""
+
+# OpenLLMetry's instrumentations skip a call when this context key is set.
+_PEER_SUPPRESS_KEY = "suppress_language_model_instrumentation"
+# Wrappers of these modules are peers' LLM instrumentations: when ours is the outer wrapper
+# we call past them, so one call yields one LLM span.
+_PEER_WRAPPER_MODULES = (
+    "opentelemetry.instrumentation.openai",
+    "opentelemetry.instrumentation.anthropic",
+    "openlit.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Configuration read once at instrument time."""
+
+    telemetry: Telemetry
+    routes: Mapping[str, str] = field(default_factory=dict)
+    unit_prices: Mapping[str, Decimal] = field(default_factory=dict)
+    include_usage: bool = True
+    capture_content: bool = False
+
+    @classmethod
+    def load(cls, tracer_provider: Any = None, meter_provider: Any = None, policy: Any = None) -> "Settings":
+        """Settings from the environment and the policy file; a broken policy is logged, not raised."""
+        from otel_margin.pluginhost import load_plugins
+        from otel_margin.policy import load_policy
+
+        if policy is None:
+            try:
+                policy = load_policy()
+            except ValueError as error:
+                logger.error("otel-margin: %s; instrumenting with an empty policy", error)
+                policy = load_policy(os.devnull)
+        load_plugins(policy)
+        return cls(
+            telemetry=Telemetry(tracer_provider, meter_provider),
+            routes=dict(getattr(policy, "routes", {}) or {}),
+            unit_prices=dict(getattr(policy, "unit_prices", {}) or {}),
+            include_usage=_env_flag(OTEL_MARGIN_OPENAI_INCLUDE_USAGE, True),
+            capture_content=_env_flag(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, False),
+        )
+
+
+class Endpoint:
+    """How to read one SDK method's request and response. Subclassed per provider API.
+
+    ``read_response`` and ``stream_observer`` must tolerate any shape (missing fields,
+    ``None`` usage): the flow calls them inside a guard, but a clean ``None`` is better
+    than an exception that costs a log line per call.
+    """
+
+    provider: str = ""
+    operation: str = "chat"
+    api: str = ""
+    always_stream: bool = False
+    """The method always streams (``messages.stream()``), whatever ``stream=`` says."""
+
+    def prepare(self, call: LLMCall, settings: Settings) -> None:
+        """Adjust the request before it is sent (e.g. ask for stream usage)."""
+
+    def read_response(self, call: LLMCall, response: Any) -> None:
+        """Fill usage, response model, id and finish reasons from a complete response."""
+
+    def stream_observer(self, call: LLMCall) -> "StreamObserver":
+        """An observer fed with every chunk of a stream."""
+        return StreamObserver()
+
+    def output_text(self, response: Any) -> str:
+        """The generated text of a response, for estimating output tokens when usage is missing."""
+        return ""
+
+
+class StreamObserver:
+    """Sees each chunk of a stream; fills the call record when the stream ends."""
+
+    def observe(self, call: LLMCall, chunk: Any) -> bool:
+        """Record ``chunk``; return True to hide it from the caller (OpenAI's injected usage chunk)."""
+        return False
+
+    def finish(self, call: LLMCall) -> None:
+        """Fill the call record from what was seen."""
+
+    def text(self) -> str:
+        """Text generated so far, for estimating output tokens of a cut or abandoned stream."""
+        return ""
+
+
+def sync_wrapper(endpoint: Endpoint, settings: Settings) -> Callable[..., Any]:
+    """A wrapt wrapper running a sync SDK method through the pipeline."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if otel_context.get_value(IN_CALL_KEY):
+            return wrapped(*args, **kwargs)
+        flow = CallFlow.begin(endpoint, settings, kwargs)
+        if flow is None:
+            return wrapped(*args, **kwargs)
+        if flow.cached is not None:
+            return flow.cached
+        token = flow.enter()
+        try:
+            result = _past_peers(wrapped)(*args, **flow.call.params)
+        except BaseException as error:
+            flow.fail(error)
+            raise
+        finally:
+            otel_context.detach(token)
+        return flow.succeed(result)
+
+    return wrapper
+
+
+def async_wrapper(endpoint: Endpoint, settings: Settings) -> Callable[..., Any]:
+    """A wrapt wrapper running an async SDK method through the pipeline."""
+
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if otel_context.get_value(IN_CALL_KEY):
+            return await wrapped(*args, **kwargs)
+        flow = CallFlow.begin(endpoint, settings, kwargs)
+        if flow is None:
+            return await wrapped(*args, **kwargs)
+        if flow.cached is not None:
+            return flow.cached
+        token = flow.enter()
+        try:
+            result = await _past_peers(wrapped)(*args, **flow.call.params)
+        except BaseException as error:
+            flow.fail(error)
+            raise
+        finally:
+            otel_context.detach(token)
+        return flow.succeed(result)
+
+    return wrapper
+
+
+def manager_wrapper(endpoint: Endpoint, settings: Settings) -> Callable[..., Any]:
+    """A wrapt wrapper for methods returning a lazy stream manager; the request runs at ``__enter__``."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if otel_context.get_value(IN_CALL_KEY):
+            return wrapped(*args, **kwargs)
+        flow = CallFlow.begin(endpoint, settings, kwargs)
+        if flow is None:
+            return wrapped(*args, **kwargs)
+        if flow.cached is not None:
+            return flow.cached
+        try:
+            manager = _past_peers(wrapped)(*args, **flow.call.params)
+        except BaseException as error:
+            flow.fail(error)
+            raise
+        from otel_margin.streams import wrap_manager
+
+        return wrap_manager(manager, flow)
+
+    return wrapper
+
+
+def quiet_inside_calls(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+    """Wrapper for an SDK's own span factory: no second span inside one of our calls."""
+    if otel_context.get_value(IN_CALL_KEY):
+        return None
+    return wrapped(*args, **kwargs)
+
+
+class CallFlow:
+    """One call in flight: its record, its span, and whether it has finished."""
+
+    __slots__ = ("endpoint", "settings", "call", "span", "owned", "started", "cached", "done", "observer", "chunks")
+
+    def __init__(self, endpoint: Endpoint, settings: Settings, call: LLMCall) -> None:
+        self.endpoint = endpoint
+        self.settings = settings
+        self.call = call
+        self.span: Any = None
+        self.owned = True
+        self.started = time.perf_counter()
+        self.cached: Any = None
+        self.done = False
+        self.observer: StreamObserver | None = None
+        self.chunks: list[Any] | None = None
+
+    @classmethod
+    def begin(cls, endpoint: Endpoint, settings: Settings, kwargs: dict) -> "CallFlow | None":
+        """Build the record, open the span, run the guardrails. ``None``: run the call bare.
+
+        Raises only :class:`~otel_margin.guardrails.MarginLimitExceeded` (a blocked call).
+        """
+        try:
+            flow = cls(endpoint, settings, _new_call(endpoint, settings, kwargs))
+            flow.span, flow.owned = settings.telemetry.start_span(flow.call)
+        except Exception:  # noqa: BLE001 - our failure: the call proceeds uninstrumented
+            _internal_error(settings, "begin")
+            return None
+        try:
+            endpoint.prepare(flow.call, settings)
+            hit = guardrails.before_call(flow.call, settings.telemetry.count_internal_error)
+        except guardrails.MarginLimitExceeded as blocked:
+            flow.call.error_type = type(blocked).__name__
+            flow._finish(None, blocked)
+            raise
+        except Exception:  # noqa: BLE001
+            _internal_error(settings, "guardrails")
+            return flow
+        if hit is not None:
+            flow.call.usage = Usage(source="provider")
+            flow._finish(hit.response, None)
+            flow.cached = hit.response
+        return flow
+
+    def enter(self) -> object:
+        """Make our span current and peers quiet for the duration of the provider call."""
+        ctx = otel_context.set_value(IN_CALL_KEY, True)
+        ctx = otel_context.set_value(_PEER_SUPPRESS_KEY, True, ctx)
+        if self.owned:
+            ctx = trace.set_span_in_context(self.span, ctx)
+        return otel_context.attach(ctx)
+
+    def succeed(self, result: Any) -> Any:
+        """Read a provider result; return it, or a proxy of it for streams. Never raises."""
+        try:
+            if _is_raw_response(result):
+                from otel_margin.streams import wrap_raw_response
+
+                return wrap_raw_response(result, self)
+            if self.call.stream:
+                from otel_margin.streams import wrap_stream
+
+                return wrap_stream(result, self)
+            self.endpoint.read_response(self.call, result)
+            self._finish(result, None)
+        except Exception:  # noqa: BLE001
+            _internal_error(self.settings, "response")
+            self._finish(result, None)
+        return result
+
+    def fail(self, error: BaseException) -> None:
+        """Record a provider error (the caller gets it unchanged). Never raises."""
+        try:
+            self.call.error_type = _error_type(error)
+            self._finish(None, error)
+        except Exception:  # noqa: BLE001
+            _internal_error(self.settings, "fail")
+
+    def observe(self, chunk: Any) -> bool:
+        """Feed one stream chunk; True means hide it from the caller. Never raises."""
+        try:
+            if self.observer is None:
+                self.observer = self.endpoint.stream_observer(self.call)
+                self.chunks = []
+            if self.chunks is not None and len(self.chunks) < 10_000:
+                self.chunks.append(chunk)
+            return self.observer.observe(self.call, chunk)
+        except Exception:  # noqa: BLE001
+            _internal_error(self.settings, "stream")
+            return False
+
+    def end_stream(self, error: BaseException | None = None) -> None:
+        """The stream ended (exhausted, closed, abandoned or failed). Idempotent. Never raises."""
+        if self.done:
+            return
+        try:
+            if self.observer is not None:
+                self.observer.finish(self.call)
+            if error is not None:
+                self.call.error_type = _error_type(error)
+            if self.call.usage is None:
+                self._estimate_usage(self.observer.text() if self.observer is not None else "")
+            self._finish(self.chunks, error)
+        except Exception:  # noqa: BLE001
+            _internal_error(self.settings, "stream_end")
+            self.done = True
+
+    def _estimate_usage(self, output_text: str) -> None:
+        from otel_margin.tokens import estimate_chat_input_tokens, estimate_output_tokens
+
+        call = self.call
+        if call.estimated_input_tokens is None:
+            call.estimated_input_tokens = estimate_chat_input_tokens(call.provider, call.params)
+        output = estimate_output_tokens(output_text, call.model) if output_text else 0
+        call.usage = Usage(input_tokens=call.estimated_input_tokens, output_tokens=output, source="estimated")
+
+    def _finish(self, response: Any, error: BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        call = self.call
+        settings = self.settings
+        call.duration_s = time.perf_counter() - self.started
+        try:
+            if call.usage is None and error is None:
+                self._estimate_usage(self.endpoint.output_text(response))
+            if call.usage is not None and call.cost is None:
+                _price(call)
+            if call.attribution.revenue_usd is None and call.attribution.feature in settings.unit_prices:
+                _set_unit_revenue(call, settings.unit_prices[call.attribution.feature])
+            guardrails.after_call(call, response, settings.telemetry.count_internal_error)
+        except Exception:  # noqa: BLE001
+            _internal_error(settings, "finish")
+        try:
+            settings.telemetry.finish(call, self.span, self.owned, error)
+        except Exception:  # noqa: BLE001
+            _internal_error(settings, "span")
+
+
+def _new_call(endpoint: Endpoint, settings: Settings, kwargs: dict) -> LLMCall:
+    params = dict(kwargs)
+    model = params.get("model")
+    call = LLMCall(
+        provider=endpoint.provider,
+        operation=endpoint.operation,
+        request_model=model if isinstance(model, str) else "",
+        params=params,
+        attribution=current_attribution(settings.routes),
+        api=endpoint.api,
+        stream=endpoint.always_stream or params.get("stream") is True,
+    )
+    if pm.hook.margin_limit_check.get_hookimpls() or pm.hook.margin_cache_lookup.get_hookimpls():
+        # Guardrails want a pre-call size; counting costs time, so only when someone reads it.
+        from otel_margin.tokens import estimate_chat_input_tokens
+
+        call.estimated_input_tokens = estimate_chat_input_tokens(call.provider, params)
+    return call
+
+
+def _price(call: LLMCall) -> None:
+    from otel_margin.prices import get_catalog
+
+    catalog = get_catalog()
+    model = call.response_model or call.model
+    call.cost = catalog.price(call.provider, model, call.usage, duration_s=call.duration_s)
+    from_model = call.attributes.get(attr.MARGIN_ROUTE_FROM_MODEL)
+    if from_model and call.cost.total is not None and attr.MARGIN_SAVED_USD not in call.attributes:
+        would_have = catalog.price(call.provider, from_model, call.usage, duration_s=call.duration_s)
+        if would_have.total is not None:
+            call.attributes[attr.MARGIN_SAVED_USD] = str(would_have.total - call.cost.total)
+
+
+def _set_unit_revenue(call: LLMCall, unit_price: Decimal) -> None:
+    a = call.attribution
+    call.attribution = Attribution(a.feature, a.customer, a.tier, a.cohort, unit_price, a.source)
+
+
+def _past_peers(wrapped: Any) -> Any:
+    # wrapt's bound wrapper of a peer instrumentation: call what it wraps instead.
+    while type(wrapped).__name__ == "BoundFunctionWrapper":
+        module = getattr(getattr(wrapped, "_self_wrapper", None), "__module__", "") or ""
+        if not module.startswith(_PEER_WRAPPER_MODULES):
+            break
+        wrapped = wrapped.__wrapped__
+    return wrapped
+
+
+def _is_raw_response(result: Any) -> bool:
+    return hasattr(result, "http_response") and hasattr(result, "parse") and not hasattr(result, "__next__")
+
+
+def _error_type(error: BaseException) -> str:
+    return type(error).__qualname__
+
+
+def _internal_error(settings: Settings, where: str) -> None:
+    logger.debug("otel-margin: internal error in %s; the call proceeds", where, exc_info=True)
+    settings.telemetry.count_internal_error(where)
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    logger.warning("otel-margin: %s=%r is not true/false; using %s", name, value, default)
+    return default
+

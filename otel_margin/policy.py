@@ -1,0 +1,573 @@
+"""The policy file: the user's own prices, discounts, features and route mapping.
+
+One TOML file (``OTEL_MARGIN_POLICY``, else ``./otel-margin.toml``) says what the public
+catalog cannot know: contract discounts, fine-tuned and private model prices, self-hosted
+cost, which HTTP route is which feature, and what a feature earns per call. It is validated
+in full when it is loaded; every error names the file, the line, the key and the fix::
+
+    otel-margin.toml line 12: [prices.models."ft:gpt-4o-mini:acme"] unknown key
+    'inptu_per_mtok'; did you mean 'input_per_mtok'?
+
+The accepted keys are one table, :data:`SCHEMA`, so a later feature adds a key there (and
+in ``docs/policy.md``) rather than writing another parser.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from fnmatch import fnmatchcase
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Union
+
+from otel_margin.environment_variables import OTEL_MARGIN_POLICY
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_POLICY_FILE = "otel-margin.toml"
+"""Looked for in the working directory when ``OTEL_MARGIN_POLICY`` is not set."""
+
+
+class PolicyError(ValueError):
+    """The policy file cannot be used; the message names the file, line, key and fix."""
+
+
+# --- the policy, as the rest of the package sees it --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FeaturePolicy:
+    """Settings of one feature (``[features.NAME]``)."""
+
+    name: str
+    unit_price_usd: Decimal | None = None
+    """Usage-priced revenue of one call of this feature."""
+
+
+@dataclass(frozen=True, slots=True)
+class Discount:
+    """A contract discount on catalog prices (``[[prices.discounts]]``)."""
+
+    provider: str
+    percent: Decimal
+    """Strictly between 0 and 100: ``15`` means you pay 85% of the catalog price."""
+    model: str | None = None
+    """A glob (``gpt-4o*``) matched against the model id; ``None`` means every model."""
+    line: int | None = None
+
+    def applies_to(self, providers: tuple[str, ...], models: tuple[str, ...]) -> bool:
+        """True when any of ``providers`` is this discount's and any of ``models`` matches."""
+        wanted = self.provider.lower()
+        if not any(p.lower() == wanted for p in providers):
+            return False
+        if self.model is None:
+            return True
+        pattern = self.model.lower()
+        return any(fnmatchcase(m.lower(), pattern) for m in models)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPricePolicy:
+    """A custom, private or fine-tuned model's price per million tokens (``[prices.models.ID]``)."""
+
+    model: str
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    provider: str | None = None
+    """When set, only calls to this provider match; ``None`` matches any provider."""
+    cache_read_per_mtok: Decimal | None = None
+    cache_write_per_mtok: Decimal | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SelfHostedPolicy:
+    """A self-hosted model's cost (``[prices.self_hosted.ID]``): per GPU-second or per token."""
+
+    model: str
+    provider: str | None = None
+    gpu_second_usd: Decimal | None = None
+    gpus: int = 1
+    input_per_mtok: Decimal | None = None
+    output_per_mtok: Decimal | None = None
+    cache_read_per_mtok: Decimal | None = None
+    cache_write_per_mtok: Decimal | None = None
+    line: int | None = None
+
+
+def _frozen_map() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The loaded policy file. ``Policy()`` is the empty policy (no file)."""
+
+    source: str | None = None
+    """Path of the file it was loaded from; ``None`` for the empty default."""
+    version: str = ""
+    """Short stable hash of the file content (``""`` without a file); part of price versions."""
+    routes: Mapping[str, str] = field(default_factory=_frozen_map)
+    """HTTP route template of the enclosing server span → feature, in file order."""
+    features: Mapping[str, FeaturePolicy] = field(default_factory=_frozen_map)
+    discounts: tuple[Discount, ...] = ()
+    """In file order; the first one that applies to a call wins."""
+    models: Mapping[str, ModelPricePolicy] = field(default_factory=_frozen_map)
+    """Keyed by lower-cased model id."""
+    self_hosted: Mapping[str, SelfHostedPolicy] = field(default_factory=_frozen_map)
+    """Keyed by lower-cased model id."""
+
+    @property
+    def display_name(self) -> str:
+        """How messages name the file: its path, or ``(no policy file)``."""
+        return self.source if self.source is not None else "(no policy file)"
+
+
+def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
+    """Load and validate the policy file.
+
+    ``path`` wins; else ``$OTEL_MARGIN_POLICY``; else ``./otel-margin.toml`` when it exists;
+    else the empty :class:`Policy`. Raises :class:`PolicyError` (a ``ValueError``) naming
+    the file, line, key and fix when the file is missing, not TOML, or not valid policy.
+    """
+    if path is None:
+        env_path = os.environ.get(OTEL_MARGIN_POLICY, "").strip()
+        if env_path:
+            if not Path(env_path).is_file():
+                raise PolicyError(
+                    f"{OTEL_MARGIN_POLICY}={env_path}: no such file; "
+                    f"fix the path or unset {OTEL_MARGIN_POLICY}"
+                )
+            path = env_path
+        elif Path(DEFAULT_POLICY_FILE).is_file():
+            path = DEFAULT_POLICY_FILE
+        else:
+            return Policy()
+    name = os.fspath(path)
+    try:
+        raw = Path(name).read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(f"{name}: no such policy file; fix the path") from None
+    except OSError as error:
+        raise PolicyError(f"{name}: cannot read the policy file ({error.strerror})") from None
+    return parse_policy(raw, source=name)
+
+
+def parse_policy(content: bytes | str, *, source: str = DEFAULT_POLICY_FILE) -> Policy:
+    """Validate policy ``content`` (TOML) as if read from the file named ``source``."""
+    raw = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PolicyError(f"{source}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise PolicyError(_toml_error_message(source, str(error))) from None
+    checker = _Checker(source, _Locator(text))
+    data = checker.table(SCHEMA, document, ())
+    return _build_policy(data, source, hashlib.sha256(raw).hexdigest()[:8], checker.locator)
+
+
+# --- the schema: one table of every key the file accepts ----------------------------------
+
+
+class _Invalid(Exception):
+    """A value of the wrong type or range; the message says what was expected."""
+
+
+Coerce = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One scalar key: how its value is checked/converted, and an example for fix hints."""
+
+    coerce: Coerce
+    example: str
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table with a fixed set of keys; ``check`` validates rules across keys."""
+
+    keys: Mapping[str, "Spec"]
+    check: Callable[[dict[str, Any]], str | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableMap:
+    """A table whose keys the user names (model ids, feature names); each value is ``value``."""
+
+    value: "Spec"
+
+
+@dataclass(frozen=True, slots=True)
+class TableArray:
+    """An array of tables (``[[prices.discounts]]``)."""
+
+    table: Table
+
+
+Spec = Union[Key, Table, TableMap, TableArray]
+
+
+def money(value: Any) -> Decimal:
+    """A non-negative dollar amount: a string (``"0.30"``), an int, or a float via ``str()``."""
+    if isinstance(value, bool):
+        raise _Invalid('a money amount like "0.30"')
+    if isinstance(value, float):
+        # str() gives the shortest repr (0.3 -> "0.3"), not the binary expansion.
+        value = str(value)
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            raise _Invalid('a money amount like "0.30"') from None
+        if amount.is_finite() and amount >= 0:
+            return amount
+        raise _Invalid('a finite, non-negative money amount like "0.30"')
+    raise _Invalid('a money amount like "0.30" (a string or a number)')
+
+
+def percent(value: Any) -> Decimal:
+    """A percentage strictly between 0 and 100."""
+    try:
+        amount = money(value)
+    except _Invalid:
+        raise _Invalid("a percentage between 0 and 100, like 15") from None
+    if 0 < amount < 100:
+        return amount
+    raise _Invalid("a percentage strictly between 0 and 100, like 15")
+
+
+def text(value: Any) -> str:
+    """A non-empty string."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise _Invalid("a non-empty string")
+
+
+def positive_int(value: Any) -> int:
+    """An integer of at least 1."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise _Invalid("a whole number of at least 1")
+
+
+def _self_hosted_rule(table: dict[str, Any]) -> str | None:
+    per_second = "gpu_second_usd" in table
+    per_token = "input_per_mtok" in table or "output_per_mtok" in table
+    if per_second and per_token:
+        return "sets both gpu_second_usd and per-token prices; keep one way of pricing"
+    if per_token and not ("input_per_mtok" in table and "output_per_mtok" in table):
+        missing = "output_per_mtok" if "input_per_mtok" in table else "input_per_mtok"
+        return f"missing required key '{missing}'; add {missing} = \"0.50\""
+    if not per_second and not per_token:
+        return 'has no price; add gpu_second_usd = "0.0011" or input_per_mtok and output_per_mtok'
+    if "gpus" in table and not per_second:
+        return "sets gpus without gpu_second_usd; add gpu_second_usd or remove gpus"
+    return None
+
+
+_MTOK_KEYS: dict[str, Spec] = {
+    "input_per_mtok": Key(money, '"0.30"', required=True),
+    "output_per_mtok": Key(money, '"1.20"', required=True),
+    "cache_read_per_mtok": Key(money, '"0.15"'),
+    "cache_write_per_mtok": Key(money, '"0.375"'),
+}
+
+SCHEMA = Table(
+    {
+        "attribution": Table({"routes": TableMap(Key(text, '"summarize"'))}),
+        "features": TableMap(Table({"unit_price_usd": Key(money, '"0.02"')})),
+        "prices": Table(
+            {
+                "discounts": TableArray(
+                    Table(
+                        {
+                            "provider": Key(text, '"openai"', required=True),
+                            "model": Key(text, '"gpt-4o*"'),
+                            "percent": Key(percent, "15", required=True),
+                        }
+                    )
+                ),
+                "models": TableMap(Table({"provider": Key(text, '"openai"'), **_MTOK_KEYS})),
+                "self_hosted": TableMap(
+                    Table(
+                        {
+                            "provider": Key(text, '"vllm"'),
+                            "gpu_second_usd": Key(money, '"0.0011"'),
+                            "gpus": Key(positive_int, "2"),
+                            **{
+                                name: Key(spec.coerce, spec.example)
+                                for name, spec in _MTOK_KEYS.items()
+                                if isinstance(spec, Key)
+                            },
+                        },
+                        check=_self_hosted_rule,
+                    )
+                ),
+            }
+        ),
+    }
+)
+"""Every table and key the policy file accepts. Add new keys here and in docs/policy.md."""
+
+
+# --- validation ---------------------------------------------------------------------------
+
+PathPart = Union[str, int]
+
+
+class _Checker:
+    """Walks a parsed document against a spec; raises the first error with file and line."""
+
+    def __init__(self, source: str, locator: "_Locator") -> None:
+        self.source = source
+        self.locator = locator
+
+    def table(self, spec: Table, value: Any, path: tuple[PathPart, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(path, None, f"must be a table, not {_type_name(value)}")
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            child = spec.keys.get(key)
+            if child is None:
+                hint = difflib.get_close_matches(key, list(spec.keys), n=1, cutoff=0.6)
+                fix = f"did you mean '{hint[0]}'?" if hint else f"known keys: {', '.join(spec.keys)}"
+                what = "unknown top-level key" if not path else "unknown key"
+                self.fail(path, key, f"{what} '{key}'; {fix}")
+            result[key] = self.value(child, item, path, key)
+        for key, child in spec.keys.items():
+            if isinstance(child, Key) and child.required and key not in value:
+                self.fail(path, None, f"missing required key '{key}'; add {key} = {child.example}")
+        if spec.check is not None and (problem := spec.check(result)):
+            self.fail(path, None, problem)
+        return result
+
+    def value(self, spec: Spec, value: Any, path: tuple[PathPart, ...], key: str) -> Any:
+        here = path + (key,)
+        if isinstance(spec, Table):
+            return self.table(spec, value, here)
+        if isinstance(spec, TableMap):
+            if not isinstance(value, dict):
+                self.fail(path, key, f"{key} must be a table, not {_type_name(value)}")
+            return {name: self.value(spec.value, item, here, name) for name, item in value.items()}
+        if isinstance(spec, TableArray):
+            if not isinstance(value, list):
+                self.fail(path, key, f"{key} must be an array of tables ([[{_dotted(here)}]]), "
+                          f"not {_type_name(value)}")
+            return [self.table(spec.table, item, here + (index,)) for index, item in enumerate(value)]
+        try:
+            return spec.coerce(value)
+        except _Invalid as expected:
+            self.fail(path, key, f"{key} = {_show(value)} is not valid; expected {expected}")
+
+    def fail(self, path: tuple[PathPart, ...], key: str | None, problem: str) -> Any:
+        line = self.locator.line_of(path + ((key,) if key is not None else ()))
+        where = f"{self.source} line {line}" if line is not None else self.source
+        table = f"{_table_name(path)} " if path else ""
+        raise PolicyError(f"{where}: {table}{problem}")
+
+
+def _build_policy(data: dict[str, Any], source: str, version: str, locator: "_Locator") -> Policy:
+    prices = data.get("prices", {})
+    features = {
+        name: FeaturePolicy(name=name, unit_price_usd=settings.get("unit_price_usd"))
+        for name, settings in data.get("features", {}).items()
+    }
+    discounts = tuple(
+        Discount(
+            provider=entry["provider"],
+            percent=entry["percent"],
+            model=entry.get("model"),
+            line=locator.line_of(("prices", "discounts", index)),
+        )
+        for index, entry in enumerate(prices.get("discounts", []))
+    )
+    models = {
+        model.lower(): ModelPricePolicy(
+            model=model, line=locator.line_of(("prices", "models", model)), **settings
+        )
+        for model, settings in prices.get("models", {}).items()
+    }
+    self_hosted = {
+        model.lower(): SelfHostedPolicy(
+            model=model, line=locator.line_of(("prices", "self_hosted", model)), **settings
+        )
+        for model, settings in prices.get("self_hosted", {}).items()
+    }
+    for model in models.keys() & self_hosted.keys():
+        line = locator.line_of(("prices", "self_hosted", self_hosted[model].model))
+        where = f"{source} line {line}" if line is not None else source
+        raise PolicyError(
+            f"{where}: model '{self_hosted[model].model}' is priced in both [prices.models] and "
+            "[prices.self_hosted]; keep one"
+        )
+    return Policy(
+        source=source,
+        version=version,
+        routes=MappingProxyType(dict(data.get("attribution", {}).get("routes", {}))),
+        features=MappingProxyType(features),
+        discounts=discounts,
+        models=MappingProxyType(models),
+        self_hosted=MappingProxyType(self_hosted),
+    )
+
+
+# --- messages -------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+def _toml_error_message(source: str, message: str) -> str:
+    match = _TOML_POSITION.search(message)
+    if match is None:
+        return f"{source}: not valid TOML: {message}"
+    reason = message[: match.start()]
+    return f"{source} line {match.group(1)}, column {match.group(2)}: not valid TOML: {reason}"
+
+
+def _quote_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+
+
+def _dotted(path: tuple[PathPart, ...]) -> str:
+    return ".".join(_quote_key(part) for part in path if isinstance(part, str))
+
+
+def _table_name(path: tuple[PathPart, ...]) -> str:
+    if path and isinstance(path[-1], int):
+        return f"[[{_dotted(path)}]] (entry {path[-1] + 1})"
+    return f"[{_dotted(path)}]"
+
+
+def _type_name(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "an array", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{...}"
+    return repr(value)
+
+
+# --- line numbers: tomllib gives none, so find keys and headers in the raw text ------------
+
+
+class _Locator:
+    """Maps a key path to the line that defines it, by scanning the raw TOML text.
+
+    Best effort by design: it understands table headers, arrays of tables and (dotted)
+    keys, which covers every policy file we document. A path it cannot place falls back to
+    its nearest enclosing table, and finally to no line at all.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[tuple[PathPart, ...], int] = {}
+        array_counts: dict[tuple[PathPart, ...], int] = {}
+        table: tuple[PathPart, ...] = ()
+        in_multiline: str | None = None
+        for number, line in enumerate(text.splitlines(), start=1):
+            stripped = line.strip()
+            if in_multiline is not None:
+                if stripped.count(in_multiline) % 2 == 1:
+                    in_multiline = None
+                continue
+            if not stripped or stripped.startswith("#"):
+                continue
+            if stripped.startswith("[["):
+                parsed = _parse_key(stripped, 2)
+                if parsed is not None:
+                    base = tuple(parsed[0])
+                    index = array_counts.get(base, 0)
+                    array_counts[base] = index + 1
+                    table = base + (index,)
+                    self._remember(table, number)
+                continue
+            if stripped.startswith("["):
+                parsed = _parse_key(stripped, 1)
+                if parsed is not None:
+                    table = tuple(parsed[0])
+                    self._remember(table, number)
+                continue
+            parsed = _parse_key(stripped, 0)
+            if parsed is not None and stripped[parsed[1]:].lstrip().startswith("="):
+                self._remember(table + tuple(parsed[0]), number)
+                rest = stripped[parsed[1]:]
+                for quote in ('"""', "'''"):
+                    if rest.count(quote) % 2 == 1:
+                        in_multiline = quote
+
+    def _remember(self, path: tuple[PathPart, ...], number: int) -> None:
+        for end in range(1, len(path) + 1):
+            self._lines.setdefault(path[:end], number)
+
+    def line_of(self, path: tuple[PathPart, ...]) -> int | None:
+        """The line defining ``path`` or, failing that, its nearest enclosing table."""
+        while path:
+            if path in self._lines:
+                return self._lines[path]
+            path = path[:-1]
+        return None
+
+
+def _parse_key(line: str, start: int) -> tuple[list[str], int] | None:
+    """Parse a (dotted, possibly quoted) TOML key at ``start``: its parts and end offset."""
+    parts: list[str] = []
+    i, n = start, len(line)
+    while True:
+        while i < n and line[i] in " \t":
+            i += 1
+        if i >= n:
+            return None
+        if line[i] == '"':
+            j = i + 1
+            while j < n and line[j] != '"':
+                j += 2 if line[j] == "\\" else 1
+            if j >= n:
+                return None
+            try:
+                parts.append(json.loads(line[i : j + 1]))
+            except ValueError:
+                parts.append(line[i + 1 : j])
+            i = j + 1
+        elif line[i] == "'":
+            j = line.find("'", i + 1)
+            if j < 0:
+                return None
+            parts.append(line[i + 1 : j])
+            i = j + 1
+        else:
+            match = _BARE_KEY.match(line, i)
+            if match is None:
+                return None
+            parts.append(match.group())
+            i = match.end()
+        while i < n and line[i] in " \t":
+            i += 1
+        if i < n and line[i] == ".":
+            i += 1
+            continue
+        return parts, i

@@ -1,0 +1,287 @@
+"""Proxies that let a call's span follow a stream without changing what the caller sees.
+
+Each proxy is a ``wrapt.ObjectProxy``: ``isinstance(s, openai.Stream)`` stays true and
+every attribute the caller uses reaches the real object. The span ends exactly once: on
+exhaustion, ``break`` + ``close()``, context exit, garbage collection, or error.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+import wrapt
+from opentelemetry import context as otel_context
+
+if TYPE_CHECKING:
+    from otel_margin.pipeline import CallFlow
+
+
+def wrap_stream(stream: Any, flow: "CallFlow") -> Any:
+    """The proxy for a provider stream (sync or async)."""
+    if hasattr(stream, "__anext__") or hasattr(stream, "__aiter__"):
+        return AsyncStreamProxy(stream, flow)
+    if hasattr(stream, "__next__") or hasattr(stream, "__iter__"):
+        return StreamProxy(stream, flow)
+    # Not a stream after all (a stand-in or a plugin returned a full object): read it whole.
+    flow.call.stream = False
+    return flow.succeed(stream)
+
+
+def wrap_manager(manager: Any, flow: "CallFlow") -> Any:
+    """The proxy for a lazy stream manager (``anthropic ... messages.stream()``)."""
+    if hasattr(manager, "__aenter__"):
+        return AsyncStreamManagerProxy(manager, flow)
+    return StreamManagerProxy(manager, flow)
+
+
+def wrap_raw_response(response: Any, flow: "CallFlow") -> Any:
+    """The proxy for ``with_raw_response`` / ``with_streaming_response`` results."""
+    if inspect.iscoroutinefunction(getattr(response, "parse", None)):
+        return AsyncRawResponseProxy(response, flow)
+    proxy = RawResponseProxy(response, flow)
+    if not flow.call.stream and not hasattr(response, "iter_bytes"):
+        # The legacy raw response has its body read already; parsing it is pure and cached,
+        # so we can read usage now rather than wait for a parse() that may never come.
+        proxy.parse()
+    return proxy
+
+
+class StreamProxy(wrapt.ObjectProxy):
+    """A sync provider stream that feeds each chunk to the call flow."""
+
+    def __init__(self, stream: Any, flow: "CallFlow") -> None:
+        super().__init__(stream)
+        self._self_flow = flow
+        self._self_iterator = None
+
+    def __iter__(self) -> "StreamProxy":
+        return self
+
+    def __next__(self) -> Any:
+        flow = self._self_flow
+        if self._self_iterator is None:
+            self._self_iterator = iter(self.__wrapped__)
+        while True:
+            try:
+                chunk = next(self._self_iterator)
+            except StopIteration:
+                flow.end_stream()
+                raise
+            except BaseException as error:
+                flow.end_stream(error)
+                raise
+            if not flow.observe(chunk):
+                return chunk
+
+    def __enter__(self) -> "StreamProxy":
+        enter = getattr(self.__wrapped__, "__enter__", None)
+        if enter is not None:
+            enter()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            exit_ = getattr(self.__wrapped__, "__exit__", None)
+            return exit_(exc_type, exc, tb) if exit_ is not None else None
+        finally:
+            self._self_flow.end_stream()
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_flow.end_stream()
+
+    def __del__(self) -> None:
+        flow = getattr(self, "_self_flow", None)
+        if flow is not None:
+            flow.end_stream()
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):
+    """An async provider stream that feeds each chunk to the call flow."""
+
+    def __init__(self, stream: Any, flow: "CallFlow") -> None:
+        super().__init__(stream)
+        self._self_flow = flow
+        self._self_iterator = None
+
+    def __aiter__(self) -> "AsyncStreamProxy":
+        return self
+
+    async def __anext__(self) -> Any:
+        flow = self._self_flow
+        if self._self_iterator is None:
+            self._self_iterator = self.__wrapped__.__aiter__()
+        while True:
+            try:
+                chunk = await self._self_iterator.__anext__()
+            except StopAsyncIteration:
+                flow.end_stream()
+                raise
+            except BaseException as error:
+                flow.end_stream(error)
+                raise
+            if not flow.observe(chunk):
+                return chunk
+
+    async def __aenter__(self) -> "AsyncStreamProxy":
+        enter = getattr(self.__wrapped__, "__aenter__", None)
+        if enter is not None:
+            await enter()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            exit_ = getattr(self.__wrapped__, "__aexit__", None)
+            return await exit_(exc_type, exc, tb) if exit_ is not None else None
+        finally:
+            self._self_flow.end_stream()
+
+    async def close(self) -> None:
+        try:
+            result = self.__wrapped__.close()
+            if inspect.isawaitable(result):
+                await result
+        finally:
+            self._self_flow.end_stream()
+
+    async def aclose(self) -> None:
+        await self.close()
+
+    def __del__(self) -> None:
+        flow = getattr(self, "_self_flow", None)
+        if flow is not None:
+            flow.end_stream()
+
+
+class StreamManagerProxy(wrapt.ObjectProxy):
+    """A lazy stream manager: the request runs at ``__enter__``, the span ends at ``__exit__``.
+
+    The SDK's helper stream iterates itself internally (``text_stream``,
+    ``get_final_message``), so the usage comes from its accumulated message snapshot.
+    """
+
+    def __init__(self, manager: Any, flow: "CallFlow") -> None:
+        super().__init__(manager)
+        self._self_flow = flow
+        self._self_stream = None
+
+    def __enter__(self) -> Any:
+        flow = self._self_flow
+        token = flow.enter()
+        try:
+            self._self_stream = self.__wrapped__.__enter__()
+        except BaseException as error:
+            flow.fail(error)
+            raise
+        finally:
+            otel_context.detach(token)
+        return self._self_stream
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            _end_managed(self._self_flow, self._self_stream, exc)
+
+    def __del__(self) -> None:
+        flow = getattr(self, "_self_flow", None)
+        if flow is not None:
+            _end_managed(flow, getattr(self, "_self_stream", None), None)
+
+
+class AsyncStreamManagerProxy(wrapt.ObjectProxy):
+    """The async form of :class:`StreamManagerProxy`."""
+
+    def __init__(self, manager: Any, flow: "CallFlow") -> None:
+        super().__init__(manager)
+        self._self_flow = flow
+        self._self_stream = None
+
+    async def __aenter__(self) -> Any:
+        flow = self._self_flow
+        token = flow.enter()
+        try:
+            self._self_stream = await self.__wrapped__.__aenter__()
+        except BaseException as error:
+            flow.fail(error)
+            raise
+        finally:
+            otel_context.detach(token)
+        return self._self_stream
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            _end_managed(self._self_flow, self._self_stream, exc)
+
+    def __del__(self) -> None:
+        flow = getattr(self, "_self_flow", None)
+        if flow is not None:
+            _end_managed(flow, getattr(self, "_self_stream", None), None)
+
+
+def _end_managed(flow: "CallFlow", stream: Any, error: BaseException | None) -> None:
+    if flow.done:
+        return
+    try:
+        snapshot = getattr(stream, "current_message_snapshot", None) if stream is not None else None
+    except Exception:  # noqa: BLE001 - no snapshot yet (nothing received)
+        snapshot = None
+    if snapshot is not None:
+        flow.observe(snapshot)
+    flow.end_stream(error if isinstance(error, BaseException) else None)
+
+
+class RawResponseProxy(wrapt.ObjectProxy):
+    """A raw response whose ``parse()`` feeds the call flow (and proxies a parsed stream)."""
+
+    def __init__(self, response: Any, flow: "CallFlow") -> None:
+        super().__init__(response)
+        self._self_flow = flow
+        self._self_parsed: dict[Any, Any] = {}
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        key = (args, tuple(sorted(kwargs.items(), key=lambda item: item[0])))
+        try:
+            if key in self._self_parsed:
+                return self._self_parsed[key]
+        except TypeError:
+            key = None
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        result = self._self_flow.succeed(parsed)
+        if key is not None:
+            self._self_parsed[key] = result
+        return result
+
+    def __del__(self) -> None:
+        flow = getattr(self, "_self_flow", None)
+        if flow is not None and not flow.call.stream:
+            flow.end_stream()
+
+
+class AsyncRawResponseProxy(wrapt.ObjectProxy):
+    """The async form of :class:`RawResponseProxy` (``with_streaming_response`` on async clients)."""
+
+    def __init__(self, response: Any, flow: "CallFlow") -> None:
+        super().__init__(response)
+        self._self_flow = flow
+        self._self_result: Any = None
+        self._self_has_result = False
+
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:
+        if self._self_has_result and not args and not kwargs:
+            return self._self_result
+        parsed = await self.__wrapped__.parse(*args, **kwargs)
+        result = self._self_flow.succeed(parsed)
+        if not args and not kwargs:
+            self._self_result, self._self_has_result = result, True
+        return result
+
+    def __del__(self) -> None:
+        flow = getattr(self, "_self_flow", None)
+        if flow is not None and not flow.call.stream:
+            flow.end_stream()

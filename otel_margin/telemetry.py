@@ -1,0 +1,186 @@
+"""Turn a finished call record into a span and metrics (GenAI semantic conventions + margin.*).
+
+One LLM span per call. When another GenAI instrumentation (the official OpenTelemetry
+one, OpenLLMetry, OpenLIT) already opened the LLM span around ours, we write our
+attributes onto that span instead of opening a second one ("enrich"); when ours is the
+outer one, the others are skipped (see :mod:`otel_margin.pipeline`). Either way a call
+yields exactly one LLM span, and it carries our attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otel_margin import __version__
+from otel_margin import attributes as attr
+from otel_margin.call import LLMCall
+
+SCOPE = "otel_margin"
+_SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
+_PEER_LLM_KEYS = (attr.GEN_AI_OPERATION_NAME, "gen_ai.system", "llm.request.type")
+
+
+class Telemetry:
+    """The tracer and instruments of one instrumentor, created once at instrument time."""
+
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        self.tracer = trace.get_tracer(SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
+        meter = metrics.get_meter(SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL)
+        self.token_usage = meter.create_histogram(
+            attr.METRIC_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=attr.TOKEN_USAGE_BUCKETS,
+        )
+        self.duration = meter.create_histogram(
+            attr.METRIC_OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
+        )
+        self.cost = meter.create_counter(
+            attr.METRIC_COST,
+            unit="USD",
+            description="Cost of goods of LLM calls (exact per-call values are on spans).",
+        )
+        self.internal_errors = meter.create_counter(
+            attr.METRIC_INTERNAL_ERRORS,
+            unit="{error}",
+            description="otel-margin's own failures, swallowed so the user's call could proceed.",
+        )
+
+    def start_span(self, call: LLMCall) -> tuple[Any, bool]:
+        """Open the call's span; return ``(span, owned)``; ``owned`` is False when enriching a peer's span."""
+        current = trace.get_current_span()
+        if current.is_recording() and _is_peer_llm_span(current):
+            return current, False
+        span = self.tracer.start_span(
+            f"{call.operation} {call.request_model}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                attr.GEN_AI_OPERATION_NAME: call.operation,
+                attr.GEN_AI_PROVIDER_NAME: call.provider,
+                attr.GEN_AI_REQUEST_MODEL: call.request_model,
+            },
+        )
+        return span, True
+
+    def finish(self, call: LLMCall, span: Any, owned: bool, error: BaseException | None = None) -> None:
+        """Write the call's attributes onto ``span``, end it if we own it, and record metrics."""
+        values = span_attributes(call)
+        if call.model != call.request_model and owned:
+            span.update_name(f"{call.operation} {call.model}")
+        span.set_attributes(values)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+            if owned:
+                span.record_exception(error)
+        if owned:
+            span.end()
+        self._record_metrics(call, values)
+
+    def count_internal_error(self, where: str) -> None:
+        """Count one of our own failures (never raises)."""
+        try:
+            self.internal_errors.add(1, {"margin.where": where})
+        except Exception:  # noqa: BLE001 - counting must not fail the call either
+            pass
+
+    def _record_metrics(self, call: LLMCall, values: dict[str, Any]) -> None:
+        labels = {
+            attr.GEN_AI_OPERATION_NAME: call.operation,
+            attr.GEN_AI_PROVIDER_NAME: call.provider,
+            attr.GEN_AI_REQUEST_MODEL: call.model,
+        }
+        if call.response_model:
+            labels[attr.GEN_AI_RESPONSE_MODEL] = call.response_model
+        if call.error_type:
+            labels[attr.ERROR_TYPE] = call.error_type
+        if call.duration_s is not None:
+            self.duration.record(call.duration_s, labels)
+        usage = call.usage
+        if usage is not None and call.error_type is None:
+            self.token_usage.record(usage.input_tokens, {**labels, attr.GEN_AI_TOKEN_TYPE: "input"})
+            if call.operation != "embeddings":
+                self.token_usage.record(usage.output_tokens, {**labels, attr.GEN_AI_TOKEN_TYPE: "output"})
+        cost = call.cost
+        if cost is not None and cost.total is not None:
+            self.cost.add(
+                float(cost.total),
+                {
+                    attr.MARGIN_FEATURE: values[attr.MARGIN_FEATURE],
+                    attr.MARGIN_TIER: values.get(attr.MARGIN_TIER, ""),
+                    attr.GEN_AI_REQUEST_MODEL: call.model,
+                    attr.MARGIN_COST_STATUS: cost.status,
+                },
+            )
+
+
+def span_attributes(call: LLMCall) -> dict[str, Any]:
+    """All attributes of a finished call, GenAI semconv names plus ``margin.*``."""
+    attribution = call.attribution
+    values: dict[str, Any] = {
+        attr.GEN_AI_OPERATION_NAME: call.operation,
+        attr.GEN_AI_PROVIDER_NAME: call.provider,
+        attr.GEN_AI_REQUEST_MODEL: call.model,
+        attr.GEN_AI_REQUEST_STREAM: call.stream,
+        attr.MARGIN_FEATURE: attribution.feature or attr.UNATTRIBUTED,
+        attr.MARGIN_ATTRIBUTION_SOURCE: attribution.source,
+    }
+    if attribution.customer is not None:
+        values[attr.MARGIN_CUSTOMER] = attribution.customer
+    if attribution.tier is not None:
+        values[attr.MARGIN_TIER] = attribution.tier
+    if attribution.cohort is not None:
+        values[attr.MARGIN_COHORT] = attribution.cohort
+    if attribution.revenue_usd is not None:
+        values[attr.MARGIN_REVENUE_USD] = str(attribution.revenue_usd)
+    if call.response_model:
+        values[attr.GEN_AI_RESPONSE_MODEL] = call.response_model
+    if call.response_id:
+        values[attr.GEN_AI_RESPONSE_ID] = call.response_id
+    if call.finish_reasons:
+        values[attr.GEN_AI_RESPONSE_FINISH_REASONS] = list(call.finish_reasons)
+    if call.error_type:
+        values[attr.ERROR_TYPE] = call.error_type
+    usage = call.usage
+    if usage is not None:
+        values[attr.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+        values[attr.MARGIN_USAGE_SOURCE] = usage.source
+        if call.operation != "embeddings":
+            values[attr.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        if usage.cache_read_tokens:
+            values[attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+        if usage.cache_write_tokens:
+            values[attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+        if usage.reasoning_tokens:
+            values[attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+    cost = call.cost
+    if cost is not None:
+        values[attr.MARGIN_COST_STATUS] = cost.status
+        if cost.price_version:
+            values[attr.MARGIN_PRICE_VERSION] = cost.price_version
+        if cost.total is not None:
+            values[attr.MARGIN_COST_USD] = str(cost.total)
+            values[attr.MARGIN_COST_INPUT_USD] = str(cost.input)
+            values[attr.MARGIN_COST_CACHE_READ_USD] = str(cost.cache_read)
+            values[attr.MARGIN_COST_CACHE_WRITE_USD] = str(cost.cache_write)
+            values[attr.MARGIN_COST_OUTPUT_USD] = str(cost.output)
+            if cost.other:
+                values[attr.MARGIN_COST_OTHER_USD] = str(cost.other)
+            values[attr.MARGIN_PRICE_SOURCE] = cost.price_source
+            values[attr.MARGIN_PRICE_MODEL] = cost.priced_as
+    for key, value in call.attributes.items():
+        values[key] = list(value) if isinstance(value, list) else value
+    return values
+
+
+def _is_peer_llm_span(span: Any) -> bool:
+    scope = getattr(span, "instrumentation_scope", None)
+    if scope is not None and scope.name == SCOPE:
+        return False
+    attributes = getattr(span, "attributes", None) or {}
+    return any(key in attributes for key in _PEER_LLM_KEYS)
