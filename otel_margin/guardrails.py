@@ -86,7 +86,7 @@ def before_call(call: LLMCall, on_plugin_error: Callable[[str], None]) -> CacheH
         if hit is not None:
             call.attributes[attr.MARGIN_CACHE_RESULT] = "hit"
             if hit.saved_usd is not None:
-                call.attributes[attr.MARGIN_SAVED_USD] = str(hit.saved_usd)
+                call.attributes[attr.MARGIN_SAVED_USD] = format(hit.saved_usd, "f")
             return hit
         call.attributes[attr.MARGIN_CACHE_RESULT] = "miss"
     if hook.margin_route.get_hookimpls():

@@ -64,19 +64,23 @@ class Settings:
     def load(cls, tracer_provider: Any = None, meter_provider: Any = None, policy: Any = None) -> "Settings":
         """Settings from the environment and the policy file; a broken policy is logged, not raised."""
         from otel_margin.pluginhost import load_plugins
-        from otel_margin.policy import load_policy
+        from otel_margin.policy import Policy, load_policy
 
         if policy is None:
             try:
                 policy = load_policy()
             except ValueError as error:
                 logger.error("otel-margin: %s; instrumenting with an empty policy", error)
-                policy = load_policy(os.devnull)
+                policy = Policy()
         load_plugins(policy)
         return cls(
             telemetry=Telemetry(tracer_provider, meter_provider),
-            routes=dict(getattr(policy, "routes", {}) or {}),
-            unit_prices=dict(getattr(policy, "unit_prices", {}) or {}),
+            routes=dict(policy.routes),
+            unit_prices={
+                name: feature.unit_price_usd
+                for name, feature in policy.features.items()
+                if feature.unit_price_usd is not None
+            },
             include_usage=_env_flag(OTEL_MARGIN_OPENAI_INCLUDE_USAGE, True),
             capture_content=_env_flag(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, False),
         )
@@ -374,7 +378,7 @@ def _price(call: LLMCall) -> None:
     if from_model and call.cost.total is not None and attr.MARGIN_SAVED_USD not in call.attributes:
         would_have = catalog.price(call.provider, from_model, call.usage, duration_s=call.duration_s)
         if would_have.total is not None:
-            call.attributes[attr.MARGIN_SAVED_USD] = str(would_have.total - call.cost.total)
+            call.attributes[attr.MARGIN_SAVED_USD] = format(would_have.total - call.cost.total, "f")
 
 
 def _set_unit_revenue(call: LLMCall, unit_price: Decimal) -> None:

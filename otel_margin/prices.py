@@ -81,9 +81,10 @@ class ResolvedPrice:
     version: str
     """``genai-prices-0.2.3``, or ``genai-prices-0.2.3+policy-1a2b3c4d`` when the policy changed it."""
     origin: str
-    """Human-readable: ``genai-prices 0.2.3 catalog`` or ``otel-margin.toml line 12``."""
+    """Human-readable: ``genai-prices 0.2.3`` or ``otel-margin.toml line 12``."""
     matched_by: str
-    """How the model id was found: ``exact``, ``catalog alias``, ``date suffix stripped``, ``policy``."""
+    """How the model id was found: ``exact``, ``catalog alias`` (the catalog matched a snapshot
+    or alias id) or ``date suffix stripped`` (our family fallback)."""
     input: UnitPrice | None = None
     output: UnitPrice | None = None
     cache_read: UnitPrice | None = None
@@ -105,8 +106,10 @@ class PriceCatalog:
     _MAX_CACHED = 4096
     """Model ids come from provider responses; bound the cache against a pathological stream."""
 
-    def __init__(self, policy: Policy | None = None) -> None:
+    def __init__(self, policy: Policy | None = None, *, log_unpriced: bool = True) -> None:
+        """``log_unpriced=False`` silences the once-per-model warning about unpriced calls."""
         self.policy = policy if policy is not None else Policy()
+        self._log_unpriced = log_unpriced
         self._snapshot = data_snapshot.get_snapshot()
         self._policy_version = (
             f"{CATALOG_VERSION}+policy-{self.policy.version}" if self.policy.version else CATALOG_VERSION
@@ -134,7 +137,9 @@ class PriceCatalog:
         if resolved is None:
             return Cost(status="unpriced", price_version=self._policy_version)
         if resolved.gpu_second_usd is not None and duration_s is None:
-            self._warn_once(provider, model, "self-hosted per GPU-second but the call has no duration")
+            self._warn_once(
+                provider, model, "priced per GPU-second but the call has no duration; pass duration_s"
+            )
             return Cost(
                 status="unpriced",
                 price_version=resolved.version,
@@ -162,7 +167,10 @@ class PriceCatalog:
                 self._entries.clear()
             entry = self._entries.setdefault((provider, model), entry)
         if entry.fixed is None and entry.model_info is None:
-            self._warn_once(provider, model, entry.reason)
+            self._warn_once(
+                provider, model, f"{entry.reason}; add it to the policy file ([prices.models] or "
+                "[prices.self_hosted], see docs/policy.md)"
+            )
         return entry
 
     def _find(self, provider: str, model: str) -> "_Entry":
@@ -209,7 +217,7 @@ class PriceCatalog:
             provider=context.catalog_provider,
             source="catalog",
             version=CATALOG_VERSION,
-            origin=f"genai-prices {genai_prices.__version__} catalog",
+            origin=f"genai-prices {genai_prices.__version__}",
             matched_by=context.matched_by,
             input=unit["input_mtok"],
             output=unit["output_mtok"],
@@ -232,7 +240,7 @@ class PriceCatalog:
             source="policy",
             version=self._policy_version,
             origin=_policy_origin(self.policy, custom.line),
-            matched_by="policy",
+            matched_by="exact",
             input=UnitPrice(custom.input_per_mtok),
             output=UnitPrice(custom.output_per_mtok),
             cache_read=_optional_unit(custom.cache_read_per_mtok),
@@ -246,7 +254,7 @@ class PriceCatalog:
             source="self_hosted",
             version=self._policy_version,
             origin=_policy_origin(self.policy, hosted.line),
-            matched_by="policy",
+            matched_by="exact",
             input=_optional_unit(hosted.input_per_mtok),
             output=_optional_unit(hosted.output_per_mtok),
             cache_read=_optional_unit(hosted.cache_read_per_mtok),
@@ -256,16 +264,10 @@ class PriceCatalog:
         )
 
     def _warn_once(self, provider: str, model: str, reason: str) -> None:
-        if (provider, model) in self._warned:
+        if not self._log_unpriced or (provider, model) in self._warned:
             return
         self._warned.add((provider, model))
-        logger.warning(
-            "otel-margin: calls to %r at %r are unpriced: %s; add it to the policy file "
-            "([prices.models] or [prices.self_hosted], see docs/policy.md)",
-            model,
-            provider,
-            reason,
-        )
+        logger.warning("otel-margin: calls to %r at %r are unpriced: %s", model, provider, reason)
 
 
 def get_catalog() -> PriceCatalog:

@@ -9,6 +9,7 @@ yields exactly one LLM span, and it carries our attributes.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -137,7 +138,7 @@ def span_attributes(call: LLMCall) -> dict[str, Any]:
     if attribution.cohort is not None:
         values[attr.MARGIN_COHORT] = attribution.cohort
     if attribution.revenue_usd is not None:
-        values[attr.MARGIN_REVENUE_USD] = str(attribution.revenue_usd)
+        values[attr.MARGIN_REVENUE_USD] = money(attribution.revenue_usd)
     if call.response_model:
         values[attr.GEN_AI_RESPONSE_MODEL] = call.response_model
     if call.response_id:
@@ -164,18 +165,23 @@ def span_attributes(call: LLMCall) -> dict[str, Any]:
         if cost.price_version:
             values[attr.MARGIN_PRICE_VERSION] = cost.price_version
         if cost.total is not None:
-            values[attr.MARGIN_COST_USD] = str(cost.total)
-            values[attr.MARGIN_COST_INPUT_USD] = str(cost.input)
-            values[attr.MARGIN_COST_CACHE_READ_USD] = str(cost.cache_read)
-            values[attr.MARGIN_COST_CACHE_WRITE_USD] = str(cost.cache_write)
-            values[attr.MARGIN_COST_OUTPUT_USD] = str(cost.output)
+            values[attr.MARGIN_COST_USD] = money(cost.total)
+            values[attr.MARGIN_COST_INPUT_USD] = money(cost.input)
+            values[attr.MARGIN_COST_CACHE_READ_USD] = money(cost.cache_read)
+            values[attr.MARGIN_COST_CACHE_WRITE_USD] = money(cost.cache_write)
+            values[attr.MARGIN_COST_OUTPUT_USD] = money(cost.output)
             if cost.other:
-                values[attr.MARGIN_COST_OTHER_USD] = str(cost.other)
+                values[attr.MARGIN_COST_OTHER_USD] = money(cost.other)
             values[attr.MARGIN_PRICE_SOURCE] = cost.price_source
             values[attr.MARGIN_PRICE_MODEL] = cost.priced_as
     for key, value in call.attributes.items():
         values[key] = list(value) if isinstance(value, list) else value
     return values
+
+
+def money(amount: Decimal) -> str:
+    """A Decimal as a plain decimal string (``0.00000002``, never ``2E-8``): exact, parseable anywhere."""
+    return format(amount, "f")
 
 
 def _is_peer_llm_span(span: Any) -> bool:

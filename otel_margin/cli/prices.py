@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy)
     except PolicyError as error:
         raise CommandError(str(error)) from None
-    catalog = PriceCatalog(policy)
+    catalog = PriceCatalog(policy, log_unpriced=False)
     provider = args.provider or _guess_provider(catalog, args.model)
     resolved = catalog.lookup(provider, args.model) if provider else None
     if resolved is None:
@@ -132,7 +132,7 @@ def _print_tables(report: dict[str, Any], resolved: ResolvedPrice) -> None:
     about.add_row("discount", f"{resolved.discount.percent}% off catalog" if resolved.discount else "none")
     console.print(about)
 
-    units = Table(title="USD per million tokens", title_justify="left")
+    units = Table(title="Unit prices, USD per million tokens unless noted", title_justify="left")
     units.add_column("component")
     units.add_column("price", justify="right")
     units.add_column("notes")
@@ -146,6 +146,8 @@ def _print_tables(report: dict[str, Any], resolved: ResolvedPrice) -> None:
     ]
     if resolved.reasoning is not None:
         rows.append(("reasoning", resolved.reasoning, ""))
+    if resolved.gpu_second_usd is not None:
+        rows = []  # priced by GPU time, not by token
     for name, unit, note in rows:
         units.add_row(name, _money(unit.base) if unit else "-", _tier_note(unit, note))
     if resolved.request_usd is not None:
