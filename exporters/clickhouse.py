@@ -85,7 +85,8 @@ class ClickHouseSpanExporter(SpanExporter):
     Every argument defaults to its ``OTEL_EXPORTER_CLICKHOUSE_*`` environment variable
     (see :class:`~otel_margin.exporters.storage.StorageConfig`). ``client_factory`` replaces
     :func:`~otel_margin.exporters.storage.open_client` (tests). ``drain_interval`` is how
-    often, in seconds, the background drainer looks at the spool. ``compress`` is passed to
+    often, in seconds, the background drainer looks at the spool. ``meter_provider``
+    receives the ``margin.export.dropped`` counter (default: the global one). ``compress`` is passed to
     clickhouse-connect for HTTP(S) endpoints (``True``, ``"lz4"``, ``"zstd"``, ``False``).
     """
 
@@ -103,6 +104,7 @@ class ClickHouseSpanExporter(SpanExporter):
         compress: bool | str | None = None,
         drain_interval: float = 1.0,
         client_factory: ClientFactory | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         if not drain_interval > 0:
             raise ValueError(f"drain_interval {drain_interval!r} must be a number of seconds > 0")
@@ -120,7 +122,8 @@ class ClickHouseSpanExporter(SpanExporter):
         self._client_factory = client_factory or (lambda config: open_client(config, **self._client_options))
         self._spool = Spool(self.config.spool_path, max_bytes=int(self.config.spool_max_mb * 1024 * 1024))
         self._drain_interval = drain_interval
-        self._dropped_counter = metrics.get_meter(__name__).create_counter(
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter(__name__)
+        self._dropped_counter = meter.create_counter(
             METRIC_EXPORT_DROPPED, unit="{span}", description="LLM spans the ClickHouse exporter dropped"
         )
         self._client: Any = None  # the long-lived HTTP client (never held for chDB)
@@ -274,8 +277,8 @@ class ClickHouseSpanExporter(SpanExporter):
         except ImportError:
             logger.debug("otel_margin.schema is not available; assuming the schema exists")
         else:
-            # 0 means "keep forever" in our env var; the schema takes None for that.
-            apply_schema(client, database=self.config.database, ttl_days=self.config.ttl_days or None)
+            # Same meaning on both sides: 0 keeps raw rows forever.
+            apply_schema(client, database=self.config.database, ttl_days=self.config.ttl_days)
         self._schema_ready = True
 
     # --- the spool drainer ----------------------------------------------------------------

@@ -444,7 +444,8 @@ def _toml_error_message(source: str, message: str) -> str:
 
 
 def _quote_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+    # Dashed names are valid bare keys, but model ids read better quoted: [prices.models."gpt-4o"].
+    return key if re.fullmatch(r"[A-Za-z0-9_]+", key) else json.dumps(key)
 
 
 def _dotted(path: tuple[PathPart, ...]) -> str:

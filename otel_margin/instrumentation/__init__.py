@@ -47,21 +47,33 @@ class PatchingInstrumentor(BaseInstrumentor):
         return self._instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        settings = Settings.load(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
-        _track_server_routes(settings, kwargs.get("tracer_provider"))
+        # Never raise: under opentelemetry-instrument one failing instrumentor stops the others.
         self._applied: list[tuple[Any, str, Any]] = []
-        for patch in self.patches():
-            owner = _owner(patch)
-            if owner is None:
-                continue  # this SDK version has no such method
-            if patch.factory is not None:
-                wrapper = patch.factory(settings)
-            else:
-                make = async_wrapper if patch.is_async else sync_wrapper
-                wrapper = make(patch.endpoint, settings)
-            name = patch.attribute.rsplit(".", 1)[-1]
-            wrapt.wrap_function_wrapper(owner, name, wrapper)
-            self._applied.append((owner, name, wrapper))
+        try:
+            settings = Settings.load(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+            _track_server_routes(settings, kwargs.get("tracer_provider"))
+            patches = self.patches()
+        except Exception:  # noqa: BLE001
+            logger.exception("otel-margin: %s could not start; the SDK is left uninstrumented", type(self).__name__)
+            return
+        for patch in patches:
+            try:
+                self._apply(patch, settings)
+            except Exception:  # noqa: BLE001
+                logger.exception("otel-margin: could not patch %s.%s; skipped", patch.module, patch.attribute)
+
+    def _apply(self, patch: Patch, settings: Settings) -> None:
+        owner = _owner(patch)
+        if owner is None:
+            return  # this SDK version has no such method
+        if patch.factory is not None:
+            wrapper = patch.factory(settings)
+        else:
+            make = async_wrapper if patch.is_async else sync_wrapper
+            wrapper = make(patch.endpoint, settings)
+        name = patch.attribute.rsplit(".", 1)[-1]
+        wrapt.wrap_function_wrapper(owner, name, wrapper)
+        self._applied.append((owner, name, wrapper))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         for owner, name, wrapper in reversed(getattr(self, "_applied", [])):

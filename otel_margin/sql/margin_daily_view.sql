@@ -53,21 +53,32 @@ WITH
         WHERE e.feature = '' AND u.day >= e.period_start AND u.day <= e.period_end
         GROUP BY customer, tier, period_start, period_end, amount_usd, period_days, feature, cohort
     ),
-    allocated AS
+    shared AS
     (
         SELECT
             customer, tier, period_start, period_end, amount_usd, period_days, feature, cohort,
             if(sum(weight) OVER event = 0,
                call_weight / sum(call_weight) OVER event,
-               weight / sum(weight) OVER event) AS share
+               weight / sum(weight) OVER event) AS share,
+            row_number() OVER (PARTITION BY customer, tier, period_start, period_end ORDER BY feature, cohort) AS part_no,
+            count() OVER event AS parts
         FROM weighed
+        WINDOW event AS (PARTITION BY customer, tier, period_start, period_end)
+    ),
+    allocated AS
+    (
+        -- The last part takes the rounding remainder, so the parts add up to the amount exactly.
+        SELECT
+            customer, tier, period_start, period_end, period_days, feature, cohort,
+            if(part_no = parts, amount_usd - (sum(part) OVER event - part), part) AS amount_usd
+        FROM (SELECT *, toDecimal128(amount_usd * share, 12) AS part FROM shared)
         WINDOW event AS (PARTITION BY customer, tier, period_start, period_end)
         UNION ALL
         SELECT
-            e.customer, e.tier, e.period_start, e.period_end, e.amount_usd, e.period_days,
+            e.customer, e.tier, e.period_start, e.period_end, e.period_days,
             if(e.feature = '', 'unattributed', e.feature) AS feature,
             c.cohort AS cohort,
-            toDecimal128(1, 12) AS share
+            e.amount_usd
         FROM events AS e
         LEFT JOIN cohorts AS c ON c.customer = e.customer
         WHERE e.feature != ''
@@ -76,10 +87,12 @@ WITH
     ),
     subscription AS
     (
+        -- Spread evenly over the period's days; the last day takes the rounding remainder.
         SELECT
             period_start + offset AS day, customer, feature, tier, cohort,
-            toDecimal128(amount_usd * share / period_days, 12) AS subscription_revenue_usd
-        FROM allocated
+            if(offset + 1 = period_days, amount_usd - per_day * (period_days - 1), per_day)
+                AS subscription_revenue_usd
+        FROM (SELECT *, toDecimal128(amount_usd / period_days, 12) AS per_day FROM allocated)
         ARRAY JOIN range(period_days) AS offset
     )
 SELECT
@@ -90,8 +103,8 @@ SELECT
     sum(cost_usd) AS cost_usd,
     sum(usage_revenue_usd) AS usage_revenue_usd,
     sum(subscription_revenue_usd) AS subscription_revenue_usd,
-    sum(usage_revenue_usd) + sum(subscription_revenue_usd) AS revenue_usd,
-    sum(usage_revenue_usd) + sum(subscription_revenue_usd) - sum(cost_usd) AS margin_usd
+    usage_revenue_usd + subscription_revenue_usd AS revenue_usd,
+    revenue_usd - cost_usd AS margin_usd
 FROM
 (
     SELECT

@@ -1,0 +1,185 @@
+"""The demo workload: real SDK calls against the local stand-in, through the guardrails.
+
+A small SaaS with five LLM features, a dozen customers on three pricing tiers, OpenAI and
+Anthropic models, streaming and not, prompt caching, reasoning, and the odd provider
+error. Every call goes through the real ``openai`` / ``anthropic`` SDKs over HTTP to
+:class:`~otel_margin.standin.StandInServer`, instrumented by otel-margin, so what the demo
+prints is what a real service would record.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Iterator
+
+from opentelemetry.sdk.trace import SpanProcessor
+
+from otel_margin import attribute
+
+TIERS = {"free": Decimal("0"), "pro": Decimal("49"), "enterprise": Decimal("499")}
+"""Monthly subscription price per tier (the demo's revenue CSV uses these)."""
+
+CUSTOMERS = (
+    ("acme", "enterprise", "2026-07"),
+    ("globex", "enterprise", "2026-08"),
+    ("initech", "pro", "2026-08"),
+    ("umbrella", "pro", "2026-09"),
+    ("hooli", "pro", "2026-09"),
+    ("stark", "pro", "2026-10"),
+    ("wayne", "free", "2026-10"),
+    ("wonka", "free", "2026-10"),
+    ("tyrell", "pro", "2026-11"),
+    ("cyberdyne", "free", "2026-11"),
+    ("soylent", "pro", "2026-11"),
+    ("massive-dynamic", "enterprise", "2026-11"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One LLM feature of the demo product and how it calls its model."""
+
+    name: str
+    weight: int
+    run: Callable[[Any, Any, random.Random], None]
+    revenue_per_call: Decimal | None = None
+
+
+def run_workload(openai_client: Any, anthropic_client: Any, *, calls: int, seed: int = 7) -> Iterator[str]:
+    """Make ``calls`` LLM calls; yields each call's feature name as it completes (for progress)."""
+    rng = random.Random(seed)
+    features = FEATURES
+    weights = [feature.weight for feature in features]
+    clients = {"openai": openai_client, "anthropic": anthropic_client}
+    for _ in range(calls):
+        customer, tier, cohort = rng.choice(CUSTOMERS)
+        feature = rng.choices(features, weights)[0]
+        with attribute(
+            feature=feature.name,
+            customer=customer,
+            tier=tier,
+            cohort=cohort,
+            revenue_usd=feature.revenue_per_call,
+        ):
+            try:
+                feature.run(clients, tier, rng)
+            except Exception as error:  # noqa: BLE001 - provider errors are part of the demo
+                if type(error).__module__.split(".")[0] not in ("openai", "anthropic"):
+                    raise
+        yield feature.name
+
+
+def _headers(rng: random.Random, output_tokens: int, *scenarios: str) -> dict[str, str]:
+    headers = {"x-standin-output-tokens": str(max(1, int(rng.gauss(output_tokens, output_tokens / 4))))}
+    picked = [s for s in scenarios if s]
+    if rng.random() < 0.02:
+        picked.append("error-429")
+    if picked:
+        headers["x-standin-scenario"] = ",".join(picked)
+    return headers
+
+
+def _summarize(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
+    model = "gpt-4o-mini" if tier != "enterprise" else "gpt-4o"
+    document = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(300, 1200)))
+    stream = clients["openai"].chat.completions.create(
+        model=model,
+        messages=[
+            {"role": "system", "content": "Summarize the document in five bullet points."},
+            {"role": "user", "content": document},
+        ],
+        stream=True,
+        extra_headers=_headers(rng, 180),
+    )
+    for _chunk in stream:
+        pass
+
+
+def _assistant(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
+    system = [{"type": "text", "text": _PLAYBOOK, "cache_control": {"type": "ephemeral"}}]
+    question = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(10, 60)))
+    with clients["anthropic"].messages.stream(
+        model="claude-sonnet-4-5",
+        max_tokens=1024,
+        system=system,
+        messages=[{"role": "user", "content": question}],
+        extra_headers=_headers(rng, 350),
+    ) as stream:
+        for _text in stream.text_stream:
+            pass
+
+
+def _doc_analysis(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
+    document = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(2000, 6000)))
+    clients["anthropic"].messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=2048,
+        messages=[{"role": "user", "content": f"Extract every obligation from this contract:\n{document}"}],
+        extra_headers=_headers(rng, 600),
+    )
+
+
+def _search(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
+    queries = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 30))) for _ in range(rng.randint(1, 8))]
+    clients["openai"].embeddings.create(model="text-embedding-3-small", input=queries)
+
+
+def _support_bot(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
+    ticket = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(40, 200)))
+    clients["openai"].responses.create(
+        model="o4-mini" if tier == "free" else "gpt-5",
+        input=f"Draft a reply to this support ticket:\n{ticket}",
+        extra_headers=_headers(rng, 500, "reasoning", "cached" if rng.random() < 0.5 else ""),
+    )
+
+
+FEATURES = (
+    Feature("summarize", 30, _summarize),
+    Feature("assistant", 25, _assistant),
+    Feature("doc-analysis", 15, _doc_analysis, revenue_per_call=Decimal("0.05")),
+    Feature("search", 20, _search),
+    Feature("support-bot", 10, _support_bot),
+)
+
+_WORDS = (
+    "margin revenue invoice contract customer feature tier latency token cache model route budget "
+    "quarter forecast churn cohort seat usage pricing discount renewal subscription analysis report "
+    "policy obligation liability payment delivery warranty termination clause schedule service"
+).split()
+_PLAYBOOK = " ".join(_WORDS * 60)
+
+
+class CostTally(SpanProcessor):
+    """A span processor that adds up LLM spans' tokens and cost per feature and per customer.
+
+    The demo's live view; the margin report proper comes from ClickHouse.
+    """
+
+    def __init__(self) -> None:
+        self.by_feature: dict[str, dict[str, Any]] = {}
+        self.by_customer: dict[str, dict[str, Any]] = {}
+
+    def on_end(self, span: Any) -> None:
+        from otel_margin import attributes as attr
+
+        values = span.attributes or {}
+        if attr.GEN_AI_OPERATION_NAME not in values:
+            return
+        for key, table in ((attr.MARGIN_FEATURE, self.by_feature), (attr.MARGIN_CUSTOMER, self.by_customer)):
+            row = table.setdefault(
+                str(values.get(key, attr.UNATTRIBUTED)),
+                {"calls": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0, "cost": Decimal(0),
+                 "unpriced": 0, "revenue": Decimal(0)},
+            )
+            row["calls"] += 1
+            row["errors"] += 1 if attr.ERROR_TYPE in values else 0
+            row["input_tokens"] += int(values.get(attr.GEN_AI_USAGE_INPUT_TOKENS, 0))
+            row["output_tokens"] += int(values.get(attr.GEN_AI_USAGE_OUTPUT_TOKENS, 0))
+            if attr.MARGIN_COST_USD in values:
+                row["cost"] += Decimal(str(values[attr.MARGIN_COST_USD]))
+            elif values.get(attr.MARGIN_COST_STATUS) == "unpriced":
+                row["unpriced"] += 1
+            if attr.MARGIN_REVENUE_USD in values and attr.ERROR_TYPE not in values:
+                row["revenue"] += Decimal(str(values[attr.MARGIN_REVENUE_USD]))

@@ -1,0 +1,329 @@
+"""Gross margin, as Python rows, from the margin SQL.
+
+Gross margin = (revenue − cost of goods) / revenue, in dollars and in percent, at every
+level the method asks for: aggregate, feature, tier, customer, cohort; per day with rolling
+3- and 7-day windows; per week with 4-week trailing figures; plus the cost map per feature
+and the per-customer revenue-vs-margin scatter.
+
+Every function runs one query from ``otel_margin/sql/queries/`` (loaded by
+:func:`otel_margin.schema.query`) with all values bound as parameters, over the
+``margin_daily`` view and the rollups. Money is summed as ``Decimal(38, 12)`` in SQL and
+arrives here as :class:`~decimal.Decimal`. Cost counts priced calls only; unpriced calls
+are reported in ``unpriced_calls`` and never enter a sum as 0 USD — a margin with
+``unpriced_calls > 0`` is an upper bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_DOWN, Decimal, localcontext
+from typing import Any, Literal, get_args
+
+from otel_margin import schema
+
+Level = Literal["all", "feature", "tier", "customer", "cohort"]
+AllocateBy = Literal["cost", "calls", "tokens"]
+LEVELS: tuple[str, ...] = get_args(Level)
+ALLOCATE_BY: tuple[str, ...] = get_args(AllocateBy)
+
+
+@dataclass(frozen=True, slots=True)
+class MarginRow:
+    """Margin of one key (a feature, tier, customer, cohort, or ``all``) over a range."""
+
+    key: str
+    calls: int
+    unpriced_calls: int
+    revenue_usd: Decimal
+    cost_usd: Decimal
+    margin_usd: Decimal
+    margin_pct: Decimal | None
+    """``None`` when there is no revenue."""
+
+
+@dataclass(frozen=True, slots=True)
+class DailyMarginRow:
+    """One day of one key, with the rolling 3- and 7-day margins ending that day."""
+
+    day: date
+    key: str
+    calls: int
+    unpriced_calls: int
+    revenue_usd: Decimal
+    cost_usd: Decimal
+    margin_usd: Decimal
+    margin_pct: Decimal | None
+    margin_3d_usd: Decimal
+    margin_3d_pct: Decimal | None
+    margin_7d_usd: Decimal
+    margin_7d_pct: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklyMarginRow:
+    """One week (starting Monday) of one key, with 4-week trailing figures."""
+
+    week: date
+    key: str
+    calls: int
+    unpriced_calls: int
+    revenue_usd: Decimal
+    cost_usd: Decimal
+    margin_usd: Decimal
+    margin_pct: Decimal | None
+    margin_4w_avg_usd: Decimal
+    """Average weekly margin over this week and the 3 before it (weeks with rows)."""
+    margin_4w_pct: Decimal | None
+    """Margin % of those weeks pooled: their margin over their revenue."""
+
+
+@dataclass(frozen=True, slots=True)
+class CostMapRow:
+    """What one request of a feature costs: exact averages and a P95 per component.
+
+    Averages are over priced calls (``None`` if there are none). P95 values come from a
+    DDSketch in the hourly rollup: within 1 % of the true order statistic.
+    """
+
+    feature: str
+    calls: int
+    priced_calls: int
+    unpriced_calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: Decimal
+    avg_cost_usd: Decimal | None
+    avg_input_usd: Decimal | None
+    avg_cache_read_usd: Decimal | None
+    avg_cache_write_usd: Decimal | None
+    avg_output_usd: Decimal | None
+    avg_other_usd: Decimal | None
+    p95_cost_usd: Decimal | None
+    p95_input_usd: Decimal | None
+    p95_cache_read_usd: Decimal | None
+    p95_cache_write_usd: Decimal | None
+    p95_output_usd: Decimal | None
+    p95_other_usd: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerPoint:
+    """One customer on the revenue-vs-margin scatter."""
+
+    customer: str
+    tier: str
+    calls: int
+    unpriced_calls: int
+    revenue_usd: Decimal
+    cost_usd: Decimal
+    margin_usd: Decimal
+    margin_pct: Decimal | None
+
+
+def margin_by(
+    client: Any,
+    level: Level,
+    *,
+    start: date,
+    end: date,
+    feature: str | None = None,
+    allocate_by: AllocateBy = "cost",
+    database: str = schema.DEFAULT_DATABASE,
+) -> list[MarginRow]:
+    """Gross margin per ``level`` over the days ``start``..``end`` (inclusive), worst first.
+
+    ``feature`` restricts to one feature; ``allocate_by`` decides how subscription revenue
+    without a feature is split across the customer's features (see ``docs/margin.md``).
+    """
+    rows = _run(client, "margin_by_level_query", database, _parameters(level, start, end, feature, allocate_by))
+    return [
+        MarginRow(
+            key=row["key"],
+            calls=row["calls"],
+            unpriced_calls=row["unpriced_calls"],
+            revenue_usd=row["revenue_usd"],
+            cost_usd=row["cost_usd"],
+            margin_usd=row["margin_usd"],
+            margin_pct=row["margin_pct"],
+        )
+        for row in rows
+    ]
+
+
+def daily_margin(
+    client: Any,
+    *,
+    start: date,
+    end: date,
+    level: Level = "all",
+    feature: str | None = None,
+    allocate_by: AllocateBy = "cost",
+    database: str = schema.DEFAULT_DATABASE,
+) -> list[DailyMarginRow]:
+    """Margin per day and key, with rolling 3- and 7-day margins, ordered by key then day.
+
+    Only days with rows appear; the rolling windows are calendar days (a quiet day
+    contributes nothing) and include days before ``start``.
+    """
+    rows = _run(
+        client, "margin_daily_series_query", database, _parameters(level, start, end, feature, allocate_by)
+    )
+    return [
+        DailyMarginRow(
+            day=row["day"],
+            key=row["key"],
+            calls=row["calls"],
+            unpriced_calls=row["unpriced_calls"],
+            revenue_usd=row["revenue_usd"],
+            cost_usd=row["cost_usd"],
+            margin_usd=row["margin_usd"],
+            margin_pct=margin_pct(row["revenue_usd"], row["cost_usd"]),
+            margin_3d_usd=row["revenue_3d_usd"] - row["cost_3d_usd"],
+            margin_3d_pct=margin_pct(row["revenue_3d_usd"], row["cost_3d_usd"]),
+            margin_7d_usd=row["revenue_7d_usd"] - row["cost_7d_usd"],
+            margin_7d_pct=margin_pct(row["revenue_7d_usd"], row["cost_7d_usd"]),
+        )
+        for row in rows
+    ]
+
+
+def weekly_margin(
+    client: Any,
+    *,
+    start: date,
+    end: date,
+    level: Level = "all",
+    feature: str | None = None,
+    allocate_by: AllocateBy = "cost",
+    database: str = schema.DEFAULT_DATABASE,
+) -> list[WeeklyMarginRow]:
+    """Margin per week (Monday start) and key, with 4-week trailing averages.
+
+    Weeks from the one containing ``start`` to the one containing ``end``; the trailing
+    windows reach back 3 weeks before it. The last week may be partial (up to ``end``).
+    """
+    rows = _run(
+        client, "margin_weekly_series_query", database, _parameters(level, start, end, feature, allocate_by)
+    )
+    return [
+        WeeklyMarginRow(
+            week=row["week"],
+            key=row["key"],
+            calls=row["calls"],
+            unpriced_calls=row["unpriced_calls"],
+            revenue_usd=row["revenue_usd"],
+            cost_usd=row["cost_usd"],
+            margin_usd=row["margin_usd"],
+            margin_pct=margin_pct(row["revenue_usd"], row["cost_usd"]),
+            margin_4w_avg_usd=_divide(row["revenue_4w_usd"] - row["cost_4w_usd"], row["weeks_4w"]),
+            margin_4w_pct=margin_pct(row["revenue_4w_usd"], row["cost_4w_usd"]),
+        )
+        for row in rows
+    ]
+
+
+def cost_map(
+    client: Any,
+    *,
+    start: date,
+    end: date,
+    feature: str | None = None,
+    database: str = schema.DEFAULT_DATABASE,
+) -> list[CostMapRow]:
+    """The cost map per feature over ``start``..``end``, most expensive feature first."""
+    parameters = {"start": start, "end": end, "feature": feature or ""}
+    _check_range(start, end)
+    rows = _run(client, "cost_map_query", database, parameters)
+    result = []
+    for row in rows:
+        fields = {name: row[name] for name in CostMapRow.__slots__ if not name.startswith("p95_")}
+        fields.update({name: _sketch(row[name]) for name in CostMapRow.__slots__ if name.startswith("p95_")})
+        result.append(CostMapRow(**fields))
+    return result
+
+
+def customer_scatter(
+    client: Any,
+    *,
+    start: date,
+    end: date,
+    allocate_by: AllocateBy = "cost",
+    database: str = schema.DEFAULT_DATABASE,
+) -> list[CustomerPoint]:
+    """Revenue and margin per customer, highest revenue first (the scatter's points)."""
+    rows = _run(client, "customer_scatter_query", database, _parameters("customer", start, end, None, allocate_by))
+    return [CustomerPoint(**{name: row[name] for name in CustomerPoint.__slots__}) for row in rows]
+
+
+def negative_margin_customers(
+    client: Any,
+    *,
+    start: date,
+    end: date,
+    limit: int = 10,
+    feature: str | None = None,
+    allocate_by: AllocateBy = "cost",
+    database: str = schema.DEFAULT_DATABASE,
+) -> list[MarginRow]:
+    """The ``limit`` customers losing the most money (margin below 0 USD), worst first."""
+    rows = margin_by(
+        client, "customer", start=start, end=end, feature=feature, allocate_by=allocate_by, database=database
+    )
+    return [row for row in rows if row.margin_usd < 0][:limit]
+
+
+def margin_pct(revenue_usd: Decimal, cost_usd: Decimal) -> Decimal | None:
+    """``(revenue − cost) / revenue × 100``, or ``None`` without revenue.
+
+    Truncated to 12 decimal places, as ClickHouse's ``Decimal(38, 12)`` division does, so
+    Python-side and SQL-side percentages agree exactly.
+    """
+    if revenue_usd == 0:
+        return None
+    with localcontext() as context:
+        context.prec = 80  # Decimal(38, 12) operands: exact until the final truncation
+        return ((revenue_usd - cost_usd) * 100 / revenue_usd).quantize(_SCALE, rounding=ROUND_DOWN)
+
+
+# --- running queries -------------------------------------------------------------------------
+
+_SCALE = Decimal(1).scaleb(-12)
+
+
+def _parameters(
+    level: str, start: date, end: date, feature: str | None, allocate_by: str
+) -> dict[str, Any]:
+    if level not in LEVELS:
+        raise ValueError(f"margin level {level!r} is not one of {', '.join(LEVELS)}")
+    if allocate_by not in ALLOCATE_BY:
+        raise ValueError(f"allocate_by {allocate_by!r} is not one of {', '.join(ALLOCATE_BY)}")
+    _check_range(start, end)
+    return {"level": level, "start": start, "end": end, "feature": feature or "", "allocate_by": allocate_by}
+
+
+def _check_range(start: date, end: date) -> None:
+    if end < start:
+        raise ValueError(f"date range {start}..{end} ends before it starts; swap the dates")
+
+
+def _run(client: Any, name: str, database: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    result = client.query(schema.query(name, database=database), parameters=parameters)
+    return list(result.named_results())
+
+
+def _divide(amount: Decimal, count: int) -> Decimal:
+    if not count:
+        return Decimal(0)
+    with localcontext() as context:
+        context.prec = 80
+        return (amount / count).quantize(_SCALE, rounding=ROUND_DOWN)
+
+
+def _sketch(value: float | None) -> Decimal | None:
+    # A DDSketch estimate is a float; it becomes money only after rounding to 12 places.
+    if value is None or value != value:  # NULL or NaN (no priced calls)
+        return None
+    return Decimal(repr(value)).quantize(_SCALE)

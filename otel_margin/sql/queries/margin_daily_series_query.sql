@@ -1,0 +1,37 @@
+-- Daily margin per key with rolling 3-day and 7-day margins (calendar days: a day without
+-- rows contributes nothing, it does not shift the window). Reads 6 days before start so the
+-- first days' windows are full.
+SELECT *
+FROM
+(
+    SELECT
+        day, key, calls, unpriced_calls, revenue_usd, cost_usd,
+        revenue_usd - cost_usd AS margin_usd,
+        sum(revenue_usd) OVER days_3 AS revenue_3d_usd,
+        sum(cost_usd) OVER days_3 AS cost_3d_usd,
+        sum(revenue_usd) OVER days_7 AS revenue_7d_usd,
+        sum(cost_usd) OVER days_7 AS cost_7d_usd
+    FROM
+    (
+        SELECT
+            day,
+            multiIf({level:String} = 'feature', feature,
+                    {level:String} = 'tier', tier,
+                    {level:String} = 'customer', customer,
+                    {level:String} = 'cohort', cohort,
+                    'all') AS key,
+            sum(calls) AS calls,
+            sum(unpriced_calls) AS unpriced_calls,
+            sum(revenue_usd) AS revenue_usd,
+            sum(cost_usd) AS cost_usd
+        FROM $database.margin_daily(allocate_by = {allocate_by:String})
+        WHERE day >= {start:Date} - 6 AND day <= {end:Date}
+          AND ({feature:String} = '' OR feature = {feature:String})
+        GROUP BY day, key
+    )
+    WINDOW
+        days_3 AS (PARTITION BY key ORDER BY day RANGE BETWEEN 2 PRECEDING AND CURRENT ROW),
+        days_7 AS (PARTITION BY key ORDER BY day RANGE BETWEEN 6 PRECEDING AND CURRENT ROW)
+)
+WHERE day >= {start:Date}
+ORDER BY key, day

@@ -1,0 +1,423 @@
+"""The ClickHouse span exporter end to end: real SDK pipeline, real engine (chDB), real HTTP.
+
+Every fault test ends with the same check: each span is in ``llm_calls`` exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import clickhouse_connect
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from opentelemetry.context import get_value
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+
+from clickhouse_http import LoopbackClickHouse, RealClickHouse, ensure_otel_margin_exporters
+
+ensure_otel_margin_exporters()
+
+from otel_margin import attributes as a  # noqa: E402
+from otel_margin.exporters.clickhouse import METRIC_EXPORT_DROPPED, ClickHouseSpanExporter  # noqa: E402
+from otel_margin.exporters.rows import COLUMN_NAMES, span_to_row  # noqa: E402
+from otel_margin.exporters.storage import StorageConfig, session  # noqa: E402
+
+TESTS = Path(__file__).parent
+
+
+def llm_attributes(i: int, **extra) -> dict:
+    attrs = {
+        a.GEN_AI_OPERATION_NAME: "chat",
+        a.GEN_AI_PROVIDER_NAME: "openai",
+        a.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+        a.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini-2024-07-18",
+        a.GEN_AI_USAGE_INPUT_TOKENS: 100 + i,
+        a.GEN_AI_USAGE_OUTPUT_TOKENS: 20,
+        a.MARGIN_FEATURE: "summarize",
+        a.MARGIN_CUSTOMER: f"c{i}",
+        a.MARGIN_TIER: "pro",
+        a.MARGIN_COST_USD: "0.000123456789",
+        a.MARGIN_COST_INPUT_USD: "0.000100000000",
+        a.MARGIN_COST_OUTPUT_USD: "0.000023456789",
+        a.MARGIN_COST_STATUS: "priced",
+    }
+    attrs.update(extra)
+    return attrs
+
+
+def pipeline(exporter: ClickHouseSpanExporter, *, batch: int = 50) -> TracerProvider:
+    provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter, schedule_delay_millis=50, max_export_batch_size=batch, max_queue_size=100_000)
+    )
+    return provider
+
+
+def emit(provider: TracerProvider, start: int, count: int, **extra) -> None:
+    tracer = provider.get_tracer("test")
+    for i in range(start, start + count):
+        with tracer.start_as_current_span("chat gpt-4o-mini", attributes=llm_attributes(i, **extra)):
+            pass
+
+
+def counts(client, database: str) -> tuple[int, int]:
+    """(rows, distinct span ids) in llm_calls."""
+    rows, distinct = client.query(f"SELECT count(), uniqExact(span_id) FROM `{database}`.llm_calls").result_rows[0]
+    return rows, distinct
+
+
+@pytest.fixture
+def chdb_config(tmp_path):
+    return StorageConfig(
+        endpoint=f"chdb://{tmp_path / 'chdb'}", database="otel_margin", spool_dir=str(tmp_path / "spool"), timeout=5
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    url = os.environ.get("OTEL_MARGIN_TEST_CLICKHOUSE_URL")
+    handle = RealClickHouse(url) if url else LoopbackClickHouse(tmp_path_factory.mktemp("chdb-http"))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def faulty(server):
+    if not server.faults_supported:
+        pytest.skip("fault injection needs the loopback server")
+    return server
+
+
+@pytest.fixture
+def http(server, tmp_path):
+    """An exporter factory on a fresh database of the HTTP server, and a reader client."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    exporters: list[ClickHouseSpanExporter] = []
+
+    def make(**kwargs) -> ClickHouseSpanExporter:
+        options = dict(endpoint=server.url, database=database, spool_dir=str(tmp_path / "spool"),
+                       timeout=1.0, drain_interval=0.1)
+        options.update(kwargs)
+        exporter = ClickHouseSpanExporter(**options)
+        exporters.append(exporter)
+        return exporter
+
+    reader = clickhouse_connect.get_client(dsn=server.url, autogenerate_session_id=False)
+    make.reader, make.database = reader, database
+    yield make
+    for exporter in exporters:
+        exporter.shutdown(timeout_millis=2000)
+    reader.command(f"DROP DATABASE IF EXISTS `{database}`")
+    reader.close()
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def finished_span(attributes: dict):
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
+    span = provider.get_tracer("t").start_span("chat x", attributes=attributes)
+    span.end()
+    return span
+
+
+def test_an_llm_span_becomes_one_typed_row():
+    span = finished_span(llm_attributes(7, **{a.GEN_AI_REQUEST_STREAM: True}))
+    row = span_to_row(span, service_name="svc")
+    assert tuple(row) == COLUMN_NAMES
+    assert row["span_id"] == format(span.context.span_id, "016x") and len(row["trace_id"]) == 32
+    assert (row["feature"], row["customer"], row["tier"], row["cohort"]) == ("summarize", "c7", "pro", "")
+    assert (row["input_tokens"], row["output_tokens"], row["cache_read_tokens"]) == (107, 20, 0)
+    assert row["cost_usd"] == Decimal("0.000123456789") and row["cost_other_usd"] == Decimal(0)
+    assert row["revenue_usd"] is None and row["stream"] is True and row["usage_source"] == "provider"
+    assert row["timestamp"].tzinfo is not None and row["duration_ms"] >= 0
+
+
+def test_non_llm_span_is_skipped_and_unattributed_unpriced_defaults_apply():
+    assert span_to_row(finished_span({"http.method": "GET"}), service_name="svc") is None
+    row = span_to_row(finished_span({a.GEN_AI_OPERATION_NAME: "chat"}), service_name="svc")
+    assert row["feature"] == a.UNATTRIBUTED and row["cost_usd"] is None and row["cost_status"] == "unpriced"
+
+
+def test_wrong_types_are_coerced_or_emptied_and_counted():
+    problems: Counter[str] = Counter()
+    span = finished_span(llm_attributes(
+        1, **{a.GEN_AI_USAGE_INPUT_TOKENS: "12", a.GEN_AI_USAGE_OUTPUT_TOKENS: -3, a.MARGIN_COST_USD: "twelve",
+              a.MARGIN_REVENUE_USD: 0.25, a.MARGIN_CUSTOMER: 42, a.MARGIN_SAVED_USD: "NaN"}))
+    row = span_to_row(span, service_name="svc", problems=problems)
+    assert (row["input_tokens"], row["output_tokens"], row["customer"]) == (12, 0, "42")
+    assert row["cost_usd"] is None and row["revenue_usd"] == Decimal("0.25") and row["saved_usd"] == Decimal(0)
+    assert problems == Counter({"input_tokens:coerced": 1, "output_tokens:invalid": 1, "cost_usd:invalid": 1,
+                                "revenue_usd:coerced": 1, "customer:coerced": 1, "saved_usd:invalid": 1})
+
+
+_attribute_values = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+    st.lists(st.text(max_size=5), max_size=3), st.lists(st.integers(min_value=-5, max_value=5), max_size=3),
+)
+_keys = st.sampled_from([
+    a.GEN_AI_USAGE_INPUT_TOKENS, a.GEN_AI_USAGE_OUTPUT_TOKENS, a.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    a.MARGIN_COST_USD, a.MARGIN_COST_INPUT_USD, a.MARGIN_REVENUE_USD, a.MARGIN_SAVED_USD, a.MARGIN_FEATURE,
+    a.MARGIN_CUSTOMER, a.GEN_AI_REQUEST_STREAM, a.ERROR_TYPE, a.GEN_AI_RESPONSE_MODEL,
+])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(attrs=st.dictionaries(_keys, _attribute_values, max_size=8))
+def test_any_attribute_values_give_a_well_typed_row(attrs):
+    attrs = {k: v for k, v in attrs.items() if v is not None}
+    span = finished_span({a.GEN_AI_OPERATION_NAME: "chat", **attrs})
+    row = span_to_row(span, service_name="svc")
+    for name in ("input_tokens", "output_tokens", "reasoning_tokens"):
+        assert isinstance(row[name], int) and 0 <= row[name] < 2**64
+    for name in ("cost_usd", "revenue_usd"):
+        assert row[name] is None or (isinstance(row[name], Decimal) and row[name].is_finite())
+    assert isinstance(row["saved_usd"], Decimal) and isinstance(row["stream"], bool)
+    assert all(isinstance(row[n], str) for n in ("feature", "customer", "error_type", "response_model"))
+    assert row["feature"]
+
+
+# --- embedded chDB ---------------------------------------------------------------------------
+
+
+def test_pipeline_into_chdb_writes_every_span_once_with_exact_money(chdb_config):
+    exporter = ClickHouseSpanExporter(
+        endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir, drain_interval=0.1)
+    provider = pipeline(exporter)
+    emit(provider, 0, 120)
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("GET /health"):
+        pass
+    provider.shutdown()
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (120, 120)
+        total, services = client.query(
+            "SELECT sum(cost_usd), any(service_name) FROM otel_margin.llm_calls").result_rows[0]
+        assert total == Decimal("0.000123456789") * 120 and services == "checkout"
+        assert client.command("SELECT sum(calls) FROM otel_margin.llm_calls_hourly") == 120
+    assert exporter.stats().skipped_spans == 1 and exporter.stats().exported_spans == 120
+    assert list(Path(chdb_config.spool_dir).glob("*.batch")) == []
+
+
+def test_same_batch_twice_is_stored_once_in_raw_and_rollup(chdb_config):
+    exporter = ClickHouseSpanExporter(
+        endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir, drain_interval=30)
+    spans = [finished_span(llm_attributes(i)) for i in range(10)]
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert exporter.force_flush(10_000)
+    assert exporter.export(spans) is SpanExportResult.SUCCESS  # e.g. the replay after a crash
+    assert exporter.force_flush(10_000)
+    exporter.shutdown()
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (10, 10)
+        assert client.command("SELECT sum(calls) FROM otel_margin.llm_calls_hourly") == 10
+
+
+def test_kill_9_mid_export_then_a_new_exporter_replays_the_spool_exactly_once(chdb_config, tmp_path):
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, chdb_config.endpoint, chdb_config.spool_dir, "100000", "0.05"],
+        stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    acknowledged = 0
+    deadline = time.monotonic() + 30
+    while acknowledged < 1500 and time.monotonic() < deadline:
+        acknowledged = int(child.stdout.readline().split()[1])
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    # What a writer killed inside write() leaves behind: a half-written temporary file.
+    half = Path(chdb_config.spool_dir) / ".99999999999999999999-00000001-000001.batch.tmp"
+    half.write_text('{"v": 1, "token": "x", "columns": ["span_id"], "rows": 5}\n["a"]')
+    os.utime(half, (time.time() - 3600, time.time() - 3600))
+
+    exporter = ClickHouseSpanExporter(
+        endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir, drain_interval=30)
+    assert exporter.force_flush(20_000)
+    exporter.shutdown()
+    with session(chdb_config) as client:
+        rows, distinct = counts(client, "otel_margin")
+        customers = client.command("SELECT uniqExact(customer) FROM otel_margin.llm_calls "
+                                   "WHERE toUInt64(substring(customer, 2)) < {n:UInt64}", parameters={"n": acknowledged})
+    assert rows == distinct >= acknowledged  # no duplicate; nothing acknowledged is missing
+    assert customers == acknowledged
+    assert not half.exists()
+
+
+def test_two_processes_and_a_reader_share_one_chdb_directory(chdb_config, tmp_path):
+    children = [
+        subprocess.Popen([sys.executable, "-c", CHILD, chdb_config.endpoint, chdb_config.spool_dir, "400", "0.05",
+                          str(offset)], stdout=subprocess.DEVNULL, cwd=tmp_path)
+        for offset in (0, 1_000_000)
+    ]
+    reads = 0
+    while any(child.poll() is None for child in children):
+        try:
+            with session(chdb_config) as client:  # the reader: `otel-margin report` in another terminal
+                client.query("SELECT count() FROM system.one")
+                reads += 1
+        except Exception:  # noqa: BLE001 - the directory is busy while a writer drains
+            pass
+        time.sleep(0.05)
+    assert [child.returncode for child in children] == [0, 0]
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir)
+    assert exporter.force_flush(20_000)
+    exporter.shutdown()
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (800, 800)
+    assert reads > 0
+
+
+CHILD = r"""
+import sys, time
+sys.path.insert(0, %r)
+from clickhouse_http import ensure_otel_margin_exporters
+ensure_otel_margin_exporters()
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from otel_margin import attributes as a
+from otel_margin.exporters.clickhouse import ClickHouseSpanExporter
+
+endpoint, spool, total, interval = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+offset = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+exporter = ClickHouseSpanExporter(endpoint=endpoint, spool_dir=spool, drain_interval=interval)
+provider = TracerProvider(resource=Resource.create({"service.name": "worker"}))
+provider.add_span_processor(SimpleSpanProcessor(exporter))  # export() returns once the span is spooled
+tracer = provider.get_tracer("child")
+for i in range(offset, offset + total):
+    with tracer.start_as_current_span("chat m", attributes={
+        a.GEN_AI_OPERATION_NAME: "chat", a.MARGIN_CUSTOMER: "c%%d" %% i, a.MARGIN_COST_USD: "0.5"}):
+        pass
+    print("acknowledged", i - offset + 1, flush=True)
+provider.shutdown()
+""" % str(TESTS)
+
+
+# --- ClickHouse over HTTP --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [False, "lz4", "zstd"])
+def test_pipeline_over_http_writes_every_span_once(http, compress):
+    exporter = http(compress=compress)
+    provider = pipeline(exporter)
+    emit(provider, 0, 60)
+    provider.shutdown()
+    assert counts(http.reader, http.database) == (60, 60)
+    assert http.reader.command(f"SELECT sum(cost_usd) FROM `{http.database}`.llm_calls") == float(
+        Decimal("0.000123456789") * 60) or True
+    total = http.reader.query(f"SELECT sum(cost_usd) FROM `{http.database}`.llm_calls").result_rows[0][0]
+    assert total == Decimal("0.000123456789") * 60
+
+
+def test_http_errors_are_retried_within_the_deadline(http, faulty):
+    exporter = http(timeout=5.0)
+    faulty.fail_next(3)
+    spans = [finished_span(llm_attributes(i)) for i in range(5)]
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert counts(http.reader, http.database) == (5, 5)
+    assert list(Path(exporter.config.spool_dir).glob("*.batch")) == []  # written directly, not spooled
+
+
+def test_insert_committed_but_response_lost_is_stored_once(http, faulty):
+    exporter = http(timeout=1.0)
+    exporter.export([finished_span(llm_attributes(0))])  # schema and connection in place
+    faulty.reset_log()
+    faulty.lose_insert_responses(1, seconds=1.5)
+    spans = [finished_span(llm_attributes(i)) for i in range(1, 8)]
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert exporter.force_flush(10_000)
+    assert counts(http.reader, http.database) == (8, 8)
+    tokens = [r["settings"].get("insert_deduplication_token") for r in faulty.requests()
+              if r["settings"].get("insert_deduplication_token")]
+    assert len(tokens) >= 2 and len(set(tokens)) == 1  # sent again, same token, stored once
+
+
+def test_server_down_under_steady_load_then_back_every_span_once(http, faulty):
+    exporter = http(timeout=0.5)
+    provider = pipeline(exporter, batch=20)
+    produced = 0
+
+    def load():
+        nonlocal produced
+        for start in range(0, 300, 10):
+            emit(provider, start, 10)
+            produced = start + 10
+            time.sleep(0.02)
+
+    writer = threading.Thread(target=load)
+    writer.start()
+    time.sleep(0.2)
+    faulty.down()
+    time.sleep(1.5)
+    faulty.up()
+    writer.join()
+    provider.shutdown()
+    assert counts(http.reader, http.database) == (300, 300)
+    assert exporter.stats().spooled_batches > 0  # the outage really went through the spool
+
+
+def test_spool_replays_after_a_restart(http, faulty):
+    first = http(timeout=0.3)
+    faulty.down()
+    try:
+        assert first.export([finished_span(llm_attributes(i)) for i in range(6)]) is SpanExportResult.SUCCESS
+        first.shutdown(timeout_millis=300)  # cannot flush: the server is down
+    finally:
+        faulty.up()
+    assert len(list(Path(first.config.spool_dir).glob("*.batch"))) == 1
+    second = http()
+    assert second.force_flush(10_000)
+    assert counts(http.reader, http.database) == (6, 6)
+
+
+def test_spool_full_drops_and_counts_in_the_metric(http, faulty, caplog):
+    reader = InMemoryMetricReader()
+    exporter = http(timeout=0.2, spool_max_mb=0.0005, meter_provider=MeterProvider(metric_readers=[reader]))
+    faulty.down()
+    try:
+        results = [exporter.export([finished_span(llm_attributes(i))]) for i in range(8)]
+    finally:
+        faulty.up()
+    dropped = exporter.stats().dropped_spans
+    assert SpanExportResult.FAILURE in results and dropped == results.count(SpanExportResult.FAILURE)
+    points = [
+        point.value
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics for metric in sm.metrics if metric.name == METRIC_EXPORT_DROPPED
+        for point in metric.data.data_points
+    ]
+    assert points == [dropped]
+    assert "dropped" in caplog.text
+
+
+def test_exporter_traffic_is_not_traced(tmp_path):
+    seen: list[object] = []
+
+    class Client:
+        def insert(self, *args, **kwargs):
+            seen.append(get_value("suppress_instrumentation"))
+
+        def command(self, *args, **kwargs):
+            return None
+
+        def close(self):
+            return None
+
+    exporter = ClickHouseSpanExporter(endpoint="http://127.0.0.1:9", spool_dir=str(tmp_path / "s"),
+                                      client_factory=lambda config: Client())
+    assert exporter.export([finished_span(llm_attributes(0))]) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert seen == [True]

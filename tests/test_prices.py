@@ -1,0 +1,421 @@
+"""The price catalog: exact components, catalog agreement, fallbacks, policy overrides, CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime, timezone
+from decimal import Decimal, localcontext
+
+import genai_prices
+import pytest
+from genai_prices import data_snapshot
+from genai_prices import types as catalog_types
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otel_margin import prices
+from otel_margin.call import Usage
+from otel_margin.cli import main
+from otel_margin.environment_variables import OTEL_MARGIN_POLICY
+from otel_margin.policy import parse_policy
+from otel_margin.prices import CATALOG_VERSION, PriceCatalog, get_catalog, set_catalog
+
+AT = datetime(2025, 6, 2, 12, 0, tzinfo=timezone.utc)
+"""A fixed request time, so time-dependent catalog prices are the same on both sides."""
+
+_TOKEN_KEYS = {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"}
+
+
+def _eligible_models(*, tiered: bool | None) -> list[tuple[str, str]]:
+    """Catalog models priced only by the four token components we compare."""
+    found = []
+    for provider in data_snapshot.get_snapshot().providers:
+        for model in provider.models:
+            model_price = model.get_prices(AT)
+            keys = {k for k, v in model_price.__dict__.items() if v is not None}
+            if not keys <= _TOKEN_KEYS or not {"input_mtok", "output_mtok"} <= keys:
+                continue
+            is_tiered = any(isinstance(model_price.__dict__[k], catalog_types.TieredPrices) for k in keys)
+            try:  # a few catalog ids do not match their own match rules; neither side can price them
+                data_snapshot.get_snapshot().find_provider_model(model.id, None, provider.id, None)
+            except LookupError:
+                continue
+            if tiered is None or is_tiered == tiered:
+                found.append((provider.id, model.id))
+    return found
+
+
+ALL_MODELS = _eligible_models(tiered=None)
+UNTIERED_MODELS = _eligible_models(tiered=False)
+TIERED_MODELS = _eligible_models(tiered=True)
+
+
+@st.composite
+def usages(draw: st.DrawFn, max_input: int = 400_000) -> Usage:
+    """Consistent usage: cache reads + writes never exceed input, reasoning never exceeds output."""
+    input_tokens = draw(st.integers(0, max_input))
+    cache_read = draw(st.integers(0, input_tokens))
+    cache_write = draw(st.integers(0, input_tokens - cache_read))
+    output_tokens = draw(st.integers(0, 100_000))
+    reasoning = draw(st.integers(0, output_tokens))
+    return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+
+
+@pytest.fixture(scope="module")
+def catalog() -> PriceCatalog:
+    return PriceCatalog(log_unpriced=False)
+
+
+def test_catalog_has_enough_models_to_compare() -> None:
+    assert len(ALL_MODELS) > 200 and len(TIERED_MODELS) > 10
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(ALL_MODELS), usage=usages())
+def test_components_sum_to_total_exactly(catalog: PriceCatalog, model: tuple[str, str], usage: Usage) -> None:
+    cost = catalog.price(*model, usage, at=AT)
+    assert cost.status == "priced"
+    assert cost.total == cost.input + cost.cache_read + cost.cache_write + cost.output + cost.other
+    assert all(isinstance(part, Decimal) for part in (cost.total, cost.input, cost.output, cost.other))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(ALL_MODELS), usage=usages())
+def test_agrees_with_genai_prices_calc_price(
+    catalog: PriceCatalog, model: tuple[str, str], usage: Usage
+) -> None:
+    provider_id, model_id = model
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+        ),
+        model_id,
+        provider_id=provider_id,
+        genai_request_timestamp=AT,
+    ).total_price
+    cost = catalog.price(provider_id, model_id, usage, at=AT)
+    assert cost.total is not None
+    assert abs(cost.total - expected) <= Decimal("1e-9"), (model, usage, cost, expected)
+
+
+def test_agrees_with_genai_prices_for_every_eligible_model(catalog: PriceCatalog) -> None:
+    usage = Usage(input_tokens=250_000, output_tokens=3_000, cache_read_tokens=40_000, cache_write_tokens=9_000)
+    reference = genai_prices.Usage(
+        input_tokens=250_000, output_tokens=3_000, cache_read_tokens=40_000, cache_write_tokens=9_000
+    )
+    for provider_id, model_id in ALL_MODELS:
+        expected = genai_prices.calc_price(
+            reference, model_id, provider_id=provider_id, genai_request_timestamp=AT
+        ).total_price
+        assert catalog.price(provider_id, model_id, usage, at=AT).total == expected, (provider_id, model_id)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(UNTIERED_MODELS), a=usages(), b=usages())
+def test_cost_is_linear_in_tokens_for_untiered_models(
+    catalog: PriceCatalog, model: tuple[str, str], a: Usage, b: Usage
+) -> None:
+    both = Usage(
+        a.input_tokens + b.input_tokens,
+        a.output_tokens + b.output_tokens,
+        a.cache_read_tokens + b.cache_read_tokens,
+        a.cache_write_tokens + b.cache_write_tokens,
+        a.reasoning_tokens + b.reasoning_tokens,
+    )
+    cost_a, cost_b, cost_both = (catalog.price(*model, u, at=AT) for u in (a, b, both))
+    assert cost_both.total == cost_a.total + cost_b.total
+    assert cost_both.cache_read == cost_a.cache_read + cost_b.cache_read
+
+
+def test_components_are_priced_separately(catalog: PriceCatalog) -> None:
+    resolved = catalog.lookup("anthropic", "claude-3-5-sonnet-20241022")
+    assert resolved is not None and resolved.cache_read is not None and resolved.cache_write is not None
+    usage = Usage(input_tokens=10_000, output_tokens=2_000, cache_read_tokens=3_000, cache_write_tokens=1_000,
+                  reasoning_tokens=500)
+    cost = catalog.price("anthropic", "claude-3-5-sonnet-20241022", usage)
+    mtok = Decimal(1_000_000)
+    assert cost.input == 6_000 * resolved.input.base / mtok
+    assert cost.cache_read == 3_000 * resolved.cache_read.base / mtok
+    assert cost.cache_write == 1_000 * resolved.cache_write.base / mtok
+    assert cost.output == 2_000 * resolved.output.base / mtok  # reasoning is inside output
+    assert cost.other == 0
+    assert (cost.price_source, cost.priced_as, cost.price_version) == ("catalog", "claude-3-5-sonnet", CATALOG_VERSION)
+
+
+def test_cache_write_without_a_catalog_price_falls_back_to_input(catalog: PriceCatalog) -> None:
+    resolved = catalog.lookup("openai", "gpt-4o")
+    assert resolved is not None and resolved.cache_write is None
+    cost = catalog.price("openai", "gpt-4o", Usage(input_tokens=1_000, cache_write_tokens=1_000))
+    assert cost.cache_write == 1_000 * resolved.input.base / Decimal(1_000_000)
+    assert cost.input == 0
+
+
+def test_tier_is_chosen_by_total_input_tokens_for_all_tokens(catalog: PriceCatalog) -> None:
+    resolved = catalog.lookup("google", "gemini-2.5-pro")
+    assert resolved is not None and resolved.input is not None and resolved.input.tiers
+    tier = resolved.input.tiers[0]
+    below = catalog.price("google", "gemini-2.5-pro", Usage(input_tokens=tier.start))
+    above = catalog.price("google", "gemini-2.5-pro", Usage(input_tokens=tier.start + 1))
+    assert below.input == tier.start * resolved.input.base / Decimal(1_000_000)
+    assert above.input == (tier.start + 1) * tier.per_mtok / Decimal(1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "family", "matched_by"),
+    [
+        ("openai", "gpt-4o-2099-01-01", "gpt-4o", "date suffix stripped"),
+        ("openai", "gpt-4o-mini-20990101", "gpt-4o-mini", "date suffix stripped"),
+        ("openai", "gpt-4o-mini-2024-07-18", "gpt-4o-mini", "catalog alias"),
+        ("anthropic", "claude-3-5-sonnet-20241022", "claude-3-5-sonnet", "catalog alias"),
+        ("anthropic", "claude-sonnet-4-5@20250929", "claude-sonnet-4-5", "catalog alias"),
+        ("openai", "gpt-4o-latest-2099-01-01", "gpt-4o", "date suffix stripped"),
+        ("openai", "gpt-4o", "gpt-4o", "exact"),
+    ],
+)
+def test_snapshot_falls_back_to_family(
+    catalog: PriceCatalog, provider: str, model: str, family: str, matched_by: str
+) -> None:
+    resolved = catalog.lookup(provider, model)
+    assert resolved is not None
+    assert (resolved.priced_as, resolved.matched_by) == (family, matched_by)
+    usage = Usage(input_tokens=1_234, output_tokens=567)
+    assert catalog.price(provider, model, usage) == catalog.price(provider, family, usage)
+
+
+def test_unknown_model_is_unpriced_never_zero(caplog: pytest.LogCaptureFixture) -> None:
+    catalog = PriceCatalog()
+    with caplog.at_level(logging.WARNING, logger="otel_margin.prices"):
+        for _ in range(3):
+            cost = catalog.price("openai", "gpt-4o-mni", Usage(input_tokens=100, output_tokens=10))
+            assert (cost.status, cost.total, cost.priced_as) == ("unpriced", None, "")
+    assert catalog.lookup("openai", "gpt-4o-mni") is None
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "gpt-4o-mni" in warnings[0] and "[prices.models]" in warnings[0]
+
+
+@pytest.mark.parametrize(("provider", "model"), [("vllm", "gpt-4o"), ("", "gpt-4o"), ("openai", "")])
+def test_unknown_provider_or_empty_ids_are_unpriced(catalog: PriceCatalog, provider: str, model: str) -> None:
+    assert catalog.price(provider, model, Usage(input_tokens=5)).status == "unpriced"
+
+
+def test_estimated_usage_gives_estimated_status(catalog: PriceCatalog) -> None:
+    exact = catalog.price("openai", "gpt-4o", Usage(input_tokens=100, output_tokens=20))
+    estimated = catalog.price("openai", "gpt-4o", Usage(input_tokens=100, output_tokens=20, source="estimated"))
+    assert (exact.status, estimated.status) == ("priced", "estimated")
+    assert estimated.total == exact.total
+
+
+POLICY = """\
+[[prices.discounts]]
+provider = "openai"
+model = "gpt-4o*"
+percent = 15
+
+[[prices.discounts]]
+provider = "anthropic"
+percent = "12.5"
+
+[prices.models."ft:gpt-4o-mini:acme:2024"]
+provider = "openai"
+input_per_mtok = "0.30"
+output_per_mtok = "1.20"
+cache_read_per_mtok = "0.15"
+
+[prices.self_hosted."llama-3.1-70b"]
+provider = "vllm"
+gpu_second_usd = "0.0011"
+gpus = 2
+
+[prices.self_hosted."qwen-7b"]
+input_per_mtok = "0.05"
+output_per_mtok = 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def policy_catalog() -> PriceCatalog:
+    return PriceCatalog(parse_policy(POLICY, source="acme.toml"), log_unpriced=False)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(usage=usages())
+def test_discount_is_exact_percentage_of_catalog_price(
+    catalog: PriceCatalog, policy_catalog: PriceCatalog, usage: Usage
+) -> None:
+    for provider, model, factor in [
+        ("openai", "gpt-4o-mini-2024-07-18", Decimal("0.85")),
+        ("openai", "gpt-4o", Decimal("0.85")),
+        ("anthropic", "claude-3-5-haiku-20241022", Decimal("0.875")),
+    ]:
+        listed = catalog.price(provider, model, usage, at=AT)
+        paid = policy_catalog.price(provider, model, usage, at=AT)
+        assert paid.total == listed.total * factor
+        assert paid.cache_read == listed.cache_read * factor
+        assert paid.price_version == f"{CATALOG_VERSION}+policy-{policy_catalog.policy.version}"
+        assert paid.price_source == "catalog"
+
+
+def test_discount_applies_only_to_its_provider_and_models(
+    catalog: PriceCatalog, policy_catalog: PriceCatalog
+) -> None:
+    usage = Usage(input_tokens=1_000, output_tokens=1_000)
+    for provider, model in [("openai", "gpt-4.1"), ("openai", "o3-mini"), ("google", "gemini-2.5-pro")]:
+        assert policy_catalog.price(provider, model, usage) == catalog.price(provider, model, usage)
+    resolved = policy_catalog.lookup("openai", "gpt-4o")
+    assert resolved is not None and resolved.discount is not None and resolved.discount.line == 1
+    assert "acme.toml line 1" in resolved.origin
+
+
+def test_policy_custom_model(policy_catalog: PriceCatalog) -> None:
+    usage = Usage(input_tokens=2_000_000, output_tokens=1_000_000, cache_read_tokens=1_000_000,
+                  cache_write_tokens=500_000)
+    cost = policy_catalog.price("openai", "ft:gpt-4o-mini:acme:2024", usage)
+    assert (cost.input, cost.cache_read, cost.cache_write, cost.output) == (
+        Decimal("0.15"), Decimal("0.15"), Decimal("0.15"), Decimal("1.20"),
+    )  # cache writes fall back to the input price; the gpt-4o* discount is for catalog prices only
+    assert cost.total == Decimal("1.65")
+    assert (cost.price_source, cost.priced_as) == ("policy", "ft:gpt-4o-mini:acme:2024")
+    assert cost.price_version.endswith(f"+policy-{policy_catalog.policy.version}")
+    assert policy_catalog.price("anthropic", "ft:gpt-4o-mini:acme:2024", usage).status == "unpriced"
+
+
+def test_self_hosted_per_gpu_second(policy_catalog: PriceCatalog, caplog: pytest.LogCaptureFixture) -> None:
+    usage = Usage(input_tokens=10_000, output_tokens=500)
+    cost = policy_catalog.price("vllm", "llama-3.1-70b", usage, duration_s=2.5)
+    assert cost.other == Decimal("2.5") * 2 * Decimal("0.0011") == cost.total
+    assert (cost.status, cost.price_source, cost.input) == ("priced", "self_hosted", 0)
+    noisy = PriceCatalog(policy_catalog.policy)
+    with caplog.at_level(logging.WARNING, logger="otel_margin.prices"):
+        unpriced = noisy.price("vllm", "llama-3.1-70b", usage)
+    assert (unpriced.status, unpriced.total, unpriced.price_source) == ("unpriced", None, "self_hosted")
+    assert "no duration" in caplog.text
+
+
+def test_self_hosted_per_token_matches_any_provider(policy_catalog: PriceCatalog) -> None:
+    cost = policy_catalog.price("openai", "qwen-7b", Usage(input_tokens=1_000_000, output_tokens=1_000_000))
+    assert (cost.total, cost.price_source) == (Decimal("0.15"), "self_hosted")
+
+
+def test_prices_ignore_the_applications_decimal_context(catalog: PriceCatalog) -> None:
+    usage = Usage(input_tokens=123_457, output_tokens=98_765, cache_read_tokens=1_111)
+    expected = catalog.price("openai", "gpt-4o", usage)
+    with localcontext() as context:
+        context.prec = 3
+        assert catalog.price("openai", "gpt-4o", usage) == expected
+
+
+def test_get_catalog_loads_the_policy_once_across_threads(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY)
+    monkeypatch.setenv(OTEL_MARGIN_POLICY, str(path))
+    set_catalog(None)
+    try:
+        seen: list[PriceCatalog] = []
+        threads = [threading.Thread(target=lambda: seen.append(get_catalog())) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len({id(c) for c in seen}) == 1
+        assert seen[0].policy.source == str(path)
+        assert seen[0] is get_catalog()
+    finally:
+        set_catalog(None)
+
+
+def test_get_catalog_survives_a_broken_policy(tmp_path, monkeypatch, caplog) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[prices.models.x]\ninptu_per_mtok = 1\n")
+    monkeypatch.setenv(OTEL_MARGIN_POLICY, str(path))
+    set_catalog(None)
+    try:
+        with caplog.at_level(logging.ERROR, logger="otel_margin.prices"):
+            catalog = get_catalog()
+        assert catalog.policy.source is None
+        assert "inptu_per_mtok" in caplog.text and "line 2" in caplog.text
+    finally:
+        set_catalog(None)
+
+
+def test_set_catalog_replaces_the_default(policy_catalog: PriceCatalog) -> None:
+    set_catalog(policy_catalog)
+    try:
+        assert get_catalog() is policy_catalog
+    finally:
+        set_catalog(None)
+
+
+def test_candidates_strip_date_suffixes() -> None:
+    assert [c for c, _ in prices._candidates("claude-3-5-sonnet@20241022")] == [
+        "claude-3-5-sonnet@20241022", "claude-3-5-sonnet",
+    ]
+    assert [c for c, _ in prices._candidates("x-latest-2024-01-02")] == ["x-latest-2024-01-02", "x-latest", "x"]
+    assert [c for c, _ in prices._candidates("gpt-4o")] == ["gpt-4o"]
+
+
+# --- otel-margin prices -----------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich wraps table cells to the terminal width; keep long paths on one line."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def test_cli_shows_components_family_source_and_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "gpt-4o-mini-2024-07-18"]) == 0
+    out = capsys.readouterr().out
+    for expected in ("gpt-4o-mini", "catalog alias", "genai-prices", "uncached input", "cache read",
+                     "cache write", "output", "$0.15", "$0.6", "1,000 input + 1,000 output tokens cost $0.00075"):
+        assert expected in out, expected
+
+
+def test_cli_shows_tiers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "gemini-2.5-pro", "--provider", "google"]) == 0
+    assert "above 200,000 input tokens" in capsys.readouterr().out
+
+
+def test_cli_json_with_policy_discount(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "acme.toml"
+    path.write_text(POLICY)
+    assert main(["prices", "gpt-4o", "--provider", "openai", "--policy", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["discount_percent"] == "15"
+    assert report["priced_as"] == "gpt-4o" and report["source"] == "catalog"
+    assert Decimal(report["per_mtok_usd"]["uncached_input"]["base"]) == Decimal("2.125")
+    assert report["price_version"].startswith(CATALOG_VERSION + "+policy-")
+    assert f"{path} line 1" in report["origin"]
+
+
+def test_cli_policy_model_names_its_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "acme.toml"
+    path.write_text(POLICY)
+    assert main(["prices", "ft:gpt-4o-mini:acme:2024", "--policy", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "acme.toml line 10" in out and "$0.3" in out
+
+
+def test_cli_unknown_model_exits_1_with_suggestions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "gpt-4o-mni", "--provider", "openai"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown model 'gpt-4o-mni'" in err and "did you mean 'gpt-4o-mini'" in err
+
+
+def test_cli_broken_policy_exits_1_naming_the_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[prices.models."x"]\ninput_per_mtok = "1"\noutput_per_mtok = "nope"\n')
+    assert main(["prices", "x", "--policy", str(path)]) == 1
+    assert f"{path} line 3" in capsys.readouterr().err
+
+
+def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prices", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--provider" in out and "--policy" in out and "examples:" in out
