@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any, Mapping
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -197,9 +197,16 @@ def _money(value: Any, column: str, problems: Counter[str]) -> Decimal | None:
     if amount is None or not amount.is_finite() or abs(amount) >= _MAX_MONEY:
         problems[f"{column}:invalid"] += 1
         return None
+    try:
+        with localcontext() as exact:
+            exact.prec = 60  # 38 digits fit; the default 28 would reject large amounts
+            amount = amount.quantize(_SCALE, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:
+        problems[f"{column}:invalid"] += 1
+        return None
     if coerced:
         problems[f"{column}:coerced"] += 1
-    return amount.quantize(_SCALE, rounding=ROUND_HALF_EVEN)
+    return amount
 
 
 def _flag(value: Any, column: str, problems: Counter[str]) -> bool:

@@ -170,7 +170,9 @@ class ServerRouteTracker(SpanProcessor):
             _server_span.set(span)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if _server_span.get() is span:
+        # on_end receives a read-only snapshot, not the span object on_start saw.
+        tracked = _server_span.get()
+        if tracked is not None and span.context is not None and tracked.context == span.context:
             _server_span.set(None)
 
     def shutdown(self) -> None:

@@ -27,7 +27,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def margin_configure(policy: "Policy") -> None:
+def margin_configure(policy: Policy) -> None:
     """Configure the plugin from the policy file, once, when plugins are loaded.
 
     :param policy: the validated policy file (an empty policy when there is none).
@@ -38,7 +38,7 @@ def margin_configure(policy: "Policy") -> None:
 
 
 @hookspec
-def margin_limit_check(call: "LLMCall") -> "LimitDecision | None":
+def margin_limit_check(call: LLMCall) -> LimitDecision | None:
     """Decide whether ``call`` may proceed: budgets, rate limits, output-token caps.
 
     :param call: the call record; ``call.estimated_input_tokens`` holds the pre-call
@@ -56,7 +56,7 @@ def margin_limit_check(call: "LLMCall") -> "LimitDecision | None":
 
 
 @hookspec(firstresult=True)
-def margin_cache_lookup(call: "LLMCall") -> "CacheHit | None":
+def margin_cache_lookup(call: LLMCall) -> CacheHit | None:
     """Return a stored response for ``call`` instead of calling the provider.
 
     :param call: the call record. The full request (``call.params``) and the tenant
@@ -71,7 +71,7 @@ def margin_cache_lookup(call: "LLMCall") -> "CacheHit | None":
 
 
 @hookspec(firstresult=True)
-def margin_route(call: "LLMCall") -> "str | None":
+def margin_route(call: LLMCall) -> str | None:
     """Pick a different model for ``call``: the cheapest that meets the feature's quality bar.
 
     :param call: the call record; ``call.model`` is the model asked for.
@@ -84,7 +84,7 @@ def margin_route(call: "LLMCall") -> "str | None":
 
 
 @hookspec
-def margin_record(call: "LLMCall", response: Any) -> None:
+def margin_record(call: LLMCall, response: Any) -> None:
     """Observe a finished call: usage, cost, guardrail outcome, error (spend tracking, cache store).
 
     :param call: the completed call record: ``usage``, ``cost``, ``error_type`` and

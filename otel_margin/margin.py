@@ -83,7 +83,7 @@ class CostMapRow:
     """What one request of a feature costs: exact averages and a P95 per component.
 
     Averages are over priced calls (``None`` if there are none). P95 values come from a
-    DDSketch in the hourly rollup: within 1 % of the true order statistic.
+    DDSketch in the hourly rollup: within about one sketch bucket (2-3 %) of the true order statistic.
     """
 
     feature: str

@@ -226,3 +226,14 @@ def test_arbitrary_text_never_crashes_the_loader(text: str) -> None:
         parse_policy(text)
     except PolicyError:
         pass
+
+
+def test_the_documented_example_is_valid() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "policy.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    policy = parse_policy(example, source="docs/policy.md")
+    assert set(policy.models) == {"ft:gpt-4o-mini:acme:2024"}
+    assert set(policy.self_hosted) == {"llama-3.1-70b", "qwen2.5-7b"}
+    assert len(policy.discounts) == 2 and set(policy.features) == {"summarize"}

@@ -75,6 +75,24 @@ class PatchingInstrumentor(BaseInstrumentor):
         wrapt.wrap_function_wrapper(owner, name, wrapper)
         self._applied.append((owner, name, wrapper))
 
+    def ensure_outermost(self) -> None:
+        """Move our wrappers outside any wrapper another instrumentation added after ours.
+
+        When ours is the outer wrapper it calls past a peer's LLM instrumentation, so a call
+        yields one LLM span; a peer wrapped outside ours would open a second one. Run after
+        every instrumentor has loaded (``opentelemetry_post_instrument``).
+        """
+        for index, (owner, name, wrapper) in enumerate(getattr(self, "_applied", [])):
+            current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
+            if isinstance(current, wrapt.FunctionWrapper) and current._self_wrapper is wrapper:
+                continue
+            ours, outer = _find_in_chain(current, wrapper)
+            if ours is None or outer is None:
+                continue
+            outer.__wrapped__ = ours.__wrapped__  # unlink ours from the middle of the chain
+            wrapt.wrap_function_wrapper(owner, name, wrapper)
+            logger.debug("otel-margin: moved its wrapper of %s.%s outermost", getattr(owner, "__name__", owner), name)
+
     def _uninstrument(self, **kwargs: Any) -> None:
         for owner, name, wrapper in reversed(getattr(self, "_applied", [])):
             current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
@@ -87,6 +105,27 @@ class PatchingInstrumentor(BaseInstrumentor):
                     name,
                 )
         self._applied = []
+
+
+def ensure_outermost() -> None:
+    """``opentelemetry_post_instrument`` hook: make otel-margin's wrappers the outer ones."""
+    for instrumentor_class in PatchingInstrumentor.__subclasses__():
+        instance = getattr(instrumentor_class, "_instance", None)
+        if instance is not None and instance.is_instrumented_by_opentelemetry:
+            try:
+                instance.ensure_outermost()
+            except Exception:  # noqa: BLE001 - never stop the application over ordering
+                logger.debug("otel-margin: could not reorder wrappers", exc_info=True)
+
+
+def _find_in_chain(current: Any, wrapper: Any) -> tuple[Any, Any]:
+    """Our FunctionWrapper in a chain of wrappers, and the wrapper directly outside it."""
+    outer = None
+    while isinstance(current, wrapt.FunctionWrapper):
+        if current._self_wrapper is wrapper:
+            return current, outer
+        outer, current = current, current.__wrapped__
+    return None, None
 
 
 def _owner(patch: Patch) -> Any:

@@ -1,5 +1,5 @@
 -- Hourly rollup per feature, tier and model: the cost map (averages and P95) at any scale.
--- P95 comes from a DDSketch (quantileDD, relative error <= 1%); every sum is exact.
+-- P95 comes from a DDSketch (quantileDD, alpha 0.01: within about one bucket, 2-3 %); every sum is exact.
 CREATE TABLE IF NOT EXISTS $database.llm_calls_hourly$local$on_cluster
 (
     hour                 DateTime('UTC'),

@@ -125,7 +125,8 @@ class StandInResponse:
     """A reply ready for an adapter: a ``body`` or, for a stream, ``events`` (SSE byte chunks).
 
     ``truncated`` tells the adapter to drop the connection without completing the HTTP message:
-    after the last event of a stream, or half-way through ``body``.
+    after the last event of a stream, or half-way through ``body``. ``json`` is the payload of
+    a JSON body (for tests and logs; not compared).
     """
 
     status: int

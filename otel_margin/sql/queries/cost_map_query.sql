@@ -1,5 +1,5 @@
 -- The cost map per feature from the hourly rollup: exact average cost per priced call, in
--- total and per component, and the P95 per call (DDSketch, within 1 % relative error).
+-- total and per component, and the P95 per call (DDSketch: within about one bucket, 2-3 %).
 -- Unpriced calls are counted apart and are in no average.
 SELECT
     feature,
