@@ -162,8 +162,11 @@ class ClickHouseSpanExporter(SpanExporter):
         deadline = time.monotonic() + max(timeout_millis, 0) / 1000
         with suppress_instrumentation():
             while True:
-                if self._drain(deadline):
-                    return True
+                try:
+                    if self._drain(deadline):
+                        return True
+                except Exception:  # noqa: BLE001 - flushing must not raise into the SDK
+                    logger.exception("otel-margin: flushing the spool failed")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

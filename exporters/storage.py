@@ -13,6 +13,7 @@ writes through its spool (see :mod:`otel_margin.exporters.spool`).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
@@ -143,6 +144,7 @@ def open_client(config: StorageConfig, **client_options: Any):
     """
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+    from urllib3 import Timeout
 
     try:
         if config.embedded:
@@ -150,16 +152,19 @@ def open_client(config: StorageConfig, **client_options: Any):
             path.mkdir(parents=True, exist_ok=True)
             return clickhouse_connect.get_client(interface="chdb", path=str(path), **client_options)
         parsed = urlparse(config.endpoint)
+        # clickhouse-connect takes whole seconds at construction; the exact (float) timeout
+        # is set on the client right after.
+        whole = max(1, math.ceil(config.timeout))
         options: dict[str, Any] = {
-            "connect_timeout": min(config.timeout, 10.0),
-            "send_receive_timeout": config.timeout,
+            "connect_timeout": min(whole, 10),
+            "send_receive_timeout": whole,
             # Retries are the exporter's job (one deadline, jittered backoff), not urllib3's.
             "query_retries": 0,
             # Sessions forbid concurrent queries; the exporter's threads share one client.
             "autogenerate_session_id": False,
         }
         options.update(client_options)
-        return clickhouse_connect.get_client(
+        client = clickhouse_connect.get_client(
             host=parsed.hostname or "localhost",
             port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
             interface=parsed.scheme,
@@ -167,6 +172,8 @@ def open_client(config: StorageConfig, **client_options: Any):
             password=parsed.password or config.password,
             **options,
         )
+        client.timeout = Timeout(connect=min(config.timeout, 10.0), read=config.timeout)
+        return client
     except (ClickHouseError, OSError, RuntimeError) as error:
         raise StorageUnavailable(_unavailable_message(config, error)) from error
 

@@ -40,8 +40,14 @@ ZERO = Decimal(0)
 
 
 @pytest.fixture(scope="module")
-def chdb_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    client = clickhouse_connect.get_client(interface="chdb", path=str(tmp_path_factory.mktemp("chdb")))
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The module's chDB directory (a CLI under test may open it too: same process, same path)."""
+    return str(tmp_path_factory.mktemp("chdb"))
+
+
+@pytest.fixture(scope="module")
+def chdb_client(chdb_path: str) -> Iterator[Any]:
+    client = clickhouse_connect.get_client(interface="chdb", path=chdb_path)
     try:
         yield client
     finally:

@@ -1,0 +1,59 @@
+"""``otel-margin revenue import FILE``: load subscription / invoice revenue (see docs/margin.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from otel_margin.revenue import RevenueFileError, import_revenue, parse_revenue_csv
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``revenue import``."""
+    parser = subparsers.add_parser("revenue", help="import subscription and invoice revenue")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    importer = actions.add_parser(
+        "import", help="import a CSV: customer,period,amount,currency,tier[,feature] (all or nothing)"
+    )
+    importer.add_argument("file", type=Path, help="the CSV file")
+    importer.add_argument("--database", help="database name (default: OTEL_EXPORTER_CLICKHOUSE_DATABASE)")
+    importer.add_argument("--dry-run", action="store_true", help="check the file only; write nothing")
+    importer.set_defaults(func=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Parse the whole file first; write only if every row is good."""
+    from otel_margin.cli import CommandError
+
+    events = read_events(args.file)
+    if args.dry_run:
+        print(f"{args.file}: {len(events)} rows are valid; nothing written (--dry-run)")
+        return 0
+    from otel_margin import schema
+    from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, session
+
+    config = StorageConfig.from_env(database=args.database)
+    try:
+        with session(config) as client:
+            schema.apply_schema(client, database=config.database, ttl_days=config.ttl_days)
+            result = import_revenue(client, events, source=args.file.name, database=config.database)
+    except StorageUnavailable as error:
+        raise CommandError(str(error)) from error
+    print(f"{args.file}: {result.new} new, {result.changed} changed, {result.unchanged} unchanged")
+    return 0
+
+
+def read_events(path: Path):
+    """The validated rows of ``path``, or a :class:`CommandError` listing every bad line."""
+    from otel_margin.cli import CommandError
+
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror}; check the path") from error
+    except UnicodeDecodeError as error:
+        raise CommandError(f"{path} is not UTF-8 (byte {error.start}); save it as UTF-8 CSV") from error
+    try:
+        return parse_revenue_csv(text, source=path.name)
+    except RevenueFileError as error:
+        raise CommandError(str(error)) from error

@@ -1,0 +1,119 @@
+"""The margin schema in the real engine (chDB): applies, is idempotent, deduplicates retries."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from decimal import Decimal
+from importlib import resources
+
+import pytest
+
+from chdb_fixtures import LLM_CALLS_COLUMNS, call, chdb_client, database, insert_calls  # noqa: F401 - fixtures
+from otel_margin import schema
+from otel_margin.cli import main
+
+MOMENT = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+
+
+def test_every_statement_applies_and_reapplying_changes_nothing(chdb_client, database):
+    tables = lambda: chdb_client.query(  # noqa: E731
+        "SELECT name, engine FROM system.tables WHERE database = {db:String} ORDER BY name", parameters={"db": database}
+    ).result_rows
+    before = tables()
+    schema.apply_schema(chdb_client, database=database, ttl_days=0)
+    assert tables() == before
+    assert dict(before) == {
+        "llm_calls": "MergeTree", "llm_calls_daily": "SummingMergeTree", "llm_calls_daily_mv": "MaterializedView",
+        "llm_calls_hourly": "AggregatingMergeTree", "llm_calls_hourly_mv": "MaterializedView",
+        "margin_daily": "View", "revenue_events": "ReplacingMergeTree",
+    }
+
+
+def test_llm_calls_has_exactly_the_columns_the_exporter_writes(chdb_client, database):
+    columns = chdb_client.query(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = 'llm_calls' ORDER BY position",
+        parameters={"db": database},
+    ).result_rows
+    normalise = lambda kind: kind.replace(" ", "")  # noqa: E731
+    assert [(name, normalise(kind)) for name, kind in columns] == [(n, normalise(k)) for n, k in LLM_CALLS_COLUMNS]
+
+
+def test_a_retried_batch_counts_once_in_raw_and_rollup_tables(chdb_client, database):
+    batch = [call(timestamp=MOMENT, cost_usd=Decimal("0.25")), call(timestamp=MOMENT, cost_usd=None)]
+    other = [call(timestamp=MOMENT, cost_usd=Decimal("1.00"))]
+    insert_calls(chdb_client, database, batch, token="batch-1")
+    insert_calls(chdb_client, database, other, token="batch-2")
+    insert_calls(chdb_client, database, batch, token="batch-1")  # the retry after a lost acknowledgement
+    db = schema.quote_identifier(database)
+    assert chdb_client.query(f"SELECT count(), sum(cost_usd) FROM {db}.llm_calls").result_rows == [(3, Decimal("1.25"))]
+    for rollup in ("llm_calls_daily", "llm_calls_hourly"):
+        assert chdb_client.query(
+            f"SELECT sum(calls), sum(unpriced_calls), sum(cost_usd) FROM {db}.{rollup}"
+        ).result_rows == [(3, 1, Decimal("1.25"))], rollup
+
+
+def test_rollups_keep_unpriced_calls_countable_per_group(chdb_client, database):
+    rows = [call(timestamp=MOMENT, feature=f, cost_usd=c) for f, c in
+            (("a", None), ("a", None), ("a", Decimal("0.5")), ("b", Decimal("0")), ("b", None))]
+    insert_calls(chdb_client, database, rows)
+    db = schema.quote_identifier(database)
+    assert chdb_client.query(
+        f"SELECT feature, sum(calls), sum(priced_calls), sum(unpriced_calls) FROM {db}.llm_calls_hourly GROUP BY feature ORDER BY feature"
+    ).result_rows == [("a", 3, 1, 2), ("b", 2, 1, 1)]
+
+
+def test_ttl_is_configurable_and_zero_means_none(chdb_client, database):
+    ddl = lambda ttl: schema.statements(database=database, ttl_days=ttl)[1]  # noqa: E731
+    assert "INTERVAL 30 DAY" in ddl(30) and "TTL" not in ddl(0).split("ENGINE")[1]
+    assert f"INTERVAL {schema.DEFAULT_TTL_DAYS} DAY" in ddl(None)
+    with pytest.raises(ValueError, match="ttl_days -1"):
+        schema.statements(ttl_days=-1)
+
+
+def test_identifiers_are_escaped_by_one_helper(chdb_client):
+    name = "odd`name\\x"
+    assert schema.quote_identifier(name) == "`odd\\`name\\\\x`"
+    schema.apply_schema(chdb_client, database=name, ttl_days=7)
+    try:
+        assert chdb_client.query("SELECT count() FROM system.tables WHERE database = {db:String}",
+                                 parameters={"db": name}).result_rows == [(7,)]
+    finally:
+        chdb_client.command(f"DROP DATABASE {schema.quote_identifier(name)}")
+    for bad in ("", "a\x00b"):
+        with pytest.raises(ValueError):
+            schema.quote_identifier(bad)
+
+
+def test_cluster_variant_is_generated_from_the_same_files_and_parses(chdb_client):
+    statements = schema.statements(database="margin", cluster="prod", ttl_days=90)
+    assert len(statements) == len(schema.SCHEMA_FILES) + len(schema.SHARDING_KEYS)
+    for statement in statements:
+        assert "ON CLUSTER `prod`" in statement
+        # The engine's own parser: formatQuery rejects anything that is not valid SQL.
+        chdb_client.query("SELECT formatQuery({sql:String})", parameters={"sql": statement})
+    text = "\n".join(statements)
+    assert "ENGINE = MergeTree" not in text and "ReplicatedAggregatingMergeTree" in text
+    for table, key in schema.SHARDING_KEYS.items():
+        assert f"Distributed(`prod`, `margin`, `{table}_local`, {key})" in text
+    assert "FROM `margin`.llm_calls_local AS call" in text  # the MVs read the shard-local table
+
+
+def test_every_sql_file_is_one_statement_and_is_used():
+    root = resources.files("otel_margin").joinpath("sql")
+    files = {str(p.relative_to(str(root))) for p in __import__("pathlib").Path(str(root)).rglob("*.sql")}
+    used = set(schema.SCHEMA_FILES) | set(schema.COLLECTOR_FILES) | {"cluster/distributed_table.sql"}
+    used |= {f"queries/{p.stem}.sql" for p in __import__("pathlib").Path(str(root), "queries").glob("*.sql")}
+    assert files == used
+    for name in files:
+        text = root.joinpath(*name.split("/")).read_text()
+        body = re.sub(r"--[^\n]*", "", text).strip().rstrip(";")
+        assert ";" not in body, name
+        assert re.match(r"^[a-z_]+_(table|mv|view|database|query)\.sql$", name.split("/")[-1]), name
+
+
+def test_schema_print_cli_prints_a_runnable_script(capsys):
+    assert main(["schema", "print", "--cluster", "prod", "--database", "m", "--collector"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(";\n") == len(schema.SCHEMA_FILES) + len(schema.SHARDING_KEYS) + 1
+    assert "CREATE DATABASE IF NOT EXISTS `m` ON CLUSTER `prod`;" in out
