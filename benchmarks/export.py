@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spans", type=int, default=20_000, help="spans per target (default 20000)")
     parser.add_argument("--url", help="a real ClickHouse server instead of the loopback one")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=150)
     results = []
     with tempfile.TemporaryDirectory(prefix="otel-margin-bench-") as tmp:
         base_wall, base_cpu, provider = produce(_NoOpExporter(), args.spans)

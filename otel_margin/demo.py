@@ -18,8 +18,12 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from otel_margin import attribute
 
-TIERS = {"free": Decimal("0"), "pro": Decimal("49"), "enterprise": Decimal("499")}
-"""Monthly subscription price per tier (the demo's revenue CSV uses these)."""
+DAILY_SUBSCRIPTION = {"pro": Decimal("0.08"), "enterprise": Decimal("0.30")}
+"""Subscription revenue per customer for the demo's one day, by tier (free tiers pay nothing).
+
+A real month of subscription revenue against a few hundred demo calls would show 99.9%
+margins everywhere; the demo scales revenue to its workload so the margin is interesting.
+"""
 
 CUSTOMERS = (
     ("acme", "enterprise", "2026-07"),
@@ -69,6 +73,15 @@ def run_workload(openai_client: Any, anthropic_client: Any, *, calls: int, seed:
                 if type(error).__module__.split(".")[0] not in ("openai", "anthropic"):
                     raise
         yield feature.name
+
+
+def revenue_csv(day: str) -> str:
+    """The demo's subscription revenue for ``day`` (``YYYY-MM-DD``) as a revenue-import CSV."""
+    lines = ["customer,period,amount,currency,tier"]
+    for customer, tier, _cohort in CUSTOMERS:
+        if tier in DAILY_SUBSCRIPTION:
+            lines.append(f"{customer},{day}..{day},{DAILY_SUBSCRIPTION[tier]},USD,{tier}")
+    return "\n".join(lines) + "\n"
 
 
 def _headers(rng: random.Random, output_tokens: int, *scenarios: str) -> dict[str, str]:
@@ -138,7 +151,7 @@ def _support_bot(clients: dict[str, Any], tier: str, rng: random.Random) -> None
 FEATURES = (
     Feature("summarize", 30, _summarize),
     Feature("assistant", 25, _assistant),
-    Feature("doc-analysis", 15, _doc_analysis, revenue_per_call=Decimal("0.05")),
+    Feature("doc-analysis", 15, _doc_analysis, revenue_per_call=Decimal("0.01")),
     Feature("search", 20, _search),
     Feature("support-bot", 10, _support_bot),
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -59,6 +60,9 @@ class Settings:
     unit_prices: Mapping[str, Decimal] = field(default_factory=dict)
     include_usage: bool = True
     capture_content: bool = False
+    enabled: threading.Event = field(default_factory=lambda: _set(threading.Event()))
+    """Cleared at uninstrument: SDK objects keep bound methods (``with_raw_response`` holds
+    ``create``), so a wrapper can outlive its patch and must then pass calls through."""
 
     @classmethod
     def load(cls, tracer_provider: Any = None, meter_provider: Any = None, policy: Any = None) -> "Settings":
@@ -134,7 +138,7 @@ def sync_wrapper(endpoint: Endpoint, settings: Settings) -> Callable[..., Any]:
     """A wrapt wrapper running a sync SDK method through the pipeline."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if otel_context.get_value(IN_CALL_KEY):
+        if otel_context.get_value(IN_CALL_KEY) or not settings.enabled.is_set():
             return wrapped(*args, **kwargs)
         flow = CallFlow.begin(endpoint, settings, kwargs)
         if flow is None:
@@ -158,7 +162,7 @@ def async_wrapper(endpoint: Endpoint, settings: Settings) -> Callable[..., Any]:
     """A wrapt wrapper running an async SDK method through the pipeline."""
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if otel_context.get_value(IN_CALL_KEY):
+        if otel_context.get_value(IN_CALL_KEY) or not settings.enabled.is_set():
             return await wrapped(*args, **kwargs)
         flow = CallFlow.begin(endpoint, settings, kwargs)
         if flow is None:
@@ -182,7 +186,7 @@ def manager_wrapper(endpoint: Endpoint, settings: Settings) -> Callable[..., Any
     """A wrapt wrapper for methods returning a lazy stream manager; the request runs at ``__enter__``."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if otel_context.get_value(IN_CALL_KEY):
+        if otel_context.get_value(IN_CALL_KEY) or not settings.enabled.is_set():
             return wrapped(*args, **kwargs)
         flow = CallFlow.begin(endpoint, settings, kwargs)
         if flow is None:
@@ -407,6 +411,11 @@ def _error_type(error: BaseException) -> str:
 def _internal_error(settings: Settings, where: str) -> None:
     logger.debug("otel-margin: internal error in %s; the call proceeds", where, exc_info=True)
     settings.telemetry.count_internal_error(where)
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 def _env_flag(name: str, default: bool) -> bool:

@@ -330,8 +330,6 @@ def test_pipeline_over_http_writes_every_span_once(http, compress):
     emit(provider, 0, 60)
     provider.shutdown()
     assert counts(http.reader, http.database) == (60, 60)
-    assert http.reader.command(f"SELECT sum(cost_usd) FROM `{http.database}`.llm_calls") == float(
-        Decimal("0.000123456789") * 60) or True
     total = http.reader.query(f"SELECT sum(cost_usd) FROM `{http.database}`.llm_calls").result_rows[0][0]
     assert total == Decimal("0.000123456789") * 60
 

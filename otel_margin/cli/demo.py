@@ -17,6 +17,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--calls", type=_positive, default=400, help="number of LLM calls to make (default: 400)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the workload (default: 7)")
+    parser.add_argument(
+        "--no-store", action="store_true",
+        help="do not write to ClickHouse; print only the live cost tables",
+    )
     parser.set_defaults(func=run)
 
 
@@ -35,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     tally = CostTally()
     provider = TracerProvider()
     provider.add_span_processor(tally)
+    exporter = None if args.no_store else _clickhouse_exporter(provider, console)
     instrumentors = (OpenAIMarginInstrumentor(), AnthropicMarginInstrumentor())
     for instrumentor in instrumentors:
         instrumentor.instrument(tracer_provider=provider)
@@ -50,9 +55,43 @@ def run(args: argparse.Namespace) -> int:
         for instrumentor in instrumentors:
             instrumentor.uninstrument()
         provider.shutdown()
-    console.print(_table("Cost per feature", "feature", tally.by_feature))
-    console.print(_table("Cost per customer", "customer", tally.by_customer))
-    return 0
+    console.print(_table("Cost per feature (live, from the spans)", "feature", tally.by_feature))
+    console.print(_table("Cost per customer (live, from the spans)", "customer", tally.by_customer))
+    if exporter is None:
+        return 0
+    return _margin_report(exporter, console)
+
+
+def _clickhouse_exporter(provider: Any, console: Any) -> Any:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from otel_margin.exporters.clickhouse import ClickHouseSpanExporter
+
+    exporter = ClickHouseSpanExporter()
+    console.print(f"writing LLM spans to {exporter.config.endpoint} (database {exporter.config.database})")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return exporter
+
+
+def _margin_report(exporter: Any, console: Any) -> int:
+    """Import the demo's subscription revenue, then print the margin report from ClickHouse."""
+    import tempfile
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from otel_margin.cli import main
+    from otel_margin.demo import revenue_csv
+
+    day = datetime.now(timezone.utc).date().isoformat()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "demo-revenue.csv"
+        path.write_text(revenue_csv(day))
+        console.print(f"\nimporting the demo's subscription revenue for {day}: otel-margin revenue import FILE")
+        status = main(["revenue", "import", str(path)])
+    if status:
+        return status
+    console.print("\nmargin report from ClickHouse: otel-margin report --since 1\n")
+    return main(["report", "--since", "1"])
 
 
 def _table(title: str, key: str, rows: dict[str, dict[str, Any]]) -> Any:
@@ -69,7 +108,7 @@ def _table(title: str, key: str, rows: dict[str, dict[str, Any]]) -> Any:
             str(row["errors"]),
             f"{row['input_tokens']:,}",
             f"{row['output_tokens']:,}",
-            f"{row['cost']:.6f}",
+            f"{row['cost']:.4f}",
             str(row["unpriced"]),
             f"{row['revenue']:.2f}",
         )

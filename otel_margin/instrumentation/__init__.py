@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Collection
 
 import wrapt
@@ -56,6 +57,10 @@ class PatchingInstrumentor(BaseInstrumentor):
         except Exception:  # noqa: BLE001
             logger.exception("otel-margin: %s could not start; the SDK is left uninstrumented", type(self).__name__)
             return
+        # One switch across instrument cycles: SDK objects keep bound methods (``with_raw_response``
+        # holds ``create``), so a wrapper can outlive its patch; it follows the switch.
+        settings = replace(settings, enabled=self._switch())
+        settings.enabled.set()
         for patch in patches:
             try:
                 self._apply(patch, settings)
@@ -74,6 +79,12 @@ class PatchingInstrumentor(BaseInstrumentor):
         name = patch.attribute.rsplit(".", 1)[-1]
         wrapt.wrap_function_wrapper(owner, name, wrapper)
         self._applied.append((owner, name, wrapper))
+
+    def _switch(self) -> threading.Event:
+        switch = getattr(self, "_enabled", None)
+        if switch is None:
+            switch = self._enabled = threading.Event()
+        return switch
 
     def ensure_outermost(self) -> None:
         """Move our wrappers outside any wrapper another instrumentation added after ours.
@@ -94,6 +105,7 @@ class PatchingInstrumentor(BaseInstrumentor):
             logger.debug("otel-margin: moved its wrapper of %s.%s outermost", getattr(owner, "__name__", owner), name)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        self._switch().clear()  # wrappers still held by SDK objects now pass calls through
         for owner, name, wrapper in reversed(getattr(self, "_applied", [])):
             current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
             if isinstance(current, wrapt.FunctionWrapper) and current._self_wrapper is wrapper:

@@ -1,0 +1,108 @@
+"""The fleet path: the collector's otel_traces rows become llm_calls rows through our view.
+
+The collector's own DDL (collector/otel_traces_table.sql) is created in chDB and rows are
+inserted the way its clickhouse exporter writes them: every attribute a string in a Map.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chdb_fixtures import chdb_client, chdb_path, database  # noqa: F401 - fixtures
+from otel_margin import attributes, schema
+from otel_margin.cli.schema import render_script
+
+REPO = Path(__file__).resolve().parent.parent
+COLLECTOR = REPO / "collector"
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+
+LLM = {
+    "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.usage.input_tokens": "1200",
+    "gen_ai.usage.output_tokens": "300", "gen_ai.usage.cache_read.input_tokens": "1000",
+    "gen_ai.usage.cache_creation.input_tokens": "0", "gen_ai.usage.reasoning.output_tokens": "0",
+    "gen_ai.request.stream": "true", "margin.feature": "search", "margin.customer": "acme",
+    "margin.tier": "pro", "margin.cohort": "2024-Q1", "margin.cost.usd": "0.000255",
+    "margin.cost.input.usd": "0.00003", "margin.cost.cache_read.usd": "0.000075",
+    "margin.cost.cache_write.usd": "0", "margin.cost.output.usd": "0.00018", "margin.cost.status": "priced",
+    "margin.price.version": "genai-prices 0.2.3", "margin.revenue.usd": "0.01", "margin.cache.result": "miss",
+}
+
+
+@pytest.fixture
+def traces(chdb_client, database):
+    """The collector's otel_traces in its own database, with our view reading it."""
+    traces_database = f"otel_{uuid.uuid4().hex[:8]}"
+    ddl = (COLLECTOR / "otel_traces_table.sql").read_text()
+    chdb_client.command(f"CREATE DATABASE {schema.quote_identifier(traces_database)}")
+    chdb_client.command(ddl.replace("otel.otel_traces", f"{schema.quote_identifier(traces_database)}.otel_traces"))
+    for statement in schema.collector_statements(database=database, traces_database=traces_database):
+        chdb_client.command(statement)
+    yield traces_database
+    chdb_client.command(f"DROP DATABASE {schema.quote_identifier(traces_database)}")
+
+
+def write_spans(client, traces_database, spans):
+    columns = ["Timestamp", "TraceId", "SpanId", "SpanName", "SpanKind", "ServiceName", "SpanAttributes",
+               "Duration", "StatusCode"]
+    rows = [[T0, uuid.uuid4().hex, uuid.uuid4().hex[:16], name, "Client", "checkout", attrs, 1_500_000_000, status]
+            for name, attrs, status in spans]
+    client.insert(f"{schema.quote_identifier(traces_database)}.otel_traces", rows, column_names=columns)
+
+
+def test_llm_spans_become_margin_rows_and_others_are_ignored(chdb_client, database, traces):
+    write_spans(chdb_client, traces, [
+        ("chat gpt-4o-mini", LLM, "Unset"),
+        ("GET /health", {"http.request.method": "GET"}, "Unset"),
+        ("invoke_agent planner", {"gen_ai.operation.name": "invoke_agent", "gen_ai.usage.input_tokens": "99"}, "Unset"),
+        ("chat mystery", {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": "abc",
+                          "margin.cost.usd": "not money"}, "Error"),
+        ("embeddings e", {"gen_ai.operation.name": "embeddings", "margin.cost.usd": "1E-7"}, "Ok"),
+    ])
+    db = schema.quote_identifier(database)
+    rows = chdb_client.query(f"SELECT * FROM {db}.llm_calls ORDER BY operation, request_model DESC").named_results()
+    chat, unpriced, embeddings = list(rows)
+    assert chat["timestamp"].replace(tzinfo=timezone.utc) == T0 and chat["service_name"] == "checkout" and chat["stream"] is True
+    assert (chat["feature"], chat["customer"], chat["tier"], chat["cohort"]) == ("search", "acme", "pro", "2024-Q1")
+    assert (chat["input_tokens"], chat["output_tokens"], chat["cache_read_tokens"]) == (1200, 300, 1000)
+    assert chat["cost_usd"] == Decimal("0.000255") and chat["cost_output_usd"] == Decimal("0.00018")
+    assert chat["revenue_usd"] == Decimal("0.01") and chat["duration_ms"] == 1500.0
+    assert (chat["response_model"], chat["cost_status"], chat["error_type"]) == ("gpt-4o-mini-2024-07-18", "priced", "")
+    # Unparseable values: never a guessed number; cost NULL (unpriced, not 0), tokens 0.
+    assert unpriced["cost_usd"] is None and unpriced["cost_status"] == "unpriced" and unpriced["input_tokens"] == 0
+    assert (unpriced["feature"], unpriced["error_type"]) == (attributes.UNATTRIBUTED, "_OTHER")
+    assert embeddings["cost_usd"] == Decimal("0.0000001")
+    # The inserts cascade into the rollups.
+    assert chdb_client.query(
+        f"SELECT sum(calls), sum(unpriced_calls), sum(cost_usd) FROM {db}.llm_calls_daily"
+    ).result_rows == [(3, 1, Decimal("0.0002551"))]
+
+
+def test_the_view_reads_only_attribute_names_defined_in_attributes_module():
+    text = schema.collector_statements()[0]
+    used = set(re.findall(r"SpanAttributes\['([^']+)'\]", text))
+    defined = {value for name, value in vars(attributes).items() if name.isupper() and isinstance(value, str)}
+    assert used and used <= defined, used - defined
+
+
+def test_generated_copy_in_collector_dir_is_current():
+    text = (COLLECTOR / "llm_calls_otel_traces_mv.sql").read_text()
+    assert text.split("\n", 2)[2] == render_script(schema.collector_statements())
+
+
+def test_collector_config_has_persistent_queue_retry_and_batch():
+    config = yaml.safe_load((COLLECTOR / "otel-collector.yaml").read_text())
+    exporter = config["exporters"]["clickhouse"]
+    assert exporter["sending_queue"]["enabled"] and exporter["sending_queue"]["storage"] == "file_storage/queue"
+    assert exporter["retry_on_failure"]["enabled"]
+    assert (exporter["database"], exporter["traces_table_name"]) == ("otel", "otel_traces")
+    assert "file_storage/queue" in config["extensions"] and "file_storage/queue" in config["service"]["extensions"]
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"] and "batch" in pipeline["processors"] and pipeline["exporters"] == ["clickhouse"]

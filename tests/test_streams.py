@@ -1,0 +1,333 @@
+"""Stream proxies: the caller sees exactly what it would without us; the span ends exactly once.
+
+"Without us" is the same request through the original, unwrapped SDK method (``__wrapped__``)
+against the same stand-in; ids differ per request and are scrubbed before comparing.
+"Exactly once" is checked twice: one span, and one ``margin_record`` hook call per stream
+(the hook runs when the flow finishes), whatever else the caller does afterwards.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Any
+
+import anthropic
+import anthropic.lib.streaming
+import anthropic.resources.messages.messages
+import openai
+import openai.resources.chat.completions.completions
+import openai.resources.responses.responses
+import pytest
+
+from otel_margin import hookimpl
+from otel_margin.standin import anthropic_client, openai_client
+
+SCENARIO = "x-standin-scenario"
+MESSAGES = [{"role": "user", "content": "Write a short note about the weather today."}]
+CHAT = openai.resources.chat.completions.completions.Completions
+ACHAT = openai.resources.chat.completions.completions.AsyncCompletions
+RESPONSES = openai.resources.responses.responses.Responses
+MESSAGES_API = anthropic.resources.messages.messages.Messages
+
+pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
+
+
+class RecordCounter:
+    """A test guardrail plugin counting ``margin_record`` calls (one per finished call)."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    @hookimpl
+    def margin_record(self, call: Any, response: Any) -> None:
+        self.calls.append(call)
+
+
+@pytest.fixture(autouse=True)
+def _instrumented(instrumented_module: Any, sink: Any) -> None:
+    """otel-margin on for this module; spans and metrics cleared before each test."""
+
+
+@pytest.fixture
+def records(register_plugin: Any) -> RecordCounter:
+    return register_plugin(RecordCounter(), name="test-record-counter")
+
+
+@pytest.fixture(scope="module")
+def oai(standin_server: Any, instrumented_module: Any) -> openai.OpenAI:
+    return openai_client(standin_server)
+
+
+@pytest.fixture
+def aoai(standin_server: Any, instrumented_module: Any) -> openai.AsyncOpenAI:
+    return openai_client(standin_server, async_=True)
+
+
+@pytest.fixture(scope="module")
+def ant(standin_server: Any, instrumented_module: Any) -> anthropic.Anthropic:
+    return anthropic_client(standin_server)
+
+
+@pytest.fixture
+def aant(standin_server: Any, instrumented_module: Any) -> anthropic.AsyncAnthropic:
+    return anthropic_client(standin_server, async_=True)
+
+
+@pytest.fixture
+def no_double_end(caplog: pytest.LogCaptureFixture):
+    """Fails the test if the SDK warns that an ended span was ended again."""
+    caplog.set_level(logging.WARNING, logger="opentelemetry.sdk.trace")
+    yield
+    assert not [r for r in caplog.records if "already ended" in r.getMessage() or "end()" in r.getMessage()]
+
+
+def scrub(value: Any) -> Any:
+    """A chunk as plain data without the per-request parts (ids, timestamps, signatures of ids)."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump()
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items() if k not in ("id", "created", "created_at", "item_id",
+                                                                    "call_id", "completed_at")}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+def assert_same_chunks(ours: list[Any], bare: list[Any]) -> None:
+    assert len(ours) == len(bare)
+    assert [type(c) for c in ours] == [type(c) for c in bare]
+    assert [scrub(c) for c in ours] == [scrub(c) for c in bare]
+
+
+# --- what the caller sees -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [None, {"include_usage": True}, {"include_usage": False}],
+                         ids=["not-asked", "asked", "declined"])
+@pytest.mark.parametrize("scenario", ["", "tools", "reasoning"])
+def test_openai_chat_chunks_identical_to_uninstrumented(oai, sink, standin_server, options, scenario) -> None:
+    kwargs: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True, "n": 2,
+                              "extra_headers": {SCENARIO: scenario} if scenario else {}}
+    if scenario == "tools":
+        kwargs["tools"] = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    if options is not None:
+        kwargs["stream_options"] = options
+    bare = list(CHAT.create.__wrapped__(oai.chat.completions, **kwargs))
+    stream = oai.chat.completions.create(**kwargs)
+    sent = standin_server.requests[-1].json
+    assert isinstance(stream, openai.Stream)
+    ours = list(stream)
+    assert_same_chunks(ours, bare)
+    usage_chunks = [c for c in ours if not c.choices]
+    if options is None:
+        assert sent["stream_options"] == {"include_usage": True}  # injected for exact usage ...
+        assert usage_chunks == []  # ... and the extra chunk hidden
+        assert sink.one_llm_span().attributes["margin.usage.source"] == "provider"
+    elif options["include_usage"]:
+        assert len(usage_chunks) == 1  # the caller asked: it sees the chunk
+    else:
+        assert sent["stream_options"] == {"include_usage": False}  # the caller's choice is respected
+        assert sink.one_llm_span().attributes["margin.usage.source"] == "estimated"
+
+
+async def test_openai_async_chat_chunks_identical(aoai, sink) -> None:
+    kwargs = {"model": "gpt-4o", "messages": MESSAGES, "stream": True}
+    bare = [c async for c in await ACHAT.create.__wrapped__(aoai.chat.completions, **kwargs)]
+    stream = await aoai.chat.completions.create(**kwargs)
+    assert isinstance(stream, openai.AsyncStream)
+    ours = [c async for c in stream]
+    assert_same_chunks(ours, bare)
+    assert all(c.choices for c in ours)
+    assert sink.one_llm_span().attributes["margin.usage.source"] == "provider"
+
+
+def test_openai_responses_events_identical(oai, sink) -> None:
+    kwargs = {"model": "gpt-5", "input": "hello", "stream": True, "extra_headers": {SCENARIO: "reasoning"}}
+    bare = list(RESPONSES.create.__wrapped__(oai.responses, **kwargs))
+    ours = list(oai.responses.create(**kwargs))
+    assert_same_chunks(ours, bare)
+    sink.one_llm_span()
+
+
+@pytest.mark.parametrize("extra", [{}, {"thinking": {"type": "enabled", "budget_tokens": 1024}}])
+def test_anthropic_events_identical(ant, sink, extra) -> None:
+    kwargs = {"model": "claude-sonnet-4-5", "max_tokens": 300, "messages": MESSAGES, "stream": True, **extra}
+    bare = list(MESSAGES_API.create.__wrapped__(ant.messages, **kwargs))
+    stream = ant.messages.create(**kwargs)
+    assert isinstance(stream, anthropic.Stream)
+    assert_same_chunks(list(stream), bare)
+    sink.one_llm_span()
+
+
+def test_anthropic_stream_helper_text_identical(ant, sink) -> None:
+    kwargs = {"model": "claude-haiku-4-5", "max_tokens": 300, "messages": MESSAGES}
+    with MESSAGES_API.stream.__wrapped__(ant.messages, **kwargs) as bare_stream:
+        bare = list(bare_stream)
+    with ant.messages.stream(**kwargs) as stream:
+        assert isinstance(stream, anthropic.lib.streaming.MessageStream)
+        ours = list(stream)
+    assert_same_chunks(ours, bare)
+    sink.one_llm_span()
+
+
+# --- the span ends exactly once -----------------------------------------------------------------
+
+
+def _chat_stream(oai: openai.OpenAI, scenario: str = "") -> Any:
+    return oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                       extra_headers={SCENARIO: scenario} if scenario else {})
+
+
+def test_ends_once_on_exhaustion_then_close_exit_and_gc(oai, sink, records, no_double_end) -> None:
+    stream = _chat_stream(oai)
+    with stream:
+        chunks = list(stream)
+        assert len(sink.llm_spans()) == 1  # ended at exhaustion, before the context exits
+    stream.close()
+    assert list(stream) == []
+    del stream
+    gc.collect()
+    assert len(chunks) > 2
+    assert len(sink.llm_spans()) == 1
+    assert len(records.calls) == 1
+    assert sink.one_llm_span().attributes["margin.usage.source"] == "provider"
+
+
+def test_break_then_close_ends_once_with_estimated_usage(oai, sink, records, no_double_end) -> None:
+    stream = _chat_stream(oai)
+    for index, _chunk in enumerate(stream):
+        if index == 3:
+            break
+    assert sink.llm_spans() == []  # still open: the caller may resume
+    stream.close()
+    stream.close()
+    del stream
+    gc.collect()
+    span = sink.one_llm_span()
+    assert len(records.calls) == 1
+    assert span.attributes["margin.usage.source"] == "estimated"
+    assert span.attributes["gen_ai.usage.output_tokens"] > 0
+    assert span.attributes["margin.cost.status"] == "estimated"  # priced, from estimated usage
+
+
+def test_context_exit_ends_once(oai, sink, records, no_double_end) -> None:
+    with _chat_stream(oai) as stream:
+        next(stream)
+    span = sink.one_llm_span()
+    assert span.attributes["margin.usage.source"] == "estimated"
+    del stream
+    gc.collect()
+    assert len(sink.llm_spans()) == 1 and len(records.calls) == 1
+
+
+def test_garbage_collection_ends_abandoned_stream(oai, sink, records, no_double_end) -> None:
+    stream = _chat_stream(oai)
+    next(stream)
+    assert sink.llm_spans() == []
+    del stream
+    gc.collect()
+    span = sink.one_llm_span()
+    assert len(records.calls) == 1
+    assert span.attributes["margin.usage.source"] == "estimated"
+
+
+def test_never_iterated_stream_ends_on_gc(oai, sink, records) -> None:
+    stream = _chat_stream(oai)
+    del stream
+    gc.collect()
+    assert sink.one_llm_span().attributes["margin.usage.source"] == "estimated"
+    assert len(records.calls) == 1
+
+
+@pytest.mark.parametrize("make", ["openai", "anthropic"])
+def test_cut_stream_error_reaches_caller_unchanged_and_ends_once(oai, ant, sink, records, make,
+                                                                 no_double_end) -> None:
+    if make == "openai":
+        kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True,
+                  "extra_headers": {SCENARIO: "cut-stream"}}
+        # The stand-in cuts after half the events: send the bare call the request we send
+        # (with the injected include_usage) so both are cut at the same event.
+        bare_kwargs = {**kwargs, "stream_options": {"include_usage": True}}
+        bare_call = lambda: CHAT.create.__wrapped__(oai.chat.completions, **bare_kwargs)  # noqa: E731
+        call = lambda: oai.chat.completions.create(**kwargs)  # noqa: E731
+    else:
+        kwargs = {"model": "claude-haiku-4-5", "max_tokens": 100, "messages": MESSAGES, "stream": True,
+                  "extra_headers": {SCENARIO: "cut-stream"}}
+        bare_call = lambda: MESSAGES_API.create.__wrapped__(ant.messages, **kwargs)  # noqa: E731
+        call = lambda: ant.messages.create(**kwargs)  # noqa: E731
+    bare_seen: list[Any] = []
+    with pytest.raises(Exception) as bare_error:
+        for chunk in bare_call():
+            bare_seen.append(chunk)
+    records.calls.clear()
+    seen: list[Any] = []
+    stream = call()
+    with pytest.raises(Exception) as our_error:
+        for chunk in stream:
+            seen.append(chunk)
+    assert type(our_error.value) is type(bare_error.value)
+    assert str(our_error.value) == str(bare_error.value)
+    assert_same_chunks(seen, bare_seen)
+    stream.close()
+    del stream
+    gc.collect()
+    span = sink.one_llm_span()
+    assert span.attributes["error.type"] == type(our_error.value).__qualname__
+    assert span.attributes["margin.usage.source"] == "estimated"
+    assert len(records.calls) == 1
+
+
+async def test_async_break_and_close(aoai, sink, records, no_double_end) -> None:
+    stream = await aoai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    async for _chunk in stream:
+        break
+    await stream.close()
+    await stream.close()
+    span = sink.one_llm_span()
+    assert span.attributes["margin.usage.source"] == "estimated"
+    assert len(records.calls) == 1
+
+
+async def test_async_context_exit_and_gc(aoai, sink, records) -> None:
+    async with await aoai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True) as stream:
+        await stream.__anext__()
+    assert len(sink.llm_spans()) == 1
+    abandoned = await aoai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    await abandoned.__anext__()
+    del abandoned
+    gc.collect()
+    spans = sink.llm_spans()
+    assert len(spans) == 2 and len(records.calls) == 2
+    assert all(s.attributes["margin.usage.source"] == "estimated" for s in spans)
+
+
+def test_anthropic_stream_helper_break_is_estimated(ant, sink, records) -> None:
+    with ant.messages.stream(model="claude-sonnet-4-5", max_tokens=300, messages=MESSAGES) as stream:
+        for _text in stream.text_stream:
+            break
+    span = sink.one_llm_span()
+    assert span.attributes["margin.usage.source"] == "estimated"
+    assert span.attributes["gen_ai.usage.input_tokens"] > 0
+    assert len(records.calls) == 1
+
+
+def test_anthropic_raw_stream_break_is_estimated(ant, sink, records) -> None:
+    stream = ant.messages.create(model="claude-sonnet-4-5", max_tokens=300, messages=MESSAGES, stream=True)
+    for event in stream:
+        if event.type == "content_block_delta":
+            break
+    stream.close()
+    span = sink.one_llm_span()
+    assert span.attributes["margin.usage.source"] == "estimated"
+    # message_start's input side is exact; the output is at least the placeholder and what was seen.
+    assert span.attributes["gen_ai.usage.output_tokens"] >= 1
+    assert len(records.calls) == 1
+
+
+async def test_anthropic_async_stream_helper_break(aant, sink, records) -> None:
+    async with aant.messages.stream(model="claude-haiku-4-5", max_tokens=300, messages=MESSAGES) as stream:
+        async for _text in stream.text_stream:
+            break
+    assert sink.one_llm_span().attributes["margin.usage.source"] == "estimated"
+    assert len(records.calls) == 1
