@@ -40,14 +40,12 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_margin.attributes import METRIC_EXPORT_DROPPED
 from otel_margin.exporters.rows import COLUMN_NAMES, COLUMN_TYPES, TABLE, span_to_row
 from otel_margin.exporters.spool import Spool
 from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, open_client
 
 logger = logging.getLogger(__name__)
-
-METRIC_EXPORT_DROPPED = "margin.export.dropped"
-"""Counter of LLM spans the exporter gave up on (spool full, or refused by ClickHouse)."""
 
 INSERT_SETTINGS = {
     "insert_deduplicate": 1,

@@ -85,6 +85,9 @@ METRIC_COST = "margin.cost"
 METRIC_INTERNAL_ERRORS = "margin.internal.errors"
 """Counter of otel-margin's own failures that were swallowed so the user's call could proceed."""
 
+METRIC_EXPORT_DROPPED = "margin.export.dropped"
+"""Counter of LLM spans the ClickHouse exporter dropped (spool full or refused for good)."""
+
 TOKEN_USAGE_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )
