@@ -106,3 +106,28 @@ def test_collector_config_has_persistent_queue_retry_and_batch():
     assert "file_storage/queue" in config["extensions"] and "file_storage/queue" in config["service"]["extensions"]
     pipeline = config["service"]["pipelines"]["traces"]
     assert pipeline["receivers"] == ["otlp"] and "batch" in pipeline["processors"] and pipeline["exporters"] == ["clickhouse"]
+
+
+def test_deploy_files_are_generated_from_the_same_sql():
+    deploy = REPO / "deploy" / "clickhouse"
+    cluster = (deploy / "cluster-schema.sql").read_text().split("\n", 2)[2]
+    assert cluster == render_script(schema.statements(cluster="margin") + schema.collector_statements(cluster="margin"))
+    single = (deploy / "02-margin-schema.sql").read_text().split("\n", 2)[2]
+    assert single == render_script(schema.statements() + schema.collector_statements())
+
+
+def test_every_grafana_panel_query_runs_in_the_engine(chdb_client):
+    """Grafana's macros replaced by literals; every panel's SQL must run on the real schema."""
+    import json
+
+    schema.apply_schema(chdb_client, ttl_days=0)  # the dashboard reads database otel_margin
+    try:
+        dashboard = json.loads((REPO / "deploy" / "grafana" / "dashboards" / "margin.json").read_text())
+        for panel in dashboard["panels"]:
+            sql = panel["targets"][0]["rawSql"]
+            sql = (sql.replace("$__fromTime", "toDateTime('2024-05-01 00:00:00')")
+                      .replace("$__toTime", "toDateTime('2024-05-31 23:59:59')")
+                      .replace("${allocate_by}", "calls"))
+            chdb_client.query(sql)
+    finally:
+        chdb_client.command("DROP DATABASE otel_margin")

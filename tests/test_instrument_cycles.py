@@ -134,13 +134,16 @@ def test_double_instrument_is_a_no_op(otel: Any, standin_server: Any) -> None:
     assert not any(isinstance(v, wrapt.FunctionWrapper) for v in snapshot().values())
 
 
-def test_uninstrument_leaves_a_later_wrapper_in_place(otel: Any) -> None:
-    # Someone wrapped after us: removing our layer would drop theirs (unwrap's sharp edge).
+def test_uninstrument_takes_out_only_our_layer(otel: Any, standin_server: Any) -> None:
+    # Someone wrapped after us and is still there: unwrap's sharp edge would drop their layer
+    # with ours; we take out ours only, and their wrapper keeps working.
     chosen = instrument(otel)
     owner = openai.resources.embeddings.Embeddings
-    ours = vars(owner)["create"]
+    original = vars(owner)["create"].__wrapped__
+    seen: list[str] = []
 
     def theirs(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        seen.append(kwargs["model"])
         return wrapped(*args, **kwargs)
 
     wrapt.wrap_function_wrapper(owner, "create", theirs)
@@ -148,6 +151,9 @@ def test_uninstrument_leaves_a_later_wrapper_in_place(otel: Any) -> None:
         uninstrument(chosen)
         current = vars(owner)["create"]
         assert isinstance(current, wrapt.FunctionWrapper) and current._self_wrapper is theirs
-        assert current.__wrapped__ is ours
+        assert current.__wrapped__ is original
+        otel.clear()
+        openai_client(standin_server).embeddings.create(model="text-embedding-3-small", input="x")
+        assert seen == ["text-embedding-3-small"] and otel.llm_spans() == []
     finally:
-        setattr(owner, "create", ours.__wrapped__)
+        setattr(owner, "create", original)

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import pytest
 
-from chdb_fixtures import call, chdb_client, database, insert_calls  # noqa: F401 - fixtures
+from chdb_fixtures import call, chdb_client, chdb_path, database, insert_calls  # noqa: F401 - fixtures
 from otel_margin import margin, schema
 from otel_margin.revenue import RevenueEvent, import_revenue
 
@@ -312,3 +312,36 @@ def test_bad_arguments_name_the_value_and_the_choices(chdb_client, database):
         margin.margin_by(chdb_client, "all", start=START, end=END, allocate_by="seats", database=database)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ends before it starts"):
         margin.cost_map(chdb_client, start=END, end=START, database=database)
+
+
+def test_report_json_carries_the_same_numbers_as_strings(workload):
+    import json
+
+    from otel_margin.cli.report import build_report, to_json
+
+    client, db, _, _ = workload
+    report = json.loads(to_json(build_report(client, start=START, end=END, database=db)))
+    features = {row.key: row for row in margin.margin_by(client, "feature", start=START, end=END, database=db)}
+    assert {row["key"]: Decimal(row["margin_usd"]) for row in report["features"]} == {
+        key: row.margin_usd for key, row in features.items()
+    }
+    assert all(isinstance(row["revenue_usd"], str) for row in report["features"])
+    assert {row["feature"] for row in report["cost_map"]} == set(FEATURES)
+    assert report["range"] == {"start": "2024-05-01", "end": "2024-05-28", "feature": "", "allocate_by": "cost"}
+
+
+def test_report_command_reads_through_a_storage_session(chdb_client, chdb_path, database, monkeypatch, capsys):
+    import json
+
+    from otel_margin.cli import main
+
+    now = datetime.now(timezone.utc)
+    insert_calls(chdb_client, database, [call(timestamp=now, feature="search", cost_usd=Decimal("0.5"),
+                                              revenue_usd=Decimal("2")), call(timestamp=now, cost_usd=None)])
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", f"chdb://{chdb_path}")
+    assert main(["report", "--since", "2", "--format", "json", "--database", database]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["total"][0]["margin_usd"] == "1.500000000000" and report["total"][0]["unpriced_calls"] == 1
+    assert main(["report", "--since", "2", "--database", database]) == 0
+    out = capsys.readouterr().out
+    assert "Per feature" in out and "search" in out and "upper bounds" in out

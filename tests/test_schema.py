@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 
-from chdb_fixtures import LLM_CALLS_COLUMNS, call, chdb_client, database, insert_calls  # noqa: F401 - fixtures
+from chdb_fixtures import LLM_CALLS_COLUMNS, call, chdb_client, chdb_path, database, insert_calls  # noqa: F401 - fixtures
 from otel_margin import schema
 from otel_margin.cli import main
 

@@ -11,6 +11,7 @@ import base64
 import json
 import math
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -232,6 +233,17 @@ def test_cut_stream_surfaces_as_connection_error_after_partial_chunks(target):
     assert all(c.choices and c.choices[0].finish_reason is None for c in seen)
     with pytest.raises(openai.APIConnectionError):
         client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, extra_headers=scenario("cut-stream"))
+
+
+async def test_async_cut_stream_surfaces_the_same_way(target):
+    stream = await openai_client(target, async_=True).chat.completions.create(
+        model="gpt-4o-mini", messages=CHAT, stream=True, extra_headers=scenario("cut-stream")
+    )
+    seen = []
+    with pytest.raises(openai.APIConnectionError):
+        async for chunk in stream:
+            seen.append(chunk)
+    assert 0 < len(seen) < DEFAULT_OUTPUT
 
 
 def test_slow_stream_still_completes(target):
@@ -639,7 +651,10 @@ def test_python_dash_m_serves_until_stopped():
         url = re.search(r"http://127\.0\.0\.1:\d+/v1", line).group(0)
         response = openai_client(url).chat.completions.create(model="gpt-4o-mini", messages=CHAT)
         assert response.usage.prompt_tokens == CHAT_PROMPT_TOKENS
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert process.wait(timeout=10) == 0
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.kill()
         process.wait(timeout=10)
         process.stdout.close()

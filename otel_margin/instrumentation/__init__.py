@@ -2,8 +2,8 @@
 
 :class:`PatchingInstrumentor` holds what every SDK instrumentor does the same way: wrap
 a list of methods with the pipeline's wrappers at instrument time, and on uninstrument
-restore each one only if the outermost wrapper is still ours (``unwrap`` would otherwise
-remove somebody else's wrapper).
+take out only our own layer: ``unwrap`` removes whatever wrapper is outermost, which may be
+somebody else's.
 """
 
 from __future__ import annotations
@@ -110,12 +110,12 @@ class PatchingInstrumentor(BaseInstrumentor):
             current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
             if isinstance(current, wrapt.FunctionWrapper) and current._self_wrapper is wrapper:
                 setattr(owner, name, current.__wrapped__)
-            else:
-                logger.warning(
-                    "otel-margin: %s.%s was wrapped again after otel-margin; leaving the chain as it is",
-                    getattr(owner, "__name__", owner),
-                    name,
-                )
+                continue
+            # Wrapped again after us (and not unwrapped, as some peers fail to on newer SDKs):
+            # take only our layer out of the chain and keep theirs.
+            ours, outer = _find_in_chain(current, wrapper)
+            if ours is not None and outer is not None:
+                outer.__wrapped__ = ours.__wrapped__
         self._applied = []
 
 

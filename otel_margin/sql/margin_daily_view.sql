@@ -1,5 +1,5 @@
 -- Revenue and cost of goods per day, customer, feature, tier and cohort: every margin
--- view groups this. A parameterised view: SELECT ... FROM margin_daily(allocate_by='cost').
+-- view sums this. A parameterised view: SELECT ... FROM margin_daily(allocate_by='cost').
 --
 -- Cost: priced calls only (cost_usd); unpriced calls are counted, never priced at 0 USD.
 -- Revenue = usage revenue on the calls + subscription revenue from revenue_events.
@@ -95,26 +95,16 @@ WITH
         FROM (SELECT *, toDecimal128(amount_usd / period_days, 12) AS per_day FROM allocated)
         ARRAY JOIN range(period_days) AS offset
     )
+-- Facts, not groups: a (day, customer, feature, tier, cohort) may have several rows (usage
+-- and subscription, and rollup rows not merged yet). Always sum.
 SELECT
-    day, customer, feature, tier, cohort,
-    sum(calls) AS calls,
-    sum(priced_calls) AS priced_calls,
-    sum(unpriced_calls) AS unpriced_calls,
-    sum(cost_usd) AS cost_usd,
-    sum(usage_revenue_usd) AS usage_revenue_usd,
-    sum(subscription_revenue_usd) AS subscription_revenue_usd,
-    usage_revenue_usd + subscription_revenue_usd AS revenue_usd,
-    revenue_usd - cost_usd AS margin_usd
-FROM
-(
-    SELECT
-        day, customer, feature, tier, cohort, calls, priced_calls, unpriced_calls, cost_usd,
-        usage_revenue_usd, toDecimal128(0, 12) AS subscription_revenue_usd
-    FROM usage
-    UNION ALL
-    SELECT
-        day, customer, feature, tier, cohort, 0, 0, 0, toDecimal128(0, 12),
-        toDecimal128(0, 12), subscription_revenue_usd
-    FROM subscription
-)
-GROUP BY day, customer, feature, tier, cohort
+    day, customer, feature, tier, cohort, calls, priced_calls, unpriced_calls, cost_usd,
+    revenue_usd AS usage_revenue_usd, toDecimal128(0, 12) AS subscription_revenue_usd,
+    revenue_usd, revenue_usd - cost_usd AS margin_usd
+FROM $database.llm_calls_daily
+UNION ALL
+SELECT
+    day, customer, feature, tier, cohort, 0, 0, 0, toDecimal128(0, 12),
+    toDecimal128(0, 12), subscription_revenue_usd,
+    subscription_revenue_usd, subscription_revenue_usd
+FROM subscription

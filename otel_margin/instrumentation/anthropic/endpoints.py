@@ -28,7 +28,7 @@ class Messages(Endpoint):
 
     def output_text(self, response: Any) -> str:
         parts = []
-        for block in getattr(response, "content", None) or ():
+        for block in _items(getattr(response, "content", None)):
             for field in ("text", "thinking"):
                 value = getattr(block, field, None)
                 if isinstance(value, str):
@@ -136,6 +136,11 @@ def _streamed_usage(start: Any, delta: Any) -> Usage | None:
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
     )
+
+
+def _items(value: Any) -> list[Any] | tuple[Any, ...]:
+    # A malformed body may carry anything where a list belongs; read it as empty.
+    return value if isinstance(value, (list, tuple)) else ()
 
 
 def _int(value: Any) -> int | None:

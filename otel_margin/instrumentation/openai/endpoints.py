@@ -38,13 +38,13 @@ class ChatCompletions(Endpoint):
     def read_response(self, call: LLMCall, response: Any) -> None:
         call.response_model = _str(getattr(response, "model", None))
         call.response_id = _str(getattr(response, "id", None))
-        choices = getattr(response, "choices", None) or ()
+        choices = _items(getattr(response, "choices", None))
         call.finish_reasons = tuple(r for r in (_str(getattr(c, "finish_reason", None)) for c in choices) if r)
         call.usage = chat_usage(getattr(response, "usage", None))
 
     def output_text(self, response: Any) -> str:
         parts = []
-        for choice in getattr(response, "choices", None) or ():
+        for choice in _items(getattr(response, "choices", None)):
             content = getattr(getattr(choice, "message", None), "content", None)
             if isinstance(content, str):
                 parts.append(content)
@@ -65,12 +65,12 @@ class ChatStreamObserver(StreamObserver):
             call.response_model = _str(getattr(chunk, "model", None))
             call.response_id = _str(getattr(chunk, "id", None))
         choices = getattr(chunk, "choices", None)
-        for choice in choices or ():
+        for choice in _items(choices):
             delta = getattr(choice, "delta", None)
             content = getattr(delta, "content", None)
             if isinstance(content, str):
                 self.parts.append(content)
-            for tool_call in getattr(delta, "tool_calls", None) or ():
+            for tool_call in _items(getattr(delta, "tool_calls", None)):
                 arguments = getattr(getattr(tool_call, "function", None), "arguments", None)
                 if isinstance(arguments, str):
                     self.parts.append(arguments)
@@ -176,6 +176,11 @@ def responses_usage(usage: Any) -> Usage | None:
         cache_read_tokens=min(cached, input_tokens),
         reasoning_tokens=min(reasoning, output_tokens),
     )
+
+
+def _items(value: Any) -> list[Any] | tuple[Any, ...]:
+    # A malformed body may carry anything where a list belongs; read it as empty.
+    return value if isinstance(value, (list, tuple)) else ()
 
 
 def _int(value: Any) -> int | None:

@@ -1,0 +1,448 @@
+"""Per-call latency that instrumentation ADDS to ``openai`` chat calls: otel-margin against its peers.
+
+    python benchmarks/overhead.py                    # every contender, default call count
+    python benchmarks/overhead.py --calls 2000 --json
+
+Contenders, each measured in its own child process (``--contender NAME``) so one cannot leave
+patches behind for the next:
+
+``bare``         the SDK with nothing installed: the paired method measured against itself,
+                 i.e. the noise floor of the method (should be ~0)
+``otel-margin``  ``otel_margin.instrumentation.openai.OpenAIMarginInstrumentor``
+``official``     ``opentelemetry-instrumentation-openai-v2`` (``OpenAIInstrumentor``)
+``openllmetry``  ``opentelemetry-instrumentation-openai`` (``OpenAIInstrumentor``)
+``openlit``      ``openlit`` (``openlit.instrumentation.openai.OpenAIInstrumentor``), when importable;
+                 OpenLIT pins ``openai<2``, so point ``--openlit-path`` at an isolated
+                 ``pip install --no-deps --target DIR`` of it instead of installing it beside us
+
+Method (per-process comparisons swung 20–50 % on the project's shared 2-core machines): a
+*paired* design inside one process. Each child instruments its contender alone, then alternates
+calls between the instrumented method and the original it wraps (taken from the wrapt
+wrapper's ``__wrapped__`` and bound to the same client), flipping which goes first on every
+pair, and reports the median and p99 of the per-pair differences. The SDK talks to the stand-in
+server through an in-process HTTP transport, so no socket or network time dilutes the figures.
+
+Every contender exports through a real ``TracerProvider`` + ``BatchSpanProcessor`` to an
+exporter that counts and discards spans, and records metrics into a ``MeterProvider`` with an
+in-memory reader, so span processing is paid the same way by everyone. Each contender runs
+with its default configuration (content capture: off for otel-margin and the official
+instrumentation, on by default in OpenLLMetry and OpenLIT's defaults are left as they are).
+
+Workload: ``chat.completions.create`` on ``gpt-4o-mini`` with a short prompt and 19 output
+tokens; non-streaming, and streaming with the stream fully consumed (21 chunks as the caller
+sees them; otel-margin asks the server for one more, the usage chunk, and hides it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+CONTENDERS = ("bare", "otel-margin", "official", "openllmetry", "openlit")
+PEERS = ("official", "openllmetry", "openlit")
+TARGET_RATIO = 0.5
+"""The issue's target: otel-margin adds at most half the overhead of the best peer."""
+
+DEFAULT_CALLS = 1500
+"""Pairs per mode and contender; with five contenders the run takes about two minutes here."""
+
+WARMUP_CALLS = 150
+OUTPUT_TOKENS = 19  # 19 words of output: 21 stream chunks (role, 19 deltas, finish reason)
+STREAM_CHUNKS = OUTPUT_TOKENS + 2
+MODEL = "gpt-4o-mini"
+MESSAGES = [
+    {"role": "system", "content": "You are a concise assistant for a support team."},
+    {"role": "user", "content": "Summarize the customer's last three tickets in one paragraph."},
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ModeResult:
+    """Paired figures for one mode (non-stream or stream) of one contender, in microseconds."""
+
+    bare_median_us: float
+    instrumented_median_us: float
+    added_median_us: float
+    added_p99_us: float
+    added_mean_us: float
+    pairs: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContenderResult:
+    """What one child process measured for its contender."""
+
+    contender: str
+    version: str
+    non_stream: ModeResult
+    stream: ModeResult
+    spans_exported: int
+    chunks_seen: int
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every contender in a child process and print the comparison (or JSON)."""
+    args = _parse_args(argv)
+    if args.contender:
+        return _run_child(args)
+    started = time.perf_counter()
+    results: dict[str, ContenderResult] = {}
+    notes: list[str] = []
+    for name in args.contenders:
+        outcome = _spawn(name, args)
+        if isinstance(outcome, str):
+            notes.append(f"{name}: skipped — {outcome}")
+        else:
+            results[name] = outcome
+    elapsed = time.perf_counter() - started
+    if args.json:
+        print(json.dumps(
+            {
+                "calls": args.calls,
+                "elapsed_s": round(elapsed, 1),
+                "results": {name: asdict(result) for name, result in results.items()},
+                "ratios": _ratios(results),
+                "notes": notes,
+            },
+            indent=2,
+        ))
+    else:
+        _print_report(results, notes, args.calls, elapsed)
+    return 0
+
+
+# ---------------------------------------------------------------- the parent: spawn and report
+
+
+def _spawn(name: str, args: argparse.Namespace) -> ContenderResult | str:
+    """Measure one contender in a fresh interpreter; a string result says why it was skipped."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--contender", name, "--calls", str(args.calls)]
+    if args.openlit_path:
+        command += ["--openlit-path", args.openlit_path]
+    if not args.json:
+        print(f"measuring {name} ({args.calls} pairs per mode)…", file=sys.stderr, flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if done.returncode == _SKIPPED:
+        return done.stdout.strip() or "not available"
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return f"child failed (exit {done.returncode}): " + " | ".join(tail)
+    data = json.loads(done.stdout)
+    return ContenderResult(
+        contender=data["contender"],
+        version=data["version"],
+        non_stream=ModeResult(**data["non_stream"]),
+        stream=ModeResult(**data["stream"]),
+        spans_exported=data["spans_exported"],
+        chunks_seen=data["chunks_seen"],
+    )
+
+
+def _ratios(results: dict[str, ContenderResult]) -> dict[str, Any]:
+    """otel-margin's added median over the best (lowest) peer's, per mode."""
+    ours = results.get("otel-margin")
+    peers = [results[name] for name in PEERS if name in results]
+    ratios: dict[str, Any] = {"target": TARGET_RATIO}
+    if ours is None or not peers:
+        return ratios
+    for mode in ("non_stream", "stream"):
+        best = min(peers, key=lambda r: getattr(r, mode).added_median_us)
+        best_added = getattr(best, mode).added_median_us
+        ratio = getattr(ours, mode).added_median_us / best_added if best_added > 0 else float("inf")
+        ratios[mode] = {"best_peer": best.contender, "ratio": round(ratio, 3), "meets_target": ratio <= TARGET_RATIO}
+    return ratios
+
+
+def _print_report(results: dict[str, ContenderResult], notes: list[str], calls: int, elapsed: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 110))
+    table = Table(title=f"Added latency per openai chat call, µs ({calls} paired calls per mode)")
+    table.add_column("contender")
+    table.add_column("version")
+    table.add_column("non-stream median", justify="right")
+    table.add_column("non-stream p99", justify="right")
+    table.add_column(f"stream ({STREAM_CHUNKS} chunks) median", justify="right")
+    table.add_column("stream p99", justify="right")
+    table.add_column("spans", justify="right")
+    for name in CONTENDERS:
+        if name not in results:
+            continue
+        r = results[name]
+        table.add_row(
+            name, r.version,
+            f"{r.non_stream.added_median_us:.1f}", f"{r.non_stream.added_p99_us:.1f}",
+            f"{r.stream.added_median_us:.1f}", f"{r.stream.added_p99_us:.1f}",
+            str(r.spans_exported),
+        )
+    ratios = _ratios(results)
+    if "non_stream" in ratios:
+        cells = []
+        for mode in ("non_stream", "stream"):
+            r = ratios[mode]
+            mark = "[green]meets[/green]" if r["meets_target"] else "[red]misses[/red]"
+            cells += [f"{r['ratio']:.2f}", f"{mark} (vs {r['best_peer']})"]
+        table.add_section()
+        table.add_row("otel-margin / best peer", f"target ≤ {TARGET_RATIO}", *cells, "")
+    console.print(table)
+    if results:
+        non_stream = statistics.median(r.non_stream.bare_median_us for r in results.values())
+        stream = statistics.median(r.stream.bare_median_us for r in results.values())
+        console.print(
+            f"bare SDK call (median of the unwrapped calls, median across children): "
+            f"non-stream {non_stream:.0f} µs, stream {stream:.0f} µs (in-process transport)"
+        )
+    for note in notes:
+        console.print(f"note: {note}")
+    console.print(f"total time {elapsed:.0f} s")
+
+
+# ---------------------------------------------------------------- the child: measure one contender
+
+_SKIPPED = 3  # child exit code: the contender is not available here (reason on stdout)
+
+
+def _run_child(args: argparse.Namespace) -> int:
+    if args.openlit_path:
+        sys.path.append(args.openlit_path)
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from otel_margin.standin import OUTPUT_TOKENS_HEADER, in_process_transport, openai_client
+
+    exporter = _DiscardingExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    # Some peers (OpenLIT) only use the global providers; set them for everyone.
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+
+    try:
+        version = _instrument(args.contender, tracer_provider, meter_provider)
+    except _Unavailable as missing:
+        print(missing)
+        return _SKIPPED
+
+    client = openai_client(in_process_transport())
+    resource = client.chat.completions
+    instrumented = resource.create
+    original, wrappers = _original(resource, "create")
+    if wrappers != (0 if args.contender == "bare" else 1):
+        raise SystemExit(f"{args.contender}: chat.completions.create has {wrappers} wrappers after instrumenting")
+    headers = {OUTPUT_TOKENS_HEADER: str(OUTPUT_TOKENS)}
+
+    def non_stream(method: Callable[..., Any]) -> int:
+        method(model=MODEL, messages=MESSAGES, extra_headers=headers)
+        return 0
+
+    def stream(method: Callable[..., Any]) -> int:
+        count = 0
+        for _chunk in method(model=MODEL, messages=MESSAGES, stream=True, extra_headers=headers):
+            count += 1
+        return count
+
+    chunks_bare = stream(original)
+    chunks_seen = stream(instrumented)
+    if chunks_seen != chunks_bare:
+        raise SystemExit(f"{args.contender}: caller saw {chunks_seen} chunks, the bare SDK {chunks_bare}")
+    results = {}
+    for mode, call in (("non_stream", non_stream), ("stream", stream)):
+        _paired(call, instrumented, original, WARMUP_CALLS)
+        gc.collect()
+        results[mode] = _paired(call, instrumented, original, args.calls)
+    if args.profile:
+        _profile(stream if args.profile == "stream" else non_stream, instrumented, args.calls)
+    tracer_provider.force_flush()
+    print(json.dumps({
+        "contender": args.contender,
+        "version": version,
+        **{mode: asdict(result) for mode, result in results.items()},
+        "spans_exported": exporter.count,
+        "chunks_seen": chunks_seen,
+    }))
+    tracer_provider.shutdown()
+    return 0
+
+
+def _paired(call: Callable[[Callable[..., Any]], int], instrumented: Any, original: Any, pairs: int) -> ModeResult:
+    """Alternate instrumented / original calls (order flipped every pair); figures of the differences."""
+    clock = time.perf_counter_ns
+    bare: list[int] = []
+    wrapped: list[int] = []
+    for index in range(pairs):
+        first, second = (instrumented, original) if index % 2 == 0 else (original, instrumented)
+        t0 = clock()
+        call(first)
+        t1 = clock()
+        call(second)
+        t2 = clock()
+        a, b = t1 - t0, t2 - t1
+        wrapped.append(a if first is instrumented else b)
+        bare.append(b if first is instrumented else a)
+    added = sorted(w - b for w, b in zip(wrapped, bare))
+    return ModeResult(
+        bare_median_us=round(statistics.median(bare) / 1000, 1),
+        instrumented_median_us=round(statistics.median(wrapped) / 1000, 1),
+        added_median_us=round(statistics.median(added) / 1000, 1),
+        added_p99_us=round(_percentile(added, 0.99) / 1000, 1),
+        added_mean_us=round(statistics.fmean(added) / 1000, 1),
+        pairs=pairs,
+    )
+
+
+def _percentile(ordered: list[int], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    index = min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))
+    return float(ordered[index])
+
+
+def _profile(call: Callable[[Callable[..., Any]], int], instrumented: Any, calls: int) -> None:
+    """cProfile the instrumented loop; print the top functions by own time to stderr."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        call(instrumented)
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=sys.stderr)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats("otel_margin", 40)
+
+
+class _Unavailable(Exception):
+    """The contender cannot be measured here (not installed, or unimportable)."""
+
+
+def _instrument(name: str, tracer_provider: Any, meter_provider: Any) -> str:
+    """Instrument the ``openai`` SDK with contender ``name`` alone; return its version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(distribution: str) -> str:
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            return "?"
+
+    providers = {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
+    try:
+        if name == "bare":
+            return f"openai {installed('openai')}"
+        if name == "otel-margin":
+            from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
+
+            OpenAIMarginInstrumentor().instrument(**providers)
+            return installed("otel-margin")
+        if name == "official":
+            from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+            OpenAIInstrumentor().instrument(**providers)
+            return installed("opentelemetry-instrumentation-openai-v2")
+        if name == "openllmetry":
+            from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+            OpenAIInstrumentor().instrument(**providers)
+            return installed("opentelemetry-instrumentation-openai")
+        if name == "openlit":
+            from openlit._config import OpenlitConfig
+            from openlit.instrumentation.openai import OpenAIInstrumentor
+            from openlit.otel.metrics import setup_meter
+
+            # What openlit.init() does for metrics, on our global MeterProvider.
+            metrics_dict, error = setup_meter("overhead-benchmark", "benchmark", None, None, None)
+            if error:
+                raise _Unavailable(f"openlit metrics set-up failed: {error}")
+            # What openlit.init() then stores, with its defaults (content capture on), minus the
+            # pricing download: there is no network here.
+            OpenlitConfig()
+            OpenlitConfig.update_config(
+                "benchmark", "overhead-benchmark", None, None, False, True, metrics_dict, False, {}
+            )
+            OpenAIInstrumentor().instrument(
+                environment="benchmark", application_name="overhead-benchmark", pricing_info={},
+                capture_message_content=True, disable_metrics=False,
+            )
+            return installed("openlit")
+    except ImportError as error:
+        hint = " (it pins openai<2: install it with pip --no-deps --target DIR, pass --openlit-path DIR)" \
+            if name == "openlit" else ""
+        raise _Unavailable(f"cannot import {name}: {error}{hint}") from error
+    raise _Unavailable(f"unknown contender {name!r}; choose from {', '.join(CONTENDERS)}")
+
+
+def _original(resource: Any, name: str) -> tuple[Any, int]:
+    """The SDK's own method under every wrapt wrapper, bound to ``resource``; and how many wrappers.
+
+    Not ``bound.__wrapped__``: the SDK's ``create`` carries ``functools.wraps``'s
+    ``__wrapped__`` itself (the ``required_args`` decorator), which is an unbound function.
+    """
+    import wrapt
+
+    for owner in type(resource).__mro__:
+        if name in owner.__dict__:
+            function = owner.__dict__[name]
+            break
+    else:
+        raise AttributeError(f"{type(resource).__name__} has no {name}")
+    wrappers = 0
+    while isinstance(function, wrapt.FunctionWrapper):
+        function = function.__wrapped__
+        wrappers += 1
+    return function.__get__(resource, type(resource)), wrappers
+
+
+class _DiscardingExporter:
+    """A ``SpanExporter`` that counts spans and drops them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Nothing is buffered here."""
+        return True
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=DEFAULT_CALLS,
+                        help=f"paired calls per mode and contender (default {DEFAULT_CALLS})")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS),
+                        help="which contenders to run (default: all)")
+    parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)  # child mode
+    parser.add_argument("--openlit-path", default=os.environ.get("OPENLIT_PATH"),
+                        help="extra import path holding openlit (an isolated --target install)")
+    parser.add_argument("--profile", choices=("non-stream", "stream"),
+                        help="with --contender: also cProfile the instrumented loop (report on stderr)")
+    args = parser.parse_args(argv)
+    if args.calls < 10:
+        parser.error(f"--calls {args.calls} is too few for a p99; use at least 10")
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(main())
