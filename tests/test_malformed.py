@@ -93,8 +93,20 @@ def without_injected_usage(result: tuple[str, Any]) -> tuple[str, Any]:
     return "raised", (kind, message, visible(seen))
 
 
-def internal_errors(sink: Any) -> int:
-    return int(sum(point.value for point in sink.metric_points("margin.internal.errors")))
+class InternalErrors(int):
+    """A count of ``margin.internal.errors`` that names where they happened when it fails an assert."""
+
+    where: list[str]
+
+    def __repr__(self) -> str:
+        return f"{int(self)} internal errors in {self.where}"
+
+
+def internal_errors(sink: Any) -> InternalErrors:
+    points = sink.metric_points("margin.internal.errors")
+    count = InternalErrors(int(sum(point.value for point in points)))
+    count.where = [point.attributes.get("margin.where") for point in points]
+    return count
 
 
 def call_kinds(oai: openai.OpenAI, ant: anthropic.Anthropic, scenario: str, model: str | None = None,

@@ -102,7 +102,11 @@ class Responses(Endpoint):
         call.usage = responses_usage(getattr(response, "usage", None))
 
     def output_text(self, response: Any) -> str:
-        text = getattr(response, "output_text", None)
+        try:
+            # The SDK computes output_text from output, which a malformed response lacks.
+            text = response.output_text
+        except Exception:  # noqa: BLE001
+            return ""
         return text if isinstance(text, str) else ""
 
     def stream_observer(self, call: LLMCall) -> StreamObserver:
