@@ -8,7 +8,11 @@ patches behind for the next:
 
 ``bare``         the SDK with nothing installed: the paired method measured against itself,
                  i.e. the noise floor of the method (should be ~0)
-``otel-margin``  ``otel_margin.instrumentation.openai.OpenAIMarginInstrumentor``
+``otel-margin``  ``otel_margin.instrumentation.openai.OpenAIMarginInstrumentor``, default settings
+                 (it injects ``stream_options.include_usage`` into streams for exact usage)
+``otel-margin-estimated``  the same with ``OTEL_MARGIN_OPENAI_INCLUDE_USAGE=false``: no injected
+                 usage chunk, stream usage estimated with tiktoken (shown for the trade-off; the
+                 target ratio is computed on the default ``otel-margin``)
 ``official``     ``opentelemetry-instrumentation-openai-v2`` (``OpenAIInstrumentor``)
 ``openllmetry``  ``opentelemetry-instrumentation-openai`` (``OpenAIInstrumentor``)
 ``openlit``      ``openlit`` (``openlit.instrumentation.openai.OpenAIInstrumentor``), when importable;
@@ -19,7 +23,9 @@ Method (per-process comparisons swung 20–50 % on the project's shared 2-core m
 *paired* design inside one process. Each child instruments its contender alone, then alternates
 calls between the instrumented method and the original it wraps (taken from the wrapt
 wrapper's ``__wrapped__`` and bound to the same client), flipping which goes first on every
-pair, and reports the median and p99 of the per-pair differences. The SDK talks to the stand-in
+pair, and reports the median and p99 of the per-pair differences of wall-clock time. It also
+reports the median paired difference of the calling thread's CPU time (``time.thread_time_ns``),
+which other processes on a shared machine cannot inflate: a steadier second opinion. The SDK talks to the stand-in
 server through an in-process HTTP transport, so no socket or network time dilutes the figures.
 
 Every contender exports through a real ``TracerProvider`` + ``BatchSpanProcessor`` to an
@@ -47,13 +53,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-CONTENDERS = ("bare", "otel-margin", "official", "openllmetry", "openlit")
+CONTENDERS = ("bare", "otel-margin", "otel-margin-estimated", "official", "openllmetry", "openlit")
 PEERS = ("official", "openllmetry", "openlit")
 TARGET_RATIO = 0.5
 """The issue's target: otel-margin adds at most half the overhead of the best peer."""
 
-DEFAULT_CALLS = 1500
-"""Pairs per mode and contender; with five contenders the run takes about two minutes here."""
+DEFAULT_CALLS = 1200
+"""Pairs per mode and contender; all six contenders then take about two minutes here."""
 
 WARMUP_CALLS = 150
 OUTPUT_TOKENS = 19  # 19 words of output: 21 stream chunks (role, 19 deltas, finish reason)
@@ -74,6 +80,7 @@ class ModeResult:
     added_median_us: float
     added_p99_us: float
     added_mean_us: float
+    added_cpu_median_us: float
     pairs: int
 
 
@@ -148,7 +155,7 @@ def _spawn(name: str, args: argparse.Namespace) -> ContenderResult | str:
 
 
 def _ratios(results: dict[str, ContenderResult]) -> dict[str, Any]:
-    """otel-margin's added median over the best (lowest) peer's, per mode."""
+    """otel-margin's added median over the best (lowest) peer's, per mode (and the same on CPU time)."""
     ours = results.get("otel-margin")
     peers = [results[name] for name in PEERS if name in results]
     ratios: dict[str, Any] = {"target": TARGET_RATIO}
@@ -159,6 +166,12 @@ def _ratios(results: dict[str, ContenderResult]) -> dict[str, Any]:
         best_added = getattr(best, mode).added_median_us
         ratio = getattr(ours, mode).added_median_us / best_added if best_added > 0 else float("inf")
         ratios[mode] = {"best_peer": best.contender, "ratio": round(ratio, 3), "meets_target": ratio <= TARGET_RATIO}
+    cpu: dict[str, float] = {}
+    for mode in ("non_stream", "stream"):
+        best_cpu = min(getattr(r, mode).added_cpu_median_us for r in peers)
+        ours_cpu = getattr(ours, mode).added_cpu_median_us
+        cpu[mode] = round(ours_cpu / best_cpu, 3) if best_cpu > 0 else float("inf")
+    ratios["cpu"] = cpu
     return ratios
 
 
@@ -166,14 +179,15 @@ def _print_report(results: dict[str, ContenderResult], notes: list[str], calls: 
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(Console().width, 110))
+    console = Console(width=max(Console().width, 140))
     table = Table(title=f"Added latency per openai chat call, µs ({calls} paired calls per mode)")
-    table.add_column("contender")
-    table.add_column("version")
+    table.add_column("contender", no_wrap=True)
+    table.add_column("version", no_wrap=True)
     table.add_column("non-stream median", justify="right")
     table.add_column("non-stream p99", justify="right")
     table.add_column(f"stream ({STREAM_CHUNKS} chunks) median", justify="right")
     table.add_column("stream p99", justify="right")
+    table.add_column("CPU median non-stream / stream", justify="right")
     table.add_column("spans", justify="right")
     for name in CONTENDERS:
         if name not in results:
@@ -183,6 +197,7 @@ def _print_report(results: dict[str, ContenderResult], notes: list[str], calls: 
             name, r.version,
             f"{r.non_stream.added_median_us:.1f}", f"{r.non_stream.added_p99_us:.1f}",
             f"{r.stream.added_median_us:.1f}", f"{r.stream.added_p99_us:.1f}",
+            f"{r.non_stream.added_cpu_median_us:.1f} / {r.stream.added_cpu_median_us:.1f}",
             str(r.spans_exported),
         )
     ratios = _ratios(results)
@@ -193,7 +208,9 @@ def _print_report(results: dict[str, ContenderResult], notes: list[str], calls: 
             mark = "[green]meets[/green]" if r["meets_target"] else "[red]misses[/red]"
             cells += [f"{r['ratio']:.2f}", f"{mark} (vs {r['best_peer']})"]
         table.add_section()
-        table.add_row("otel-margin / best peer", f"target ≤ {TARGET_RATIO}", *cells, "")
+        cpu = ratios["cpu"]
+        table.add_row("otel-margin / best peer", f"target ≤ {TARGET_RATIO}", *cells,
+                      f"{cpu['non_stream']:.2f} / {cpu['stream']:.2f}", "")
     console.print(table)
     if results:
         non_stream = statistics.median(r.non_stream.bare_median_us for r in results.values())
@@ -280,19 +297,23 @@ def _run_child(args: argparse.Namespace) -> int:
 
 def _paired(call: Callable[[Callable[..., Any]], int], instrumented: Any, original: Any, pairs: int) -> ModeResult:
     """Alternate instrumented / original calls (order flipped every pair); figures of the differences."""
-    clock = time.perf_counter_ns
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     bare: list[int] = []
     wrapped: list[int] = []
+    added_cpu: list[int] = []
     for index in range(pairs):
-        first, second = (instrumented, original) if index % 2 == 0 else (original, instrumented)
-        t0 = clock()
+        instrumented_first = index % 2 == 0
+        first, second = (instrumented, original) if instrumented_first else (original, instrumented)
+        c0, t0 = cpu_clock(), clock()
         call(first)
-        t1 = clock()
+        c1, t1 = cpu_clock(), clock()
         call(second)
-        t2 = clock()
+        c2, t2 = cpu_clock(), clock()
         a, b = t1 - t0, t2 - t1
-        wrapped.append(a if first is instrumented else b)
-        bare.append(b if first is instrumented else a)
+        wrapped.append(a if instrumented_first else b)
+        bare.append(b if instrumented_first else a)
+        cpu_a, cpu_b = c1 - c0, c2 - c1
+        added_cpu.append(cpu_a - cpu_b if instrumented_first else cpu_b - cpu_a)
     added = sorted(w - b for w, b in zip(wrapped, bare))
     return ModeResult(
         bare_median_us=round(statistics.median(bare) / 1000, 1),
@@ -300,6 +321,7 @@ def _paired(call: Callable[[Callable[..., Any]], int], instrumented: Any, origin
         added_median_us=round(statistics.median(added) / 1000, 1),
         added_p99_us=round(_percentile(added, 0.99) / 1000, 1),
         added_mean_us=round(statistics.fmean(added) / 1000, 1),
+        added_cpu_median_us=round(statistics.median(added_cpu) / 1000, 1),
         pairs=pairs,
     )
 
@@ -343,8 +365,12 @@ def _instrument(name: str, tracer_provider: Any, meter_provider: Any) -> str:
     try:
         if name == "bare":
             return f"openai {installed('openai')}"
-        if name == "otel-margin":
+        if name in ("otel-margin", "otel-margin-estimated"):
+            from otel_margin.environment_variables import OTEL_MARGIN_OPENAI_INCLUDE_USAGE
             from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
+
+            # Pinned either way, so the row's label holds whatever the shell exports.
+            os.environ[OTEL_MARGIN_OPENAI_INCLUDE_USAGE] = "false" if name == "otel-margin-estimated" else "true"
 
             OpenAIMarginInstrumentor().instrument(**providers)
             return installed("otel-margin")

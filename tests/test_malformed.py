@@ -135,7 +135,8 @@ def call_kinds(oai: openai.OpenAI, ant: anthropic.Anthropic, scenario: str, mode
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-@pytest.mark.parametrize("scenario", ["no-usage", "null-usage-fields", "malformed", "cut-stream", "unknown-model"])
+@pytest.mark.parametrize("scenario", ["no-usage", "null-usage-fields", "malformed", "no-usage,malformed", "cut-stream",
+                                      "unknown-model"])
 @pytest.mark.parametrize("api", ["chat", "responses", "messages"])
 def test_malformed_reply_reaches_caller_unchanged(oai, ant, sink, api, scenario, stream) -> None:
     model = "acme-private-llm-7" if scenario == "unknown-model" else None

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from otel_margin.standin import sdk_http_module
 from otel_margin.standin import (
     SCENARIOS,
     StandIn,
@@ -220,10 +221,14 @@ def test_malformed_chat_completion_lacks_choices(target):
     assert response.usage.prompt_tokens == CHAT_PROMPT_TOKENS
 
 
+# openai 3.x wraps a connection cut mid-stream as APIConnectionError; 2.x lets httpx's error through.
+CUT_STREAM_ERRORS = (openai.APIConnectionError, sdk_http_module("openai").RemoteProtocolError)
+
+
 def test_cut_stream_surfaces_as_connection_error_after_partial_chunks(target):
     client = openai_client(target)
     seen = []
-    with pytest.raises(openai.APIConnectionError):
+    with pytest.raises(CUT_STREAM_ERRORS):
         for chunk in client.chat.completions.create(
             model="gpt-4o-mini", messages=CHAT, stream=True, stream_options={"include_usage": True},
             extra_headers=scenario("cut-stream"),
@@ -231,7 +236,7 @@ def test_cut_stream_surfaces_as_connection_error_after_partial_chunks(target):
             seen.append(chunk)
     assert 0 < len(seen) < DEFAULT_OUTPUT
     assert all(c.choices and c.choices[0].finish_reason is None for c in seen)
-    with pytest.raises(openai.APIConnectionError):
+    with pytest.raises(CUT_STREAM_ERRORS):
         client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, extra_headers=scenario("cut-stream"))
 
 
@@ -240,7 +245,7 @@ async def test_async_cut_stream_surfaces_the_same_way(target):
         model="gpt-4o-mini", messages=CHAT, stream=True, extra_headers=scenario("cut-stream")
     )
     seen = []
-    with pytest.raises(openai.APIConnectionError):
+    with pytest.raises(CUT_STREAM_ERRORS):
         async for chunk in stream:
             seen.append(chunk)
     assert 0 < len(seen) < DEFAULT_OUTPUT

@@ -76,6 +76,10 @@ def _client_options(target: Any, async_: bool, max_retries: int, sdk: str, extra
         options["base_url"] = target
     elif hasattr(target, "standin"):
         module = sdk_http_module(sdk)
+        transport_class = _transport_class(module)
+        if not isinstance(target, transport_class):
+            # openai 2.x speaks httpx, anthropic >= 2 httpx2: same stand-in, the SDK's own transport.
+            target = transport_class(target.standin)
         options["base_url"] = IN_PROCESS_OPENAI_URL if sdk == "openai" else IN_PROCESS_ANTHROPIC_URL
         options["http_client"] = (module.AsyncClient if async_ else module.Client)(transport=target)
     else:
