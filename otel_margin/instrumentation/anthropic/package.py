@@ -1,1 +1,1 @@
-_instruments = ("anthropic >= 1.0, < 3",)
+_instruments = ("anthropic >= 2.0, < 3",)
