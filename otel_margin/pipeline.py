@@ -296,7 +296,8 @@ class CallFlow:
         try:
             if self.observer is None:
                 self.observer = self.endpoint.stream_observer(self.call)
-                self.chunks = []
+                # Only margin_record hooks read the chunks; keep none when nobody will.
+                self.chunks = [] if pm.hook.margin_record.get_hookimpls() else None
             if self.chunks is not None and len(self.chunks) < 10_000:
                 self.chunks.append(chunk)
             return self.observer.observe(self.call, chunk)

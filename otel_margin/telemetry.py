@@ -61,19 +61,22 @@ class Telemetry:
         span = self.tracer.start_span(
             f"{call.operation} {call.request_model}",
             kind=SpanKind.CLIENT,
-            attributes={
-                attr.GEN_AI_OPERATION_NAME: call.operation,
-                attr.GEN_AI_PROVIDER_NAME: call.provider,
-                attr.GEN_AI_REQUEST_MODEL: call.request_model,
-            },
+            attributes=request_attributes(call),
         )
         return span, True
 
     def finish(self, call: LLMCall, span: Any, owned: bool, error: BaseException | None = None) -> None:
         """Write the call's attributes onto ``span``, end it if we own it, and record metrics."""
-        values = span_attributes(call)
-        if call.model != call.request_model and owned:
-            span.update_name(f"{call.operation} {call.model}")
+        if owned:
+            # The request side went onto the span at start; only what changed since is written.
+            values = result_attributes(call)
+            if call.model != call.request_model:
+                span.update_name(f"{call.operation} {call.model}")
+                values[attr.GEN_AI_REQUEST_MODEL] = call.model
+            if call.attribution.revenue_usd is not None:  # a per-feature unit price arrives at finish
+                values[attr.MARGIN_REVENUE_USD] = money(call.attribution.revenue_usd)
+        else:
+            values = span_attributes(call)
         span.set_attributes(values)
         if error is not None:
             span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
@@ -81,7 +84,7 @@ class Telemetry:
                 span.record_exception(error)
         if owned:
             span.end()
-        self._record_metrics(call, values)
+        self._record_metrics(call)
 
     def count_internal_error(self, where: str) -> None:
         """Count one of our own failures (never raises)."""
@@ -90,7 +93,7 @@ class Telemetry:
         except Exception:  # noqa: BLE001 - counting must not fail the call either
             pass
 
-    def _record_metrics(self, call: LLMCall, values: dict[str, Any]) -> None:
+    def _record_metrics(self, call: LLMCall) -> None:
         labels = {
             attr.GEN_AI_OPERATION_NAME: call.operation,
             attr.GEN_AI_PROVIDER_NAME: call.provider,
@@ -112,8 +115,8 @@ class Telemetry:
             self.cost.add(
                 float(cost.total),
                 {
-                    attr.MARGIN_FEATURE: values[attr.MARGIN_FEATURE],
-                    attr.MARGIN_TIER: values.get(attr.MARGIN_TIER, ""),
+                    attr.MARGIN_FEATURE: call.attribution.feature or attr.UNATTRIBUTED,
+                    attr.MARGIN_TIER: call.attribution.tier or "",
                     attr.GEN_AI_REQUEST_MODEL: call.model,
                     attr.MARGIN_COST_STATUS: cost.status,
                 },
@@ -122,6 +125,13 @@ class Telemetry:
 
 def span_attributes(call: LLMCall) -> dict[str, Any]:
     """All attributes of a finished call, GenAI semconv names plus ``margin.*``."""
+    values = request_attributes(call)
+    values.update(result_attributes(call))
+    return values
+
+
+def request_attributes(call: LLMCall) -> dict[str, Any]:
+    """The attributes known before the provider is called: the request and its attribution."""
     attribution = call.attribution
     values: dict[str, Any] = {
         attr.GEN_AI_OPERATION_NAME: call.operation,
@@ -139,6 +149,12 @@ def span_attributes(call: LLMCall) -> dict[str, Any]:
         values[attr.MARGIN_COHORT] = attribution.cohort
     if attribution.revenue_usd is not None:
         values[attr.MARGIN_REVENUE_USD] = money(attribution.revenue_usd)
+    return values
+
+
+def result_attributes(call: LLMCall) -> dict[str, Any]:
+    """The attributes the response, the price catalog and the guardrails decide."""
+    values: dict[str, Any] = {}
     if call.response_model:
         values[attr.GEN_AI_RESPONSE_MODEL] = call.response_model
     if call.response_id:
@@ -167,9 +183,12 @@ def span_attributes(call: LLMCall) -> dict[str, Any]:
         if cost.total is not None:
             values[attr.MARGIN_COST_USD] = money(cost.total)
             values[attr.MARGIN_COST_INPUT_USD] = money(cost.input)
-            values[attr.MARGIN_COST_CACHE_READ_USD] = money(cost.cache_read)
-            values[attr.MARGIN_COST_CACHE_WRITE_USD] = money(cost.cache_write)
             values[attr.MARGIN_COST_OUTPUT_USD] = money(cost.output)
+            # Absent means zero (the exporter and the collector view read it so).
+            if cost.cache_read:
+                values[attr.MARGIN_COST_CACHE_READ_USD] = money(cost.cache_read)
+            if cost.cache_write:
+                values[attr.MARGIN_COST_CACHE_WRITE_USD] = money(cost.cache_write)
             if cost.other:
                 values[attr.MARGIN_COST_OTHER_USD] = money(cost.other)
             values[attr.MARGIN_PRICE_SOURCE] = cost.price_source
