@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 UsageSource = Literal["provider", "estimated"]
 CostStatus = Literal["priced", "estimated", "unpriced"]
@@ -124,15 +124,3 @@ class LLMCall:
         """The model the call is (now) asking for; routing changes it."""
         return str(self.params.get("model", self.request_model))
 
-
-def as_mapping(value: Any) -> Mapping[str, Any] | None:
-    """``value`` as a read-only mapping, for response parsing that must never raise."""
-    if isinstance(value, Mapping):
-        return value
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        try:
-            return dump()
-        except Exception:  # noqa: BLE001 - a broken model is just "no data"
-            return None
-    return None

@@ -68,14 +68,10 @@ class Settings:
     def load(cls, tracer_provider: Any = None, meter_provider: Any = None, policy: Any = None) -> "Settings":
         """Settings from the environment and the policy file; a broken policy is logged, not raised."""
         from otel_margin.pluginhost import load_plugins
-        from otel_margin.policy import Policy, load_policy
+        from otel_margin.policy import load_policy_or_empty
 
         if policy is None:
-            try:
-                policy = load_policy()
-            except ValueError as error:
-                logger.error("otel-margin: %s; instrumenting with an empty policy", error)
-                policy = Policy()
+            policy = load_policy_or_empty()
         load_plugins(policy)
         return cls(
             telemetry=Telemetry(tracer_provider, meter_provider),
@@ -389,6 +385,8 @@ def _price(call: LLMCall) -> None:
 def _set_unit_revenue(call: LLMCall, unit_price: Decimal) -> None:
     a = call.attribution
     call.attribution = Attribution(a.feature, a.customer, a.tier, a.cohort, unit_price, a.source)
+    # The span got the request's attribution at start; this revenue is decided only now.
+    call.attributes[attr.MARGIN_REVENUE_USD] = format(unit_price, "f")
 
 
 def _past_peers(wrapped: Any) -> Any:

@@ -50,13 +50,9 @@ def load_plugins(policy: object | None = None) -> pluggy.PluginManager:
                 if _wanted(entry_point.name, allowed, blocked) and pm.get_plugin(entry_point.name) is None:
                     _register(entry_point.name, entry_point.load)
         if policy is None:
-            from otel_margin.policy import Policy, load_policy
+            from otel_margin.policy import load_policy_or_empty
 
-            try:
-                policy = load_policy()
-            except ValueError as error:
-                logger.error("otel-margin: %s; guardrails run with an empty policy", error)
-                policy = Policy()
+            policy = load_policy_or_empty()
         configure(policy)
         return pm
 

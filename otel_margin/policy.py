@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -33,6 +34,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_POLICY_FILE = "otel-margin.toml"
 """Looked for in the working directory when ``OTEL_MARGIN_POLICY`` is not set."""
@@ -161,6 +164,19 @@ def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
     except OSError as error:
         raise PolicyError(f"{name}: cannot read the policy file ({error.strerror})") from None
     return parse_policy(raw, source=name)
+
+
+def load_policy_or_empty() -> Policy:
+    """:func:`load_policy` for the running application: a broken file is logged, not raised.
+
+    A typo in the policy must not stop the application; it runs with the empty policy and
+    ``otel-margin prices`` (or any command reading the file) shows the same error to fix it.
+    """
+    try:
+        return load_policy()
+    except PolicyError as error:
+        logger.error("otel-margin: policy file ignored: %s", error)
+        return Policy()
 
 
 def parse_policy(content: bytes | str, *, source: str = DEFAULT_POLICY_FILE) -> Policy:

@@ -25,7 +25,7 @@ from genai_prices import data_snapshot
 from genai_prices import types as catalog_types
 
 from otel_margin.call import Cost, Usage
-from otel_margin.policy import Discount, ModelPricePolicy, Policy, SelfHostedPolicy, load_policy
+from otel_margin.policy import Discount, ModelPricePolicy, Policy, SelfHostedPolicy, load_policy_or_empty
 
 logger = logging.getLogger(__name__)
 
@@ -271,23 +271,17 @@ class PriceCatalog:
 
 
 def get_catalog() -> PriceCatalog:
-    """The process-wide catalog, built from :func:`load_policy` on first use (thread-safe).
+    """The process-wide catalog, built on first use (thread-safe) from the policy file.
 
-    A policy file that fails validation is logged as an error and the catalog runs without
-    it: a typo in the policy must not stop the application (``otel-margin prices`` shows
-    the same error to fix it).
+    A policy file that fails validation is logged and ignored
+    (:func:`~otel_margin.policy.load_policy_or_empty`).
     """
     catalog = _default_catalog
     if catalog is not None:
         return catalog
     with _default_lock:
         if _default_catalog is None:
-            try:
-                policy = load_policy()
-            except ValueError as error:
-                logger.error("otel-margin: policy file ignored: %s", error)
-                policy = Policy()
-            set_catalog(PriceCatalog(policy))
+            set_catalog(PriceCatalog(load_policy_or_empty()))
         assert _default_catalog is not None
         return _default_catalog
 

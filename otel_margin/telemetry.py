@@ -73,8 +73,6 @@ class Telemetry:
             if call.model != call.request_model:
                 span.update_name(f"{call.operation} {call.model}")
                 values[attr.GEN_AI_REQUEST_MODEL] = call.model
-            if call.attribution.revenue_usd is not None:  # a per-feature unit price arrives at finish
-                values[attr.MARGIN_REVENUE_USD] = money(call.attribution.revenue_usd)
         else:
             values = span_attributes(call)
         span.set_attributes(values)

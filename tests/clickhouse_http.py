@@ -416,32 +416,6 @@ def main(argv: list[str] | None = None) -> int:
 # --- the test-side handle --------------------------------------------------------------------
 
 
-def ensure_otel_margin_exporters() -> None:
-    """Make ``otel_margin.exporters`` importable from a source checkout.
-
-    Temporary: until pyproject.toml lists ``otel_margin.exporters`` among its packages, an
-    editable install does not map ``exporters/`` to it, so the tests load it by path.
-    """
-    import importlib.util
-
-    try:
-        import otel_margin.exporters  # noqa: F401
-        return
-    except ModuleNotFoundError:
-        pass
-    import otel_margin
-
-    root = Path(__file__).resolve().parents[1] / "exporters"
-    spec = importlib.util.spec_from_file_location(
-        "otel_margin.exporters", root / "__init__.py", submodule_search_locations=[str(root)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["otel_margin.exporters"] = module
-    spec.loader.exec_module(module)
-    otel_margin.exporters = module
-
-
-
 class LoopbackClickHouse:
     """Starts the server in a child process and steers its faults."""
 

@@ -26,14 +26,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
-from clickhouse_http import LoopbackClickHouse, RealClickHouse, ensure_otel_margin_exporters
+from clickhouse_http import LoopbackClickHouse, RealClickHouse
 
-ensure_otel_margin_exporters()
-
-from otel_margin import attributes as a  # noqa: E402
-from otel_margin.exporters.clickhouse import METRIC_EXPORT_DROPPED, ClickHouseSpanExporter  # noqa: E402
-from otel_margin.exporters.rows import COLUMN_NAMES, span_to_row  # noqa: E402
-from otel_margin.exporters.storage import StorageConfig, session  # noqa: E402
+from otel_margin import attributes as a
+from otel_margin.exporters.clickhouse import METRIC_EXPORT_DROPPED, ClickHouseSpanExporter
+from otel_margin.exporters.rows import COLUMN_NAMES, span_to_row
+from otel_margin.exporters.storage import StorageConfig, session
 
 TESTS = Path(__file__).parent
 
@@ -283,8 +281,6 @@ def test_two_processes_and_a_reader_share_one_chdb_directory(chdb_config, tmp_pa
 CHILD = r"""
 import sys, time
 sys.path.insert(0, %r)
-from clickhouse_http import ensure_otel_margin_exporters
-ensure_otel_margin_exporters()
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult

@@ -11,11 +11,7 @@ from decimal import Decimal
 
 from hypothesis import given, settings, strategies as st
 
-from clickhouse_http import ensure_otel_margin_exporters
-
-ensure_otel_margin_exporters()
-
-from otel_margin.exporters.spool import Spool  # noqa: E402
+from otel_margin.exporters.spool import Spool
 
 COLUMNS = ("timestamp", "span_id", "input_tokens", "cost_usd", "saved_usd", "stream")
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)

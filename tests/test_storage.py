@@ -11,12 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from clickhouse_http import ensure_otel_margin_exporters
-
-ensure_otel_margin_exporters()
-
-from otel_margin import environment_variables as env  # noqa: E402
-from otel_margin.exporters.storage import (  # noqa: E402
+from otel_margin import environment_variables as env
+from otel_margin.exporters.storage import (
     StorageConfig,
     StorageUnavailable,
     open_client,
@@ -93,7 +89,6 @@ def test_session_releases_the_chdb_directory_for_other_processes(tmp_path):
     config = StorageConfig(endpoint=f"chdb://{tmp_path / 'db'}")
     probe = (
         "import sys; sys.path.insert(0, %r)\n"
-        "from clickhouse_http import ensure_otel_margin_exporters; ensure_otel_margin_exporters()\n"
         "from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, session\n"
         "try:\n"
         "    with session(StorageConfig(endpoint=%r)) as c: print('opened', c.command('SELECT 41 + 1'))\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from otel_margin.call import LLMCall, Usage
+from otel_margin.instrumentation import fields
 from otel_margin.pipeline import Endpoint, StreamObserver
 
 
@@ -20,15 +21,15 @@ class Messages(Endpoint):
     api = "messages"
 
     def read_response(self, call: LLMCall, response: Any) -> None:
-        call.response_model = _str(getattr(response, "model", None))
-        call.response_id = _str(getattr(response, "id", None))
-        reason = _str(getattr(response, "stop_reason", None))
+        call.response_model = fields.text(getattr(response, "model", None))
+        call.response_id = fields.text(getattr(response, "id", None))
+        reason = fields.text(getattr(response, "stop_reason", None))
         call.finish_reasons = (reason,) if reason else ()
         call.usage = messages_usage(getattr(response, "usage", None))
 
     def output_text(self, response: Any) -> str:
         parts = []
-        for block in _items(getattr(response, "content", None)):
+        for block in fields.items(getattr(response, "content", None)):
             for field in ("text", "thinking"):
                 value = getattr(block, field, None)
                 if isinstance(value, str):
@@ -64,12 +65,12 @@ class MessagesStreamObserver(StreamObserver):
                     self.parts.append(value)
         elif kind == "message_start":
             message = getattr(chunk, "message", None)
-            call.response_model = _str(getattr(message, "model", None))
-            call.response_id = _str(getattr(message, "id", None))
+            call.response_model = fields.text(getattr(message, "model", None))
+            call.response_id = fields.text(getattr(message, "id", None))
             self.start_usage = getattr(message, "usage", None)
         elif kind == "message_delta":
             self.delta_usage = getattr(chunk, "usage", None)
-            reason = _str(getattr(getattr(chunk, "delta", None), "stop_reason", None))
+            reason = fields.text(getattr(getattr(chunk, "delta", None), "stop_reason", None))
             if reason:
                 call.finish_reasons = (reason,)
         elif kind == "message_stop":
@@ -105,12 +106,12 @@ class MessagesStreamObserver(StreamObserver):
 
 def messages_usage(usage: Any) -> Usage | None:
     """Anthropic usage in semantic-convention terms; ``None`` when it is unusable."""
-    uncached = _int(getattr(usage, "input_tokens", None))
-    output = _int(getattr(usage, "output_tokens", None))
+    uncached = fields.count(getattr(usage, "input_tokens", None))
+    output = fields.count(getattr(usage, "output_tokens", None))
     if uncached is None or output is None:
         return None
-    cache_read = _int(getattr(usage, "cache_read_input_tokens", None)) or 0
-    cache_write = _int(getattr(usage, "cache_creation_input_tokens", None)) or 0
+    cache_read = fields.count(getattr(usage, "cache_read_input_tokens", None)) or 0
+    cache_write = fields.count(getattr(usage, "cache_creation_input_tokens", None)) or 0
     return Usage(
         input_tokens=uncached + cache_read + cache_write,
         output_tokens=output,
@@ -126,8 +127,8 @@ def _streamed_usage(start: Any, delta: Any) -> Usage | None:
     if delta is None:
         return usage
     # message_delta counts are cumulative; newer API versions repeat the input counts there.
-    output = _int(getattr(delta, "output_tokens", None))
-    merged = messages_usage(delta) if _int(getattr(delta, "input_tokens", None)) is not None else None
+    output = fields.count(getattr(delta, "output_tokens", None))
+    merged = messages_usage(delta) if fields.count(getattr(delta, "input_tokens", None)) is not None else None
     if merged is not None:
         return merged
     return Usage(
@@ -137,15 +138,3 @@ def _streamed_usage(start: Any, delta: Any) -> Usage | None:
         cache_write_tokens=usage.cache_write_tokens,
     )
 
-
-def _items(value: Any) -> list[Any] | tuple[Any, ...]:
-    # A malformed body may carry anything where a list belongs; read it as empty.
-    return value if isinstance(value, (list, tuple)) else ()
-
-
-def _int(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from otel_margin.call import LLMCall, Usage
+from otel_margin.instrumentation import fields
 from otel_margin.pipeline import Endpoint, Settings, StreamObserver
 
 _INJECTED = "include_usage_injected"
@@ -36,15 +37,15 @@ class ChatCompletions(Endpoint):
         call.notes[_INJECTED] = True
 
     def read_response(self, call: LLMCall, response: Any) -> None:
-        call.response_model = _str(getattr(response, "model", None))
-        call.response_id = _str(getattr(response, "id", None))
-        choices = _items(getattr(response, "choices", None))
-        call.finish_reasons = tuple(r for r in (_str(getattr(c, "finish_reason", None)) for c in choices) if r)
+        call.response_model = fields.text(getattr(response, "model", None))
+        call.response_id = fields.text(getattr(response, "id", None))
+        choices = fields.items(getattr(response, "choices", None))
+        call.finish_reasons = tuple(r for r in (fields.text(getattr(c, "finish_reason", None)) for c in choices) if r)
         call.usage = chat_usage(getattr(response, "usage", None))
 
     def output_text(self, response: Any) -> str:
         parts = []
-        for choice in _items(getattr(response, "choices", None)):
+        for choice in fields.items(getattr(response, "choices", None)):
             content = getattr(getattr(choice, "message", None), "content", None)
             if isinstance(content, str):
                 parts.append(content)
@@ -62,19 +63,19 @@ class ChatStreamObserver(StreamObserver):
 
     def observe(self, call: LLMCall, chunk: Any) -> bool:
         if call.response_model is None:
-            call.response_model = _str(getattr(chunk, "model", None))
-            call.response_id = _str(getattr(chunk, "id", None))
+            call.response_model = fields.text(getattr(chunk, "model", None))
+            call.response_id = fields.text(getattr(chunk, "id", None))
         choices = getattr(chunk, "choices", None)
-        for choice in _items(choices):
+        for choice in fields.items(choices):
             delta = getattr(choice, "delta", None)
             content = getattr(delta, "content", None)
             if isinstance(content, str):
                 self.parts.append(content)
-            for tool_call in _items(getattr(delta, "tool_calls", None)):
+            for tool_call in fields.items(getattr(delta, "tool_calls", None)):
                 arguments = getattr(getattr(tool_call, "function", None), "arguments", None)
                 if isinstance(arguments, str):
                     self.parts.append(arguments)
-            reason = _str(getattr(choice, "finish_reason", None))
+            reason = fields.text(getattr(choice, "finish_reason", None))
             if reason:
                 self.finish_reasons[getattr(choice, "index", 0) or 0] = reason
         usage = getattr(chunk, "usage", None)
@@ -95,9 +96,9 @@ class Responses(Endpoint):
     api = "responses"
 
     def read_response(self, call: LLMCall, response: Any) -> None:
-        call.response_model = _str(getattr(response, "model", None))
-        call.response_id = _str(getattr(response, "id", None))
-        status = _str(getattr(response, "status", None))
+        call.response_model = fields.text(getattr(response, "model", None))
+        call.response_id = fields.text(getattr(response, "id", None))
+        status = fields.text(getattr(response, "status", None))
         call.finish_reasons = (status,) if status else ()
         call.usage = responses_usage(getattr(response, "usage", None))
 
@@ -128,8 +129,8 @@ class ResponsesStreamObserver(StreamObserver):
                 self.parts.append(delta)
         elif kind == "response.created" and call.response_model is None:
             response = getattr(chunk, "response", None)
-            call.response_model = _str(getattr(response, "model", None))
-            call.response_id = _str(getattr(response, "id", None))
+            call.response_model = fields.text(getattr(response, "model", None))
+            call.response_id = fields.text(getattr(response, "id", None))
         elif kind in self._FINAL:
             self.endpoint.read_response(call, getattr(chunk, "response", None))
         return False
@@ -144,20 +145,20 @@ class Embeddings(Endpoint):
     api = "embeddings"
 
     def read_response(self, call: LLMCall, response: Any) -> None:
-        call.response_model = _str(getattr(response, "model", None))
+        call.response_model = fields.text(getattr(response, "model", None))
         usage = getattr(response, "usage", None)
-        prompt = _int(getattr(usage, "prompt_tokens", None))
+        prompt = fields.count(getattr(usage, "prompt_tokens", None))
         call.usage = None if prompt is None else Usage(input_tokens=prompt)
 
 
 def chat_usage(usage: Any) -> Usage | None:
     """Chat Completions usage in semantic-convention terms; ``None`` when it is unusable."""
-    prompt = _int(getattr(usage, "prompt_tokens", None))
-    completion = _int(getattr(usage, "completion_tokens", None))
+    prompt = fields.count(getattr(usage, "prompt_tokens", None))
+    completion = fields.count(getattr(usage, "completion_tokens", None))
     if prompt is None or completion is None:
         return None
-    cached = _int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)) or 0
-    reasoning = _int(getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)) or 0
+    cached = fields.count(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)) or 0
+    reasoning = fields.count(getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)) or 0
     return Usage(
         input_tokens=prompt,
         output_tokens=completion,
@@ -168,12 +169,12 @@ def chat_usage(usage: Any) -> Usage | None:
 
 def responses_usage(usage: Any) -> Usage | None:
     """Responses API usage in semantic-convention terms; ``None`` when it is unusable."""
-    input_tokens = _int(getattr(usage, "input_tokens", None))
-    output_tokens = _int(getattr(usage, "output_tokens", None))
+    input_tokens = fields.count(getattr(usage, "input_tokens", None))
+    output_tokens = fields.count(getattr(usage, "output_tokens", None))
     if input_tokens is None or output_tokens is None:
         return None
-    cached = _int(getattr(getattr(usage, "input_tokens_details", None), "cached_tokens", None)) or 0
-    reasoning = _int(getattr(getattr(usage, "output_tokens_details", None), "reasoning_tokens", None)) or 0
+    cached = fields.count(getattr(getattr(usage, "input_tokens_details", None), "cached_tokens", None)) or 0
+    reasoning = fields.count(getattr(getattr(usage, "output_tokens_details", None), "reasoning_tokens", None)) or 0
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
@@ -181,15 +182,3 @@ def responses_usage(usage: Any) -> Usage | None:
         reasoning_tokens=min(reasoning, output_tokens),
     )
 
-
-def _items(value: Any) -> list[Any] | tuple[Any, ...]:
-    # A malformed body may carry anything where a list belongs; read it as empty.
-    return value if isinstance(value, (list, tuple)) else ()
-
-
-def _int(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
