@@ -11,7 +11,8 @@ Public API::
 __version__ = "0.1.0"
 
 from otel_margin.attribution import attribute  # noqa: E402
+from otel_margin.finisher import flush  # noqa: E402
 from otel_margin.guardrails import CacheHit, LimitDecision, MarginLimitExceeded  # noqa: E402
 from otel_margin.hookspecs import hookimpl  # noqa: E402
 
-__all__ = ["attribute", "hookimpl", "CacheHit", "LimitDecision", "MarginLimitExceeded", "__version__"]
+__all__ = ["attribute", "flush", "hookimpl", "CacheHit", "LimitDecision", "MarginLimitExceeded", "__version__"]

@@ -5,6 +5,9 @@ its request and its response) and wrap it with :func:`sync_wrapper` / :func:`asy
 Everything else — the call record, the guardrail hooks, pricing, the span, streams — is
 here, once, for every provider.
 
+The caller waits only for the span's start, the guardrails and the provider; the rest of
+the call's telemetry is finished on the finisher thread (:mod:`otel_margin.finisher`).
+
 Safety rules kept here: the user's call never sees our errors (they are logged at debug
 level and counted); the provider's errors reach the user unchanged; a blocked call raises
 :class:`~otel_margin.guardrails.MarginLimitExceeded`; a stream's span ends exactly once.
@@ -31,6 +34,7 @@ from otel_margin.environment_variables import (
     OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT,
     OTEL_MARGIN_OPENAI_INCLUDE_USAGE,
 )
+from otel_margin.finisher import FINISHER
 from otel_margin.pluginhost import pm
 from otel_margin.telemetry import Telemetry
 
@@ -39,6 +43,9 @@ logger = logging.getLogger(__name__)
 IN_CALL_KEY = otel_context.create_key("otel_margin.in_call")
 """Set in the OpenTelemetry context while an instrumented call runs: nested patched
 methods (``with_raw_response`` → ``create``) pass straight through."""
+
+_READ_CHUNKS_EVERY = 256
+"""Stream chunks noted before the observer reads them on the caller's thread (memory bound)."""
 
 # OpenLLMetry's instrumentations skip a call when this context key is set.
 _PEER_SUPPRESS_KEY = "suppress_language_model_instrumentation"
@@ -110,17 +117,26 @@ class Endpoint:
         """An observer fed with every chunk of a stream."""
         return StreamObserver()
 
+    def hidden_chunk(self, call: LLMCall) -> Callable[[Any], bool] | None:
+        """A test for stream chunks to hide from the caller (OpenAI's injected usage chunk), or None.
+
+        Runs on the caller's thread for every chunk: keep it to a couple of attribute reads.
+        """
+        return None
+
     def output_text(self, response: Any) -> str:
         """The generated text of a response, for estimating output tokens when usage is missing."""
         return ""
 
 
 class StreamObserver:
-    """Sees each chunk of a stream; fills the call record when the stream ends."""
+    """Reads each chunk of a stream, in order; fills the call record when the stream ends.
 
-    def observe(self, call: LLMCall, chunk: Any) -> bool:
-        """Record ``chunk``; return True to hide it from the caller (OpenAI's injected usage chunk)."""
-        return False
+    Chunks are read in batches after the caller saw them, mostly on the finisher thread.
+    """
+
+    def observe(self, call: LLMCall, chunk: Any) -> None:
+        """Read ``chunk``."""
 
     def finish(self, call: LLMCall) -> None:
         """Fill the call record from what was seen."""
@@ -209,9 +225,16 @@ def quiet_inside_calls(wrapped: Callable[..., Any], instance: Any, args: tuple, 
 
 
 class CallFlow:
-    """One call in flight: its record, its span, and whether it has finished."""
+    """One call in flight: its record, its span, and whether it has finished.
 
-    __slots__ = ("endpoint", "settings", "call", "span", "owned", "started", "cached", "done", "observer", "chunks")
+    The caller's thread does only what must happen during the call: open the span, run the
+    guardrails, note the chunks of a stream and the end time. Reading usage, pricing, the
+    record hooks, the span's attributes and end, and the metrics run on the finisher thread
+    (:mod:`otel_margin.finisher`), so the caller does not wait for them.
+    """
+
+    __slots__ = ("endpoint", "settings", "call", "span", "owned", "started", "cached", "done",
+                 "pending", "observer", "chunks", "hide")
 
     def __init__(self, endpoint: Endpoint, settings: Settings, call: LLMCall) -> None:
         self.endpoint = endpoint
@@ -222,8 +245,12 @@ class CallFlow:
         self.started = time.perf_counter()
         self.cached: Any = None
         self.done = False
+        self.pending: list[Any] = []
+        """Stream chunks not yet read by the observer (read in batches, mostly off-thread)."""
         self.observer: StreamObserver | None = None
         self.chunks: list[Any] | None = None
+        """Every chunk, kept only when a ``margin_record`` hook will read them."""
+        self.hide: Callable[[Any], bool] | None = None
 
     @classmethod
     def begin(cls, endpoint: Endpoint, settings: Settings, kwargs: dict) -> "CallFlow | None":
@@ -240,16 +267,19 @@ class CallFlow:
         try:
             endpoint.prepare(flow.call, settings)
             hit = guardrails.before_call(flow.call, settings.telemetry.count_internal_error)
+            if flow.call.stream:
+                flow.hide = endpoint.hidden_chunk(flow.call)
+                flow.chunks = [] if pm.hook.margin_record.get_hookimpls() else None
         except guardrails.MarginLimitExceeded as blocked:
             flow.call.error_type = type(blocked).__name__
-            flow._finish(None, blocked)
+            flow._end(None, blocked)
             raise
         except Exception:  # noqa: BLE001
             _internal_error(settings, "guardrails")
             return flow
         if hit is not None:
             flow.call.usage = Usage(source="provider")
-            flow._finish(hit.response, None)
+            flow._end(hit.response, None)
             flow.cached = hit.response
         return flow
 
@@ -262,7 +292,7 @@ class CallFlow:
         return otel_context.attach(ctx)
 
     def succeed(self, result: Any) -> Any:
-        """Read a provider result; return it, or a proxy of it for streams. Never raises."""
+        """Take a provider result; return it, or a proxy of it for streams. Never raises."""
         try:
             if _is_raw_response(result):
                 from otel_margin.streams import wrap_raw_response
@@ -272,31 +302,31 @@ class CallFlow:
                 from otel_margin.streams import wrap_stream
 
                 return wrap_stream(result, self)
-            self.endpoint.read_response(self.call, result)
-            self._finish(result, None)
+            self._end(result, None, read=True)
         except Exception:  # noqa: BLE001
             _internal_error(self.settings, "response")
-            self._finish(result, None)
+            self._end(result, None)
         return result
 
     def fail(self, error: BaseException) -> None:
         """Record a provider error (the caller gets it unchanged). Never raises."""
         try:
             self.call.error_type = _error_type(error)
-            self._finish(None, error)
+            self._end(None, error)
         except Exception:  # noqa: BLE001
             _internal_error(self.settings, "fail")
 
     def observe(self, chunk: Any) -> bool:
-        """Feed one stream chunk; True means hide it from the caller. Never raises."""
+        """Note one stream chunk; True means hide it from the caller. Never raises."""
         try:
-            if self.observer is None:
-                self.observer = self.endpoint.stream_observer(self.call)
-                # Only margin_record hooks read the chunks; keep none when nobody will.
-                self.chunks = [] if pm.hook.margin_record.get_hookimpls() else None
+            pending = self.pending
+            pending.append(chunk)
+            if len(pending) >= _READ_CHUNKS_EVERY:
+                self._read_pending()  # bound the memory of long streams
             if self.chunks is not None and len(self.chunks) < 10_000:
                 self.chunks.append(chunk)
-            return self.observer.observe(self.call, chunk)
+            hide = self.hide
+            return hide is not None and hide(chunk)
         except Exception:  # noqa: BLE001
             _internal_error(self.settings, "stream")
             return False
@@ -306,16 +336,81 @@ class CallFlow:
         if self.done:
             return
         try:
-            if self.observer is not None:
-                self.observer.finish(self.call)
             if error is not None:
                 self.call.error_type = _error_type(error)
-            if self.call.usage is None:
-                self._estimate_usage(self.observer.text() if self.observer is not None else "")
-            self._finish(self.chunks, error)
+            self._end(self.chunks, error, stream=True)
         except Exception:  # noqa: BLE001
             _internal_error(self.settings, "stream_end")
             self.done = True
+
+    def _end(self, response: Any, error: BaseException | None, *, read: bool = False, stream: bool = False) -> None:
+        """The call is over: note when, and have it finished — off the caller's thread when we can."""
+        if self.done:
+            return
+        self.done = True
+        self.call.duration_s = time.perf_counter() - self.started
+        end_ns = time.time_ns()
+        if not self.owned:
+            # A peer's span ends the moment we return: it must carry our attributes now.
+            self._account(response, error, read, stream)
+            self._emit(error, end_ns)
+        elif pm.hook.margin_record.get_hookimpls():
+            # Record hooks (cache stores, spend) must have seen this call before the next one begins.
+            self._account(response, error, read, stream)
+            FINISHER.submit(lambda: self._emit(error, end_ns))
+        else:
+            FINISHER.submit(lambda: self._finish(response, error, read, stream, end_ns))
+
+    def _finish(self, response: Any, error: BaseException | None, read: bool, stream: bool, end_ns: int) -> None:
+        self._account(response, error, read, stream)
+        self._emit(error, end_ns)
+
+    def _account(self, response: Any, error: BaseException | None, read: bool, stream: bool) -> None:
+        """Usage, cost and revenue of the finished call; then the record hooks."""
+        call = self.call
+        settings = self.settings
+        if read:
+            try:
+                self.endpoint.read_response(call, response)
+            except Exception:  # noqa: BLE001 - usage falls back to an estimate
+                _internal_error(settings, "response")
+        try:
+            if stream:
+                self._read_pending()
+                if self.observer is not None:
+                    self.observer.finish(call)
+                if call.usage is None:
+                    self._estimate_usage(self.observer.text() if self.observer is not None else "")
+            elif call.usage is None and error is None:
+                self._estimate_usage(self.endpoint.output_text(response))
+            if call.usage is not None and call.cost is None:
+                _price(call)
+            if call.attribution.revenue_usd is None and call.attribution.feature in settings.unit_prices:
+                _set_unit_revenue(call, settings.unit_prices[call.attribution.feature])
+            guardrails.after_call(call, response, settings.telemetry.count_internal_error)
+        except Exception:  # noqa: BLE001
+            _internal_error(settings, "finish")
+
+    def _emit(self, error: BaseException | None, end_ns: int) -> None:
+        """The span's attributes and end, and the metrics."""
+        try:
+            self.settings.telemetry.finish(self.call, self.span, self.owned, error, end_ns)
+        except Exception:  # noqa: BLE001
+            _internal_error(self.settings, "span")
+
+    def _read_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        observer = self.observer
+        if observer is None:
+            observer = self.observer = self.endpoint.stream_observer(self.call)
+        call = self.call
+        try:
+            for chunk in pending:
+                observer.observe(call, chunk)
+        except Exception:  # noqa: BLE001 - the caller saw its chunks; usage falls back to an estimate
+            _internal_error(self.settings, "stream")
 
     def _estimate_usage(self, output_text: str) -> None:
         from otel_margin.tokens import estimate_chat_input_tokens, estimate_output_tokens
@@ -325,28 +420,6 @@ class CallFlow:
             call.estimated_input_tokens = estimate_chat_input_tokens(call.provider, call.params)
         output = estimate_output_tokens(output_text, call.model) if output_text else 0
         call.usage = Usage(input_tokens=call.estimated_input_tokens, output_tokens=output, source="estimated")
-
-    def _finish(self, response: Any, error: BaseException | None) -> None:
-        if self.done:
-            return
-        self.done = True
-        call = self.call
-        settings = self.settings
-        call.duration_s = time.perf_counter() - self.started
-        try:
-            if call.usage is None and error is None:
-                self._estimate_usage(self.endpoint.output_text(response))
-            if call.usage is not None and call.cost is None:
-                _price(call)
-            if call.attribution.revenue_usd is None and call.attribution.feature in settings.unit_prices:
-                _set_unit_revenue(call, settings.unit_prices[call.attribution.feature])
-            guardrails.after_call(call, response, settings.telemetry.count_internal_error)
-        except Exception:  # noqa: BLE001
-            _internal_error(settings, "finish")
-        try:
-            settings.telemetry.finish(call, self.span, self.owned, error)
-        except Exception:  # noqa: BLE001
-            _internal_error(settings, "span")
 
 
 def _new_call(endpoint: Endpoint, settings: Settings, kwargs: dict) -> LLMCall:

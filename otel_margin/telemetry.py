@@ -61,27 +61,29 @@ class Telemetry:
         span = self.tracer.start_span(
             f"{call.operation} {call.request_model}",
             kind=SpanKind.CLIENT,
-            attributes=request_attributes(call),
+            attributes=sampling_attributes(call),
         )
         return span, True
 
-    def finish(self, call: LLMCall, span: Any, owned: bool, error: BaseException | None = None) -> None:
-        """Write the call's attributes onto ``span``, end it if we own it, and record metrics."""
+    def finish(
+        self, call: LLMCall, span: Any, owned: bool, error: BaseException | None = None, end_ns: int | None = None
+    ) -> None:
+        """Write the call's attributes onto ``span``, end it (at ``end_ns``) if we own it, record metrics."""
+        values = span_attributes(call)
         if owned:
-            # The request side went onto the span at start; only what changed since is written.
-            values = result_attributes(call)
+            # What samplers may read went onto the span at start; only the rest is written.
+            for key in _SAMPLING_KEYS:
+                values.pop(key, None)
             if call.model != call.request_model:
                 span.update_name(f"{call.operation} {call.model}")
                 values[attr.GEN_AI_REQUEST_MODEL] = call.model
-        else:
-            values = span_attributes(call)
         span.set_attributes(values)
         if error is not None:
             span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
             if owned:
                 span.record_exception(error)
         if owned:
-            span.end()
+            span.end(end_ns)
         self._record_metrics(call)
 
     def count_internal_error(self, where: str) -> None:
@@ -128,13 +130,23 @@ def span_attributes(call: LLMCall) -> dict[str, Any]:
     return values
 
 
+def sampling_attributes(call: LLMCall) -> dict[str, Any]:
+    """The attributes a span starts with: those the GenAI conventions let samplers read."""
+    return {
+        attr.GEN_AI_OPERATION_NAME: call.operation,
+        attr.GEN_AI_PROVIDER_NAME: call.provider,
+        attr.GEN_AI_REQUEST_MODEL: call.model,
+    }
+
+
+_SAMPLING_KEYS = (attr.GEN_AI_OPERATION_NAME, attr.GEN_AI_PROVIDER_NAME, attr.GEN_AI_REQUEST_MODEL)
+
+
 def request_attributes(call: LLMCall) -> dict[str, Any]:
     """The attributes known before the provider is called: the request and its attribution."""
     attribution = call.attribution
     values: dict[str, Any] = {
-        attr.GEN_AI_OPERATION_NAME: call.operation,
-        attr.GEN_AI_PROVIDER_NAME: call.provider,
-        attr.GEN_AI_REQUEST_MODEL: call.model,
+        **sampling_attributes(call),
         attr.GEN_AI_REQUEST_STREAM: call.stream,
         attr.MARGIN_FEATURE: attribution.feature or attr.UNATTRIBUTED,
         attr.MARGIN_ATTRIBUTION_SOURCE: attribution.source,

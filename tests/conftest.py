@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, Iterator
 
 import pytest
+from otel_margin import flush
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -51,11 +52,13 @@ class OTelSink:
 
     def clear(self) -> None:
         """Forget every span and every metric point recorded so far."""
+        flush()
         self.exporter.clear()
         self.reader.get_metrics_data()
 
     def spans(self) -> list[ReadableSpan]:
-        """Every finished span."""
+        """Every finished span (calls that returned are finished first)."""
+        flush()
         return list(self.exporter.get_finished_spans())
 
     def llm_spans(self) -> list[ReadableSpan]:
@@ -70,6 +73,7 @@ class OTelSink:
 
     def metric_points(self, name: str) -> list[Any]:
         """Data points of metric ``name`` recorded since the last read (any scope)."""
+        flush()
         data = self.reader.get_metrics_data()
         points: list[Any] = []
         for resource_metrics in data.resource_metrics if data is not None else ():
@@ -81,6 +85,7 @@ class OTelSink:
 
     def metrics(self) -> dict[str, list[Any]]:
         """Every metric recorded since the last read, by name: ``(metric, points)``."""
+        flush()
         data = self.reader.get_metrics_data()
         found: dict[str, list[Any]] = {}
         for resource_metrics in data.resource_metrics if data is not None else ():

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_margin import CacheHit, LimitDecision, MarginLimitExceeded, attribute, hookimpl
+from otel_margin import CacheHit, LimitDecision, MarginLimitExceeded, attribute, flush, hookimpl
 from otel_margin import attributes as attr
 from otel_margin.instrumentation.anthropic import AnthropicMarginInstrumentor
 from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
@@ -63,6 +63,7 @@ def register():
 
 
 def llm_spans(exporter):
+    flush()  # calls that returned are finished off-thread
     return [s for s in exporter.get_finished_spans() if attr.GEN_AI_OPERATION_NAME in (s.attributes or {})]
 
 
@@ -282,5 +283,6 @@ def test_provider_error_is_recorded_and_reraised_unchanged(server, telemetry, re
 
 
 def _metrics(reader):
+    flush()
     data = reader.get_metrics_data()
     return [m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]

@@ -245,9 +245,12 @@ def test_readers_never_raise_on_junk(index, response, chunks) -> None:
     assert valid_usage(call.usage)
     assert isinstance(endpoint.output_text(response), str)
     call = new_call(endpoint)
+    call.notes["include_usage_injected"] = True  # as ChatCompletions.prepare notes an injection
     observer = endpoint.stream_observer(call)
+    hidden = endpoint.hidden_chunk(call)
     for chunk in chunks:
-        assert observer.observe(call, chunk) in (True, False)
+        assert observer.observe(call, chunk) is None
+        assert hidden is None or hidden(chunk) in (True, False)
     observer.finish(call)
     assert valid_usage(call.usage)
     assert isinstance(observer.text(), str)

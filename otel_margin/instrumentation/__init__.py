@@ -18,6 +18,7 @@ import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
+from otel_margin.finisher import flush_before_exporters
 from otel_margin.pipeline import Endpoint, Settings, async_wrapper, sync_wrapper
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class PatchingInstrumentor(BaseInstrumentor):
         try:
             settings = Settings.load(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
             _track_server_routes(settings, kwargs.get("tracer_provider"))
+            flush_before_exporters(kwargs.get("tracer_provider") or trace.get_tracer_provider())
             patches = self.patches()
         except Exception:  # noqa: BLE001
             logger.exception("otel-margin: %s could not start; the SDK is left uninstrumented", type(self).__name__)

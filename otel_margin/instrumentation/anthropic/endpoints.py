@@ -55,7 +55,7 @@ class MessagesStreamObserver(StreamObserver):
         self.stopped = False
         self.snapshot: Any = None
 
-    def observe(self, call: LLMCall, chunk: Any) -> bool:
+    def observe(self, call: LLMCall, chunk: Any) -> None:
         kind = getattr(chunk, "type", None)
         if kind == "content_block_delta":
             delta = getattr(chunk, "delta", None)
@@ -77,7 +77,6 @@ class MessagesStreamObserver(StreamObserver):
             self.stopped = True
         elif kind == "message":  # the SDK's accumulated snapshot (messages.stream())
             self.snapshot = chunk
-        return False
 
     def finish(self, call: LLMCall) -> None:
         if self.snapshot is not None:

@@ -8,7 +8,7 @@ with empty ``choices`` that we hide from callers who did not ask for it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from otel_margin.call import LLMCall, Usage
 from otel_margin.instrumentation import fields
@@ -52,16 +52,23 @@ class ChatCompletions(Endpoint):
         return "".join(parts)
 
     def stream_observer(self, call: LLMCall) -> StreamObserver:
-        return ChatStreamObserver(hide_usage_chunk=bool(call.notes.get(_INJECTED)))
+        return ChatStreamObserver()
+
+    def hidden_chunk(self, call: LLMCall) -> Callable[[Any], bool] | None:
+        return _is_usage_only if call.notes.get(_INJECTED) else None
+
+
+def _is_usage_only(chunk: Any) -> bool:
+    """The usage chunk ``include_usage`` adds: usage and no choices."""
+    return getattr(chunk, "usage", None) is not None and not getattr(chunk, "choices", None)
 
 
 class ChatStreamObserver(StreamObserver):
-    def __init__(self, hide_usage_chunk: bool) -> None:
-        self.hide_usage_chunk = hide_usage_chunk
+    def __init__(self) -> None:
         self.parts: list[str] = []
         self.finish_reasons: dict[int, str] = {}
 
-    def observe(self, call: LLMCall, chunk: Any) -> bool:
+    def observe(self, call: LLMCall, chunk: Any) -> None:
         if call.response_model is None:
             call.response_model = fields.text(getattr(chunk, "model", None))
             call.response_id = fields.text(getattr(chunk, "id", None))
@@ -81,7 +88,6 @@ class ChatStreamObserver(StreamObserver):
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             call.usage = chat_usage(usage)
-        return self.hide_usage_chunk and not choices and usage is not None
 
     def finish(self, call: LLMCall) -> None:
         call.finish_reasons = tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons))
@@ -121,7 +127,7 @@ class ResponsesStreamObserver(StreamObserver):
         self.endpoint = endpoint
         self.parts: list[str] = []
 
-    def observe(self, call: LLMCall, chunk: Any) -> bool:
+    def observe(self, call: LLMCall, chunk: Any) -> None:
         kind = getattr(chunk, "type", None)
         if kind == "response.output_text.delta":
             delta = getattr(chunk, "delta", None)
@@ -133,7 +139,6 @@ class ResponsesStreamObserver(StreamObserver):
             call.response_id = fields.text(getattr(response, "id", None))
         elif kind in self._FINAL:
             self.endpoint.read_response(call, getattr(chunk, "response", None))
-        return False
 
     def text(self) -> str:
         return "".join(self.parts)

@@ -1,0 +1,143 @@
+"""Finish calls off the caller's thread: pricing, record hooks, span attributes and end, metrics.
+
+The caller gets its result as soon as the provider answered and the call's facts are
+captured (end time, duration, the response or the stream's chunks). Everything that only
+turns those facts into telemetry runs here, on one daemon thread per process, in the order
+the calls ended — the way the SDK's ``BatchSpanProcessor`` keeps export off the caller's
+thread. Nothing is dropped: when more than :data:`MAX_PENDING` finishes wait (a burst the
+thread cannot keep up with), the caller finishes its own call inline.
+
+Pending work is flushed, in this order, before telemetry leaves the process:
+
+* by ``TracerProvider.force_flush()`` / ``shutdown()``: a span processor placed first on the
+  SDK tracer provider flushes the finisher before the other processors flush
+  (:func:`flush_before_exporters`);
+* at interpreter exit, before the SDK providers shut down (an ``atexit`` hook registered
+  when the thread starts, so it runs before the providers' own hooks);
+* by :func:`otel_margin.flush`, for code that shuts providers down some other way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from queue import SimpleQueue
+from typing import Any, Callable
+
+from opentelemetry.sdk.trace import SpanProcessor
+
+logger = logging.getLogger(__name__)
+
+MAX_PENDING = 10_000
+"""Finishes allowed to wait; beyond it callers finish their own calls (back-pressure)."""
+
+EXIT_FLUSH_SECONDS = 10.0
+
+
+class Finisher:
+    """A FIFO of finishing jobs and the daemon thread that runs them."""
+
+    def __init__(self) -> None:
+        self._queue: SimpleQueue[Callable[[], None]] = SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._exit_hook = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget_thread)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the finisher thread (inline when the thread is unavailable or behind)."""
+        if self._thread is None and not self._start():
+            _run(job)
+        elif self._queue.qsize() >= MAX_PENDING:
+            _run(job)
+        else:
+            self._queue.put(job)
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every job submitted so far has run; False if ``timeout_s`` passed first."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return True
+        if threading.current_thread() is thread:
+            return True  # a job flushing its own queue would wait for itself
+        done = threading.Event()
+        self._queue.put(done.set)
+        return done.wait(timeout_s)
+
+    def _start(self) -> bool:
+        with self._lock:
+            if self._thread is None:
+                try:
+                    thread = threading.Thread(target=self._work, name="otel-margin-finisher", daemon=True)
+                    thread.start()
+                except RuntimeError:  # interpreter shutting down: no new threads
+                    return False
+                self._thread = thread
+                if not self._exit_hook:
+                    atexit.register(self.flush, EXIT_FLUSH_SECONDS)
+                    self._exit_hook = True
+        return True
+
+    def _work(self) -> None:
+        get = self._queue.get
+        while True:
+            _run(get())
+
+    def _forget_thread(self) -> None:
+        # A forked child has the parent's queue object but not its thread: start afresh.
+        self._queue = SimpleQueue()
+        self._thread = None
+        self._lock = threading.Lock()
+
+
+def _run(job: Callable[[], None]) -> None:
+    try:
+        job()
+    except Exception:  # noqa: BLE001 - jobs guard themselves; this is the last line
+        logger.debug("otel-margin: a finishing job failed", exc_info=True)
+
+
+FINISHER = Finisher()
+
+
+def flush(timeout_s: float | None = 30.0) -> bool:
+    """Finish every LLM call that has returned so far (spans ended, metrics recorded).
+
+    Tracer-provider flushes and interpreter exit do this already; call it before shutting
+    providers down by other means. Returns False if ``timeout_s`` passed first.
+    """
+    return FINISHER.flush(timeout_s)
+
+
+class _FlushFinisher(SpanProcessor):
+    """First span processor of a provider: its flush and shutdown finish pending calls first."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return FINISHER.flush(timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        FINISHER.flush(EXIT_FLUSH_SECONDS)
+
+
+_flushing_providers: set[int] = set()
+
+
+def flush_before_exporters(tracer_provider: Any) -> None:
+    """Make ``tracer_provider``'s flush and shutdown finish pending calls before exporting.
+
+    The processor is moved to the front of the SDK's processor chain (processors flush in
+    order); on a provider without that chain it is appended, and exit still flushes first.
+    """
+    if not hasattr(tracer_provider, "add_span_processor") or id(tracer_provider) in _flushing_providers:
+        return
+    processor = _FlushFinisher()
+    tracer_provider.add_span_processor(processor)
+    _flushing_providers.add(id(tracer_provider))
+    chain = getattr(tracer_provider, "_active_span_processor", None)
+    processors = getattr(chain, "_span_processors", None)
+    if isinstance(processors, tuple) and processors and processors[-1] is processor:
+        with getattr(chain, "_lock", threading.Lock()):
+            chain._span_processors = (processor, *processors[:-1])
