@@ -7,7 +7,7 @@ and the per-customer revenue-vs-margin scatter.
 
 Every function runs one query from ``otel_margin/sql/queries/`` (loaded by
 :func:`otel_margin.schema.query`) with all values bound as parameters, over the
-``margin_daily`` view and the rollups. Money is summed as ``Decimal(38, 12)`` in SQL and
+``margin_daily`` view (which reads only the days a query asks for) and the rollups. Money is summed as ``Decimal(38, 12)`` in SQL and
 arrives here as :class:`~decimal.Decimal`. Cost counts priced calls only; unpriced calls
 are reported in ``unpriced_calls`` and never enter a sum as 0 USD — a margin with
 ``unpriced_calls > 0`` is an upper bound.
@@ -83,7 +83,7 @@ class CostMapRow:
     """What one request of a feature costs: exact averages and a P95 per component.
 
     Averages are over priced calls (``None`` if there are none). P95 values come from a
-    DDSketch in the hourly rollup: within about one sketch bucket (2-3 %) of the true order statistic.
+    DDSketch in the daily cost rollup: within about one sketch bucket (2-3 %) of the true order statistic.
     """
 
     feature: str

@@ -27,9 +27,11 @@ SCHEMA_FILES: tuple[str, ...] = (
     "llm_calls_table.sql",
     "llm_calls_hourly_table.sql",
     "llm_calls_daily_table.sql",
+    "llm_calls_cost_daily_table.sql",
     "revenue_events_table.sql",
     "llm_calls_hourly_mv.sql",
     "llm_calls_daily_mv.sql",
+    "llm_calls_cost_daily_mv.sql",
     "margin_daily_view.sql",
 )
 """Schema files in the order they are applied (tables before the views that read them)."""
@@ -44,6 +46,7 @@ SHARDING_KEYS: dict[str, str] = {
     # Rollups are filled by the MVs on each shard, never inserted through Distributed.
     "llm_calls_hourly": "rand()",
     "llm_calls_daily": "rand()",
+    "llm_calls_cost_daily": "rand()",
 }
 """Cluster mode: the Distributed table's sharding key, per table file."""
 
@@ -109,8 +112,10 @@ def apply_schema(
 ) -> None:
     """Create every missing object of the schema on ``client`` (idempotent).
 
-    Every statement is ``CREATE … IF NOT EXISTS``, so applying twice, or beside a running
-    exporter, changes nothing that exists. ``client`` is a clickhouse-connect client.
+    Tables and materialized views are ``CREATE … IF NOT EXISTS``, so applying twice, or beside
+    a running exporter, changes no stored data. The ``margin_daily`` view holds no data and is
+    ``CREATE OR REPLACE``d, so its definition always matches the queries that read it.
+    ``client`` is a clickhouse-connect client.
     """
     for statement in statements(database=database, cluster=cluster, ttl_days=ttl_days):
         client.command(statement)

@@ -25,7 +25,8 @@ def test_every_statement_applies_and_reapplying_changes_nothing(chdb_client, dat
     assert tables() == before
     assert dict(before) == {
         "llm_calls": "MergeTree", "llm_calls_daily": "SummingMergeTree", "llm_calls_daily_mv": "MaterializedView",
-        "llm_calls_hourly": "AggregatingMergeTree", "llm_calls_hourly_mv": "MaterializedView",
+        "llm_calls_hourly": "SummingMergeTree", "llm_calls_hourly_mv": "MaterializedView",
+        "llm_calls_cost_daily": "AggregatingMergeTree", "llm_calls_cost_daily_mv": "MaterializedView",
         "margin_daily": "View", "revenue_events": "ReplacingMergeTree",
     }
 
@@ -47,7 +48,7 @@ def test_a_retried_batch_counts_once_in_raw_and_rollup_tables(chdb_client, datab
     insert_calls(chdb_client, database, batch, token="batch-1")  # the retry after a lost acknowledgement
     db = schema.quote_identifier(database)
     assert chdb_client.query(f"SELECT count(), sum(cost_usd) FROM {db}.llm_calls").result_rows == [(3, Decimal("1.25"))]
-    for rollup in ("llm_calls_daily", "llm_calls_hourly"):
+    for rollup in ("llm_calls_daily", "llm_calls_hourly", "llm_calls_cost_daily"):
         assert chdb_client.query(
             f"SELECT sum(calls), sum(unpriced_calls), sum(cost_usd) FROM {db}.{rollup}"
         ).result_rows == [(3, 1, Decimal("1.25"))], rollup
@@ -58,9 +59,10 @@ def test_rollups_keep_unpriced_calls_countable_per_group(chdb_client, database):
             (("a", None), ("a", None), ("a", Decimal("0.5")), ("b", Decimal("0")), ("b", None))]
     insert_calls(chdb_client, database, rows)
     db = schema.quote_identifier(database)
-    assert chdb_client.query(
-        f"SELECT feature, sum(calls), sum(priced_calls), sum(unpriced_calls) FROM {db}.llm_calls_hourly GROUP BY feature ORDER BY feature"
-    ).result_rows == [("a", 3, 1, 2), ("b", 2, 1, 1)]
+    for rollup in ("llm_calls_daily", "llm_calls_hourly", "llm_calls_cost_daily"):
+        assert chdb_client.query(
+            f"SELECT feature, sum(calls), sum(priced_calls), sum(unpriced_calls) FROM {db}.{rollup} GROUP BY feature ORDER BY feature"
+        ).result_rows == [("a", 3, 1, 2), ("b", 2, 1, 1)], rollup
 
 
 def test_ttl_is_configurable_and_zero_means_none(chdb_client, database):
@@ -77,7 +79,7 @@ def test_identifiers_are_escaped_by_one_helper(chdb_client):
     schema.apply_schema(chdb_client, database=name, ttl_days=7)
     try:
         assert chdb_client.query("SELECT count() FROM system.tables WHERE database = {db:String}",
-                                 parameters={"db": name}).result_rows == [(7,)]
+                                 parameters={"db": name}).result_rows == [(9,)]
     finally:
         chdb_client.command(f"DROP DATABASE {schema.quote_identifier(name)}")
     for bad in ("", "a\x00b"):

@@ -1,4 +1,3 @@
--- Components are sketched over priced calls only (NULL is skipped), like the total.
 CREATE MATERIALIZED VIEW IF NOT EXISTS $database.llm_calls_hourly_mv$on_cluster
 TO $database.llm_calls_hourly$local
 AS SELECT
@@ -25,12 +24,6 @@ AS SELECT
     sum(call.cost_other_usd) AS cost_other_usd,
     sum(ifNull(call.revenue_usd, toDecimal128(0, 12))) AS revenue_usd,
     sum(call.saved_usd) AS saved_usd,
-    sum(call.duration_ms) AS duration_ms,
-    quantileDDState(0.01, 0.95)(toFloat64(call.cost_usd)) AS cost_usd_p95,
-    quantileDDState(0.01, 0.95)(if(call.cost_usd IS NULL, NULL, toFloat64(call.cost_input_usd))) AS cost_input_usd_p95,
-    quantileDDState(0.01, 0.95)(if(call.cost_usd IS NULL, NULL, toFloat64(call.cost_cache_read_usd))) AS cost_cache_read_usd_p95,
-    quantileDDState(0.01, 0.95)(if(call.cost_usd IS NULL, NULL, toFloat64(call.cost_cache_write_usd))) AS cost_cache_write_usd_p95,
-    quantileDDState(0.01, 0.95)(if(call.cost_usd IS NULL, NULL, toFloat64(call.cost_output_usd))) AS cost_output_usd_p95,
-    quantileDDState(0.01, 0.95)(if(call.cost_usd IS NULL, NULL, toFloat64(call.cost_other_usd))) AS cost_other_usd_p95
+    sum(call.duration_ms) AS duration_ms
 FROM $database.llm_calls$local AS call
 GROUP BY hour, feature, tier, provider, response_model

@@ -1,4 +1,4 @@
--- The cost map per feature from the hourly rollup: exact average cost per priced call, in
+-- The cost map per feature from the daily cost rollup: exact average cost per priced call, in
 -- total and per component, and the P95 per call (DDSketch: within about one bucket, 2-3 %).
 -- Unpriced calls are counted apart and are in no average.
 SELECT
@@ -28,8 +28,8 @@ SELECT
     quantileDDMerge(0.01, 0.95)(cost_cache_write_usd_p95) AS p95_cache_write_usd,
     quantileDDMerge(0.01, 0.95)(cost_output_usd_p95) AS p95_output_usd,
     quantileDDMerge(0.01, 0.95)(cost_other_usd_p95) AS p95_other_usd
-FROM $database.llm_calls_hourly
-WHERE hour >= toDateTime({start:Date}, 'UTC') AND hour < toDateTime({end:Date} + 1, 'UTC')
+FROM $database.llm_calls_cost_daily
+WHERE day >= {start:Date} AND day <= {end:Date}
   AND ({feature:String} = '' OR feature = {feature:String})
 GROUP BY feature
 ORDER BY cost_usd DESC, feature

@@ -14,8 +14,7 @@ FROM
     SELECT
         customer, tier, calls AS day_calls, unpriced_calls AS day_unpriced_calls,
         revenue_usd AS day_revenue_usd, cost_usd AS day_cost_usd
-    FROM $database.margin_daily(allocate_by = {allocate_by:String})
-    WHERE day >= {start:Date} AND day <= {end:Date}
+    FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date}, end = {end:Date})
 )
 GROUP BY customer
 ORDER BY revenue_usd DESC, customer

@@ -12,8 +12,7 @@ SELECT
     sum(cost_usd) AS cost_usd,
     revenue_usd - cost_usd AS margin_usd,
     if(revenue_usd = 0, NULL, margin_usd * 100 / revenue_usd) AS margin_pct
-FROM $database.margin_daily(allocate_by = {allocate_by:String})
-WHERE day >= {start:Date} AND day <= {end:Date}
-  AND ({feature:String} = '' OR feature = {feature:String})
+FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date}, end = {end:Date})
+WHERE ({feature:String} = '' OR feature = {feature:String})
 GROUP BY key
 ORDER BY margin_usd, key

@@ -24,9 +24,8 @@ FROM
             sum(unpriced_calls) AS unpriced_calls,
             sum(revenue_usd) AS revenue_usd,
             sum(cost_usd) AS cost_usd
-        FROM $database.margin_daily(allocate_by = {allocate_by:String})
-        WHERE day >= {start:Date} - 6 AND day <= {end:Date}
-          AND ({feature:String} = '' OR feature = {feature:String})
+        FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date} - 6, end = {end:Date})
+        WHERE ({feature:String} = '' OR feature = {feature:String})
         GROUP BY day, key
     )
     WINDOW

@@ -23,9 +23,8 @@ FROM
             sum(unpriced_calls) AS unpriced_calls,
             sum(revenue_usd) AS revenue_usd,
             sum(cost_usd) AS cost_usd
-        FROM $database.margin_daily(allocate_by = {allocate_by:String})
-        WHERE day >= toMonday({start:Date}) - 21 AND day <= {end:Date}
-          AND ({feature:String} = '' OR feature = {feature:String})
+        FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = toMonday({start:Date}) - 21, end = {end:Date})
+        WHERE ({feature:String} = '' OR feature = {feature:String})
         GROUP BY week, key
     )
     WINDOW weeks_4 AS (PARTITION BY key ORDER BY week RANGE BETWEEN 21 PRECEDING AND CURRENT ROW)
