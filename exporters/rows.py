@@ -1,19 +1,29 @@
-"""One LLM span → one typed row of ``otel_margin.llm_calls``.
+"""One LLM span → one row of ``otel_margin.llm_calls``, and a batch of rows → the bytes ClickHouse ingests.
 
 Spans come from our instrumentors, but also from other processes, other versions and
 other languages (through the collector), so attribute types are not trusted: a value of
 the wrong type is coerced when the meaning is unambiguous (``"12"`` tokens → 12), or the
 column gets its empty value (NULL for the nullable money columns, never 0), and the
 problem is counted. A row is never dropped for a bad attribute, and nothing here raises.
+
+Rows are built straight into their wire form, because this runs once per span and its
+cost is the exporter's cost: a list of JSON values in :data:`COLUMN_NAMES` order — the
+timestamp as UTC text with microseconds, money as exact decimal text with at most 12
+decimals (never a float; ``None`` for NULL), tokens as integers. :func:`encode_rows` turns
+a batch into one :data:`FORMAT` body (one C-level ``json`` call), which ClickHouse parses
+natively, embedded and over HTTP alike. Well-formed values — what our instrumentors
+write — are checked and passed through; no ``Decimal`` or ``datetime`` is made for them.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
@@ -21,12 +31,15 @@ from opentelemetry.trace import StatusCode
 from otel_margin import attributes as a
 
 TABLE = "llm_calls"
+FORMAT = "JSONCompactEachRow"
+"""The ClickHouse input format of :func:`encode_rows` bodies (rows ``[…]`` separated by ``,`` or newlines)."""
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("timestamp", "DateTime64(6, 'UTC')"),
     ("trace_id", "String"),
     ("span_id", "String"),
     ("service_name", "LowCardinality(String)"),
+    ("duration_ms", "Float64"),
     ("feature", "LowCardinality(String)"),
     ("tier", "LowCardinality(String)"),
     ("cohort", "LowCardinality(String)"),
@@ -35,127 +48,205 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("operation", "LowCardinality(String)"),
     ("request_model", "LowCardinality(String)"),
     ("response_model", "LowCardinality(String)"),
+    ("usage_source", "LowCardinality(String)"),
+    ("cost_status", "LowCardinality(String)"),
+    ("price_version", "LowCardinality(String)"),
+    ("cache_result", "LowCardinality(String)"),
+    ("route_from_model", "LowCardinality(String)"),
+    ("limit_action", "LowCardinality(String)"),
+    ("error_type", "LowCardinality(String)"),
     ("input_tokens", "UInt64"),
     ("output_tokens", "UInt64"),
     ("cache_read_tokens", "UInt64"),
     ("cache_write_tokens", "UInt64"),
     ("reasoning_tokens", "UInt64"),
-    ("usage_source", "LowCardinality(String)"),
     ("cost_usd", "Nullable(Decimal(38, 12))"),
+    ("revenue_usd", "Nullable(Decimal(38, 12))"),
     ("cost_input_usd", "Decimal(38, 12)"),
     ("cost_cache_read_usd", "Decimal(38, 12)"),
     ("cost_cache_write_usd", "Decimal(38, 12)"),
     ("cost_output_usd", "Decimal(38, 12)"),
     ("cost_other_usd", "Decimal(38, 12)"),
-    ("cost_status", "LowCardinality(String)"),
-    ("price_version", "LowCardinality(String)"),
-    ("revenue_usd", "Nullable(Decimal(38, 12))"),
-    ("cache_result", "LowCardinality(String)"),
     ("saved_usd", "Decimal(38, 12)"),
-    ("route_from_model", "LowCardinality(String)"),
-    ("limit_action", "LowCardinality(String)"),
-    ("duration_ms", "Float64"),
-    ("error_type", "LowCardinality(String)"),
     ("stream", "Bool"),
 )
-"""Every column of ``llm_calls`` the exporter writes, in insert order, with its type."""
+"""Every column of ``llm_calls`` the exporter writes, in insert order (grouped by how they are
+read; the table's own order does not matter to an insert), with its type."""
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
 COLUMN_TYPES: tuple[str, ...] = tuple(kind for _, kind in COLUMNS)
 
-_STRING_COLUMNS = {
-    "feature": a.MARGIN_FEATURE,
-    "tier": a.MARGIN_TIER,
-    "cohort": a.MARGIN_COHORT,
-    "customer": a.MARGIN_CUSTOMER,
-    "provider": a.GEN_AI_PROVIDER_NAME,
-    "operation": a.GEN_AI_OPERATION_NAME,
-    "request_model": a.GEN_AI_REQUEST_MODEL,
-    "response_model": a.GEN_AI_RESPONSE_MODEL,
-    "usage_source": a.MARGIN_USAGE_SOURCE,
-    "cost_status": a.MARGIN_COST_STATUS,
-    "price_version": a.MARGIN_PRICE_VERSION,
-    "cache_result": a.MARGIN_CACHE_RESULT,
-    "route_from_model": a.MARGIN_ROUTE_FROM_MODEL,
-    "limit_action": a.MARGIN_LIMIT_ACTION,
-    "error_type": a.ERROR_TYPE,
-}
-_TOKEN_COLUMNS = {
-    "input_tokens": a.GEN_AI_USAGE_INPUT_TOKENS,
-    "output_tokens": a.GEN_AI_USAGE_OUTPUT_TOKENS,
-    "cache_read_tokens": a.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
-    "cache_write_tokens": a.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
-    "reasoning_tokens": a.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
-}
-_NULLABLE_MONEY_COLUMNS = {"cost_usd": a.MARGIN_COST_USD, "revenue_usd": a.MARGIN_REVENUE_USD}
-_MONEY_COLUMNS = {
-    "cost_input_usd": a.MARGIN_COST_INPUT_USD,
-    "cost_cache_read_usd": a.MARGIN_COST_CACHE_READ_USD,
-    "cost_cache_write_usd": a.MARGIN_COST_CACHE_WRITE_USD,
-    "cost_output_usd": a.MARGIN_COST_OUTPUT_USD,
-    "cost_other_usd": a.MARGIN_COST_OTHER_USD,
-    "saved_usd": a.MARGIN_SAVED_USD,
-}
-DECIMAL_COLUMNS = frozenset(_NULLABLE_MONEY_COLUMNS) | frozenset(_MONEY_COLUMNS)
+# The attribute behind each column, per kind, in COLUMNS order.
+_STRINGS: tuple[tuple[str, str], ...] = (
+    ("feature", a.MARGIN_FEATURE),
+    ("tier", a.MARGIN_TIER),
+    ("cohort", a.MARGIN_COHORT),
+    ("customer", a.MARGIN_CUSTOMER),
+    ("provider", a.GEN_AI_PROVIDER_NAME),
+    ("operation", a.GEN_AI_OPERATION_NAME),
+    ("request_model", a.GEN_AI_REQUEST_MODEL),
+    ("response_model", a.GEN_AI_RESPONSE_MODEL),
+    ("usage_source", a.MARGIN_USAGE_SOURCE),
+    ("cost_status", a.MARGIN_COST_STATUS),
+    ("price_version", a.MARGIN_PRICE_VERSION),
+    ("cache_result", a.MARGIN_CACHE_RESULT),
+    ("route_from_model", a.MARGIN_ROUTE_FROM_MODEL),
+    ("limit_action", a.MARGIN_LIMIT_ACTION),
+    ("error_type", a.ERROR_TYPE),
+)
+_TOKENS: tuple[tuple[str, str], ...] = (
+    ("input_tokens", a.GEN_AI_USAGE_INPUT_TOKENS),
+    ("output_tokens", a.GEN_AI_USAGE_OUTPUT_TOKENS),
+    ("cache_read_tokens", a.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+    ("cache_write_tokens", a.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
+    ("reasoning_tokens", a.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+)
+_MONEY: tuple[tuple[str, str], ...] = (  # the first two are nullable: NULL is "no price", never 0
+    ("cost_usd", a.MARGIN_COST_USD),
+    ("revenue_usd", a.MARGIN_REVENUE_USD),
+    ("cost_input_usd", a.MARGIN_COST_INPUT_USD),
+    ("cost_cache_read_usd", a.MARGIN_COST_CACHE_READ_USD),
+    ("cost_cache_write_usd", a.MARGIN_COST_CACHE_WRITE_USD),
+    ("cost_output_usd", a.MARGIN_COST_OUTPUT_USD),
+    ("cost_other_usd", a.MARGIN_COST_OTHER_USD),
+    ("saved_usd", a.MARGIN_SAVED_USD),
+)
+_NULLABLE_MONEY = 2
+assert COLUMN_NAMES == (
+    ("timestamp", "trace_id", "span_id", "service_name", "duration_ms")
+    + tuple(c for c, _ in _STRINGS + _TOKENS + _MONEY) + ("stream",)
+)
+_STRING_KEYS = tuple(key for _, key in _STRINGS)
+_TOKEN_KEYS = tuple(key for _, key in _TOKENS)
+_MONEY_KEYS = tuple(key for _, key in _MONEY)
+_EMPTY_STRINGS = ("",) * len(_STRINGS)
+_ZEROS = (0,) * len(_TOKENS)
+_INDEX = {name: i for i, name in enumerate(COLUMN_NAMES)}
+_FIRST_STRING, _FIRST_TOKEN, _FIRST_MONEY = _INDEX["feature"], _INDEX["input_tokens"], _INDEX["cost_usd"]
+_FEATURE, _USAGE_SOURCE, _COST, _COST_STATUS, _ERROR_TYPE = (
+    _INDEX[n] for n in ("feature", "usage_source", "cost_usd", "cost_status", "error_type")
+)
+_STR, _INT = {str}, {int}
 
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,26}(?:\.[0-9]{1,12})?").fullmatch
+"""Money text ClickHouse reads into Decimal(38, 12) exactly as written (no rounding, no overflow)."""
 _SCALE = Decimal(1).scaleb(-12)  # Decimal(38, 12)
 _MAX_MONEY = Decimal(10) ** 26  # 38 digits, 12 after the point
 _MAX_UINT64 = 2**64 - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MAX_NS = 2**63  # span times are int64 nanoseconds; DateTime64(6) reaches 2299
+_SECONDS_TEXT: dict[int, str] = {}  # "YYYY-MM-DD hh:mm:ss" by Unix second: batches share a few seconds
+_dumps = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
 
 
-def span_to_row(
-    span: ReadableSpan, *, service_name: str, problems: Counter[str] | None = None
-) -> dict[str, Any] | None:
-    """The ``llm_calls`` row for ``span``, or ``None`` if it is not an LLM span.
+def span_to_row(span: ReadableSpan, *, service_name: str, problems: Counter[str] | None = None) -> list[Any] | None:
+    """The ``llm_calls`` row for ``span`` (JSON values in :data:`COLUMN_NAMES` order), or ``None``.
 
-    An LLM span is one with ``gen_ai.operation.name``. ``problems`` (optional) counts
-    what had to be coerced or emptied, keyed ``"<column>:coerced"`` / ``"<column>:invalid"``.
+    ``None`` means it is not an LLM span (no ``gen_ai.operation.name``). ``problems``
+    (optional) counts what had to be coerced or emptied, keyed ``"<column>:coerced"`` /
+    ``"<column>:invalid"``.
     """
-    attrs: Mapping[str, Any] = span.attributes or {}
+    attrs = _as_dict(span.attributes)
     if a.GEN_AI_OPERATION_NAME not in attrs:
         return None
     counter: Counter[str] = problems if problems is not None else Counter()
     context = span.context
     start = span.start_time or 0
     end = span.end_time or start
-    row: dict[str, Any] = {
-        "timestamp": _EPOCH + timedelta(microseconds=start // 1000),
-        "trace_id": format(context.trace_id, "032x") if context else "",
-        "span_id": format(context.span_id, "016x") if context else "",
-        "service_name": service_name,
-        "duration_ms": max(end - start, 0) / 1e6,
-    }
-    for column, key in _STRING_COLUMNS.items():
-        row[column] = _string(attrs.get(key), column, counter)
-    for column, key in _TOKEN_COLUMNS.items():
-        row[column] = _tokens(attrs.get(key), column, counter)
-    for column, key in _NULLABLE_MONEY_COLUMNS.items():
-        row[column] = _money(attrs.get(key), column, counter)
-    for column, key in _MONEY_COLUMNS.items():
-        row[column] = _money(attrs.get(key), column, counter) or Decimal(0)
-    row["stream"] = _flag(attrs.get(a.GEN_AI_REQUEST_STREAM), "stream", counter)
-
-    if not row["feature"]:
-        row["feature"] = a.UNATTRIBUTED
-    if not row["usage_source"]:
-        row["usage_source"] = "provider"
-    if not row["cost_status"]:
+    if type(start) is not int or not 0 <= start < _MAX_NS:
+        counter["timestamp:invalid"] += 1  # keep the row, stamped when it was exported
+        start = end = time.time_ns()
+    elif type(end) is not int:
+        end = start
+    get = attrs.get
+    # Fetch each kind in one C-level pass; look closer only when a value is not well formed.
+    strings = list(map(get, _STRING_KEYS, _EMPTY_STRINGS))
+    if set(map(type, strings)) != _STR:
+        for i, (column, _) in enumerate(_STRINGS):
+            if type(strings[i]) is not str:
+                strings[i] = _string(strings[i], column, counter)
+    tokens = list(map(get, _TOKEN_KEYS, _ZEROS))
+    if set(map(type, tokens)) != _INT or min(tokens) < 0 or max(tokens) > _MAX_UINT64:
+        tokens = [_tokens(value, column, counter) for value, (column, _) in zip(tokens, _TOKENS)]
+    money = list(map(get, _MONEY_KEYS))
+    for i, value in enumerate(money):
+        if type(value) is str and _PLAIN_DECIMAL(value):
+            continue
+        if value is not None:
+            value = money[i] = _money(value, _MONEY[i][0], counter)
+        if value is None and i >= _NULLABLE_MONEY:
+            money[i] = "0"
+    stream = get(a.GEN_AI_REQUEST_STREAM, False)
+    if type(stream) is not bool:
+        stream = _flag(stream, "stream", counter)
+    row: list[Any] = [
+        timestamp_text(start),
+        format(context.trace_id, "032x") if context else "",
+        format(context.span_id, "016x") if context else "",
+        service_name,
+        max(end - start, 0) / 1e6,
+        *strings,
+        *tokens,
+        *money,
+        stream,
+    ]
+    if not row[_FEATURE]:
+        row[_FEATURE] = a.UNATTRIBUTED
+    if not row[_USAGE_SOURCE]:
+        row[_USAGE_SOURCE] = "provider"
+    if not row[_COST_STATUS]:
         # An unpriced call is never $0: no cost attribute means NULL and "unpriced".
-        row["cost_status"] = "unpriced" if row["cost_usd"] is None else "priced"
-    if not row["error_type"] and span.status is not None and span.status.status_code is StatusCode.ERROR:
-        row["error_type"] = "_OTHER"  # the semantic conventions' fallback value
-    return {name: row[name] for name in COLUMN_NAMES}
+        row[_COST_STATUS] = "unpriced" if row[_COST] is None else "priced"
+    if not row[_ERROR_TYPE] and span.status is not None and span.status.status_code is StatusCode.ERROR:
+        row[_ERROR_TYPE] = "_OTHER"  # the semantic conventions' fallback value
+    return row
+
+
+def encode_rows(
+    rows: Sequence[Sequence[Any]], problems: Counter[str] | None = None, columns: Sequence[str] = COLUMN_NAMES
+) -> bytes:
+    """A :data:`FORMAT` body of ``rows`` (lists of JSON values in ``columns`` order), UTF-8.
+
+    Bodies can be concatenated with a newline between them. A string that UTF-8 cannot
+    carry (a lone surrogate) has the offending characters replaced by U+FFFD and is counted
+    in ``problems`` as ``"<column>:coerced"``.
+    """
+    text = _dumps(rows)[1:-1]  # "[…],[…]": no outer brackets in this format
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _dumps(_repair_unicode(rows, problems, columns))[1:-1].encode()
 
 
 # --- coercion ----------------------------------------------------------------------------
+
+
+def _as_dict(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not attributes:
+        return {}
+    if type(attributes) is dict:
+        return attributes
+    # The SDK's BoundedAttributes reads item by item in Python; its copy() is one C call.
+    copy = getattr(attributes, "copy", None)
+    plain = copy() if callable(copy) else None
+    return plain if type(plain) is dict else dict(attributes)
+
+
+def timestamp_text(ns: int) -> str:
+    """``ns`` (Unix nanoseconds, 0 ≤ ns < 2**63) as DateTime64(6) text: ``YYYY-MM-DD hh:mm:ss.ffffff`` UTC."""
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    text = _SECONDS_TEXT.get(seconds)
+    if text is None:
+        if len(_SECONDS_TEXT) > 4096:
+            _SECONDS_TEXT.clear()
+        text = _SECONDS_TEXT[seconds] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{micros:06d}"
 
 
 def _string(value: Any, column: str, problems: Counter[str]) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return str(value)
     if isinstance(value, (bool, int, float)):
         problems[f"{column}:coerced"] += 1
         return str(value).lower() if isinstance(value, bool) else str(value)
@@ -167,7 +258,7 @@ def _tokens(value: Any, column: str, problems: Counter[str]) -> int:
     if value is None:
         return 0
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_UINT64:
-        return value
+        return int(value)
     number: int | None = None
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         number = int(value)
@@ -180,7 +271,8 @@ def _tokens(value: Any, column: str, problems: Counter[str]) -> int:
     return 0
 
 
-def _money(value: Any, column: str, problems: Counter[str]) -> Decimal | None:
+def _money(value: Any, column: str, problems: Counter[str]) -> str | None:
+    """Exact decimal text with 12 decimals (rounded half-even), or ``None``."""
     if value is None:
         return None
     amount: Decimal | None = None
@@ -206,7 +298,7 @@ def _money(value: Any, column: str, problems: Counter[str]) -> Decimal | None:
         return None
     if coerced:
         problems[f"{column}:coerced"] += 1
-    return amount
+    return format(amount, "f")
 
 
 def _flag(value: Any, column: str, problems: Counter[str]) -> bool:
@@ -223,3 +315,21 @@ def _flag(value: Any, column: str, problems: Counter[str]) -> bool:
         return False
     problems[f"{column}:invalid"] += 1
     return False
+
+
+def _repair_unicode(
+    rows: Sequence[Sequence[Any]], problems: Counter[str] | None, columns: Sequence[str]
+) -> list[list[Any]]:
+    repaired = [list(row) for row in rows]
+    for row in repaired:
+        for i, value in enumerate(row):
+            if type(value) is not str:
+                continue
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                # Valid surrogate pairs become their character, lone ones U+FFFD.
+                row[i] = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+                if problems is not None:
+                    problems[f"{columns[i]}:coerced"] += 1
+    return repaired

@@ -8,28 +8,41 @@ are replayed, in order, when the server is back.
 
 Layout of the directory::
 
-    <spool>/00001732262400123456789-00004242-000001.batch   one batch, JSON lines
+    <spool>/00001732262400123456789-00004242-000001.batch   one batch: a JSON header line, then its rows
+    <spool>/00001732262400123456789-00004242-000001.group   several batches sealed into one insert
     <spool>/.00001732...-000002.batch.tmp                   being written (ignored)
     <spool>/.drain.lock                                     flock(2) of the drainer
     <spool>/rejected/                                       batches ClickHouse refused for good
 
+A batch file is a header line (``v``, ``token``, ``format``, ``columns``, ``rows``, ``bytes``)
+followed by the body exactly as ClickHouse ingests it (:data:`~otel_margin.exporters.rows.FORMAT`),
+so replaying it costs no decoding.
+
+Every insert has a fixed cost (in chDB mode, engine work in this process), so the drainer
+inserts many small batches as one: :meth:`Spool.next_ingest` seals the oldest batches into
+a *group* — a small manifest naming its member files and one deduplication token derived
+from theirs — before anything is inserted. Until the group's insert has committed and its
+members are removed, the group is replayed as it is, with the same token, so a crash at
+any point neither loses nor duplicates a row.
+
 Guarantees:
 
-* A batch file appears only complete: it is written to a dot-prefixed ``.tmp`` name,
-  fsynced, then renamed (atomic on POSIX), and the directory is fsynced. A writer killed
-  with ``kill -9`` leaves at most a ``.tmp`` file, which readers ignore and the drainer
-  deletes once it is older than :data:`STALE_TMP_SECONDS`.
+* A batch or group file appears only complete: it is written to a dot-prefixed ``.tmp``
+  name, fsynced, then renamed (atomic on POSIX), and the directory is fsynced. A writer
+  killed with ``kill -9`` leaves at most a ``.tmp`` file, which readers ignore and the
+  drainer deletes once it is older than :data:`STALE_TMP_SECONDS`.
 * Names sort in append order: nanosecond wall time (kept monotonic per process), pid, and
   a per-process sequence number.
 * A batch carries its deduplication token, so replaying a file whose insert committed
   just before a crash (file not yet deleted) is deduplicated by ClickHouse.
 * The directory never grows beyond ``max_bytes``: :meth:`Spool.append` refuses (returns
-  ``False``) and the caller counts the dropped spans.
+  ``None``) and the caller counts the dropped spans.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -37,35 +50,45 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from otel_margin.exporters.rows import DECIMAL_COLUMNS
+from otel_margin.exporters.rows import FORMAT, encode_rows, timestamp_text
 
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".batch"
+GROUP_SUFFIX = ".group"
 TMP_SUFFIX = ".tmp"
 LOCK_NAME = ".drain.lock"
 REJECTED_DIR = "rejected"
 STALE_TMP_SECONDS = 60.0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _RESCAN_SECONDS = 1.0
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class SpoolCorruption(ValueError):
+    """A batch file that cannot be read back (``path`` names it); it is set aside, never retried."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"spool file {path} {reason}")
+        self.path = path
 
 
 @dataclass(frozen=True, slots=True)
 class SpooledBatch:
-    """One batch read back from the spool."""
+    """One insert's worth of spooled rows: a single batch file, or a sealed group of them."""
 
     path: Path
+    """The batch file, or the group's manifest."""
     token: str
-    """The ``insert_deduplication_token`` the batch was (and will again be) inserted with."""
+    """The ``insert_deduplication_token`` it was (and will again be) inserted with."""
     columns: tuple[str, ...]
-    rows: list[list[Any]]
-    """Row values in ``columns`` order, decoded back to Python types (Decimal, datetime)."""
+    rows: int
+    body: bytes
+    """The rows, ready to insert in :data:`~otel_margin.exporters.rows.FORMAT`."""
+    members: tuple[Path, ...]
+    """The batch files whose rows these are (``(path,)`` for a single batch)."""
 
 
 class Spool:
@@ -82,61 +105,122 @@ class Spool:
 
     # --- writing --------------------------------------------------------------------------
 
-    def append(self, token: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path | None:
-        """Durably add one batch; its file path, or ``None`` if it would exceed ``max_bytes``."""
-        lines = [json.dumps({"v": FORMAT_VERSION, "token": token, "columns": list(columns), "rows": len(rows)})]
-        lines.extend(json.dumps([_encode(value) for value in row], separators=(",", ":")) for row in rows)
-        payload = ("\n".join(lines) + "\n").encode()
+    def append(self, token: str, columns: Sequence[str], body: bytes, rows: int) -> Path | None:
+        """Durably add one batch; its file path, or ``None`` if it would exceed ``max_bytes``.
+
+        ``body`` holds ``rows`` rows in :data:`~otel_margin.exporters.rows.FORMAT`, values in
+        ``columns`` order.
+        """
+        header = {"v": FORMAT_VERSION, "token": token, "format": FORMAT, "columns": list(columns),
+                  "rows": rows, "bytes": len(body)}
+        payload = json.dumps(header).encode() + b"\n" + body
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
             if self._current_size() + len(payload) > self.max_bytes:
                 return None
-            name = self._next_name()
-            tmp = self.directory / f".{name}{TMP_SUFFIX}"
-            final = self.directory / name
-            with open(tmp, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(tmp, final)
-            _fsync_directory(self.directory)
+            final = self.directory / self._next_name(SUFFIX)
+            self._write_atomically(final, payload)
             self._size += len(payload)
             return final
 
     # --- reading --------------------------------------------------------------------------
 
     def pending(self) -> list[Path]:
-        """Complete batch files, oldest first."""
-        try:
-            names = [n for n in os.listdir(self.directory) if n.endswith(SUFFIX) and not n.startswith(".")]
-        except FileNotFoundError:
-            return []
-        return [self.directory / n for n in sorted(names)]
+        """Complete batch files, oldest first (members of sealed groups included)."""
+        return self._listing(SUFFIX)
+
+    def pending_bytes(self) -> int:
+        """Bytes waiting in the spool: exact for this process's own writes, other processes' seen once a second."""
+        with self._lock:
+            return self._current_size()
 
     def read(self, path: Path) -> SpooledBatch | None:
-        """The batch in ``path``; ``None`` if it vanished (another drainer took it)."""
+        """The batch in ``path``; ``None`` if it vanished (another drainer took it).
+
+        Raises :class:`SpoolCorruption` when the file is not a complete batch.
+        """
         try:
-            text = path.read_text()
+            data = path.read_bytes()
         except FileNotFoundError:
             return None
-        lines = text.splitlines()
-        header = json.loads(lines[0])
-        if header.get("v") != FORMAT_VERSION or header.get("rows") != len(lines) - 1:
-            raise ValueError(f"spool file {path} is not a complete version-{FORMAT_VERSION} batch")
-        columns = tuple(header["columns"])
-        decoders = [_decoder(c) for c in columns]
-        rows = [[decode(v) for decode, v in zip(decoders, json.loads(line))] for line in lines[1:]]
-        return SpooledBatch(path=path, token=str(header["token"]), columns=columns, rows=rows)
+        newline = data.find(b"\n")
+        try:
+            header = json.loads(data[: newline if newline >= 0 else len(data)])
+            if header.get("v") == 1:
+                return _read_version_1(path, header, data[newline + 1 :])
+            body = data[newline + 1 :]
+            complete = (
+                newline >= 0
+                and header.get("v") == FORMAT_VERSION
+                and header.get("format") == FORMAT
+                and header.get("bytes") == len(body)
+                and isinstance(header.get("rows"), int)
+            )
+            if not complete:
+                raise ValueError("header and body do not match")
+            return SpooledBatch(path=path, token=str(header["token"]), columns=tuple(header["columns"]),
+                                rows=header["rows"], body=body, members=(path,))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise SpoolCorruption(path, f"is not a complete version-{FORMAT_VERSION} batch ({error})") from None
 
-    def remove(self, path: Path) -> None:
-        """Delete a batch after its insert committed."""
-        with self._lock:
+    def next_ingest(self, *, max_rows: int, max_bytes: int) -> SpooledBatch | None:
+        """The next rows to insert, or ``None`` when nothing waits. Only the drain-lock holder calls this.
+
+        A group sealed by an earlier drain comes first, unchanged. Otherwise the oldest batch
+        files are taken while they fit in ``max_rows`` / ``max_bytes`` (at least one) and have
+        the same columns; several are sealed into a group first. Raises
+        :class:`SpoolCorruption` when the oldest batch cannot be read.
+        """
+        for manifest in self._listing(GROUP_SUFFIX):
+            group = self._read_group(manifest)
+            if group is not None:
+                return group
+        taken: list[SpooledBatch] = []
+        rows = size = 0
+        for path in self.pending():
             try:
-                size = path.stat().st_size
-                path.unlink()
-                self._size = max(self._size - size, 0)
-            except FileNotFoundError:
-                pass
+                batch = self.read(path)
+            except SpoolCorruption:
+                if not taken:
+                    raise
+                break
+            if batch is None:
+                continue
+            if taken and (batch.columns != taken[0].columns or rows + batch.rows > max_rows
+                          or size + len(batch.body) > max_bytes):
+                break
+            taken.append(batch)
+            rows, size = rows + batch.rows, size + len(batch.body)
+            if rows >= max_rows or size >= max_bytes:
+                break
+        if len(taken) <= 1:
+            return taken[0] if taken else None
+        token = hashlib.sha256(("group;" + ";".join(b.token for b in taken)).encode()).hexdigest()
+        manifest = self.directory / (taken[0].path.name[: -len(SUFFIX)] + GROUP_SUFFIX)
+        names = [b.path.name for b in taken]
+        self._write_atomically(manifest, json.dumps({"v": FORMAT_VERSION, "token": token, "members": names}).encode())
+        return SpooledBatch(path=manifest, token=token, columns=taken[0].columns, rows=rows,
+                            body=b"\n".join(b.body for b in taken), members=tuple(b.path for b in taken))
+
+    def remove(self, batch: SpooledBatch) -> None:
+        """Delete a batch (or a group and its members) after its insert committed."""
+        with self._lock:
+            for path in batch.members:
+                try:
+                    size = path.stat().st_size
+                    path.unlink()
+                    self._size = max(self._size - size, 0)
+                except FileNotFoundError:
+                    pass
+        self.dissolve(batch)
+
+    def dissolve(self, batch: SpooledBatch) -> None:
+        """Forget a group (its members stay pending, each with its own token); no-op for a single batch.
+
+        Only for a group whose insert did not commit (ClickHouse refused it).
+        """
+        if batch.path.name.endswith(GROUP_SUFFIX):
+            batch.path.unlink(missing_ok=True)
 
     def reject(self, path: Path) -> Path:
         """Move a batch ClickHouse refuses for good out of the replay order (kept for a human)."""
@@ -205,6 +289,44 @@ class Spool:
 
     # --- internals ------------------------------------------------------------------------
 
+    def _listing(self, suffix: str) -> list[Path]:
+        try:
+            names = [n for n in os.listdir(self.directory) if n.endswith(suffix) and not n.startswith(".")]
+        except FileNotFoundError:
+            return []
+        return [self.directory / n for n in sorted(names)]
+
+    def _read_group(self, manifest: Path) -> SpooledBatch | None:
+        try:
+            header = json.loads(manifest.read_bytes())
+            token, names = str(header["token"]), list(header["members"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as error:
+            # Written atomically, so this is damage from outside: its members are still
+            # batches of their own, which are inserted with their own tokens.
+            logger.warning("otel-margin: ignoring the unreadable spool group %s (%s)", manifest, error)
+            manifest.unlink(missing_ok=True)
+            return None
+        members = [batch for batch in (self.read(self.directory / name) for name in names) if batch is not None]
+        if not members:  # committed; the drainer stopped between removing the members and the manifest
+            manifest.unlink(missing_ok=True)
+            return None
+        # Members that are gone were committed with this token, so re-inserting the rest with
+        # it is deduplicated by ClickHouse.
+        return SpooledBatch(path=manifest, token=token, columns=members[0].columns,
+                            rows=sum(b.rows for b in members), body=b"\n".join(b.body for b in members),
+                            members=tuple(b.path for b in members))
+
+    def _write_atomically(self, final: Path, payload: bytes) -> None:
+        tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, final)
+        _fsync_directory(self.directory)
+
     def _current_size(self) -> int:
         # Other processes write here too, so rescan now and then; in between, count our own.
         now = time.monotonic()
@@ -213,10 +335,10 @@ class Spool:
             self._scanned_at = now
         return self._size
 
-    def _next_name(self) -> str:
+    def _next_name(self, suffix: str) -> str:
         self._last_ns = max(time.time_ns(), self._last_ns + 1)
         self._sequence += 1
-        return f"{self._last_ns:020d}-{os.getpid():08d}-{self._sequence:06d}{SUFFIX}"
+        return f"{self._last_ns:020d}-{os.getpid():08d}-{self._sequence:06d}{suffix}"
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -227,18 +349,16 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        delta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return value
-
-
-def _decoder(column: str):
-    if column in DECIMAL_COLUMNS:
-        return lambda v: None if v is None else Decimal(v)
-    if column == "timestamp":
-        return lambda v: _EPOCH + timedelta(microseconds=v)
-    return lambda v: v
+def _read_version_1(path: Path, header: dict[str, Any], rest: bytes) -> SpooledBatch:
+    """A batch spooled by otel-margin before version 2: JSON lines, timestamps in Unix µs."""
+    lines = rest.decode().splitlines()
+    if header.get("rows") != len(lines):
+        raise ValueError(f"{header.get('rows')} rows announced, {len(lines)} found")
+    columns = tuple(header["columns"])
+    rows = [json.loads(line) for line in lines]
+    if "timestamp" in columns:
+        at = columns.index("timestamp")
+        for row in rows:
+            row[at] = timestamp_text(row[at] * 1000)
+    return SpooledBatch(path=path, token=str(header["token"]), columns=columns, rows=len(rows),
+                        body=encode_rows(rows, columns=columns), members=(path,))

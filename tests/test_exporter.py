@@ -5,6 +5,7 @@ Every fault test ends with the same check: each span is in ``llm_calls`` exactly
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
+from datetime import datetime, timezone
+
 import clickhouse_connect
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -25,13 +28,23 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+from opentelemetry.trace import StatusCode
 
 from clickhouse_http import LoopbackClickHouse, RealClickHouse
 
 from otel_margin import attributes as a
-from otel_margin.exporters.clickhouse import METRIC_EXPORT_DROPPED, ClickHouseSpanExporter
-from otel_margin.exporters.rows import COLUMN_NAMES, span_to_row
+from otel_margin.exporters.clickhouse import (
+    INSERT_SETTINGS,
+    METRIC_EXPORT_DROPPED,
+    ClickHouseSpanExporter,
+    batch_token,
+)
+from otel_margin.exporters.rows import COLUMN_NAMES, COLUMNS, FORMAT, encode_rows, span_to_row
+from otel_margin.exporters.spool import Spool
 from otel_margin.exporters.storage import StorageConfig, session
+from otel_margin.schema import apply_schema
+
+from reference_rows import reference_row
 
 TESTS = Path(__file__).parent
 
@@ -125,28 +138,36 @@ def http(server, tmp_path):
 # --- rows ------------------------------------------------------------------------------------
 
 
-def finished_span(attributes: dict):
+def finished_span(attributes: dict, *, error: bool = False):
     provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
     span = provider.get_tracer("t").start_span("chat x", attributes=attributes)
+    if error:
+        span.set_status(StatusCode.ERROR)
     span.end()
     return span
 
 
-def test_an_llm_span_becomes_one_typed_row():
+def row_of(span, problems=None) -> dict | None:
+    row = span_to_row(span, service_name="svc", problems=problems)
+    return None if row is None else dict(zip(COLUMN_NAMES, row, strict=True))
+
+
+def test_an_llm_span_becomes_one_row_of_wire_values():
     span = finished_span(llm_attributes(7, **{a.GEN_AI_REQUEST_STREAM: True}))
-    row = span_to_row(span, service_name="svc")
-    assert tuple(row) == COLUMN_NAMES
+    row = row_of(span)
     assert row["span_id"] == format(span.context.span_id, "016x") and len(row["trace_id"]) == 32
     assert (row["feature"], row["customer"], row["tier"], row["cohort"]) == ("summarize", "c7", "pro", "")
     assert (row["input_tokens"], row["output_tokens"], row["cache_read_tokens"]) == (107, 20, 0)
-    assert row["cost_usd"] == Decimal("0.000123456789") and row["cost_other_usd"] == Decimal(0)
+    assert row["cost_usd"] == "0.000123456789" and row["cost_other_usd"] == "0"  # exact text, never a float
     assert row["revenue_usd"] is None and row["stream"] is True and row["usage_source"] == "provider"
-    assert row["timestamp"].tzinfo is not None and row["duration_ms"] >= 0
+    start = datetime.fromtimestamp(span.start_time // 1000 / 1e6, timezone.utc)
+    assert row["timestamp"] == start.strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert row["duration_ms"] == (span.end_time - span.start_time) / 1e6
 
 
 def test_non_llm_span_is_skipped_and_unattributed_unpriced_defaults_apply():
-    assert span_to_row(finished_span({"http.method": "GET"}), service_name="svc") is None
-    row = span_to_row(finished_span({a.GEN_AI_OPERATION_NAME: "chat"}), service_name="svc")
+    assert row_of(finished_span({"http.method": "GET"})) is None
+    row = row_of(finished_span({a.GEN_AI_OPERATION_NAME: "chat"}))
     assert row["feature"] == a.UNATTRIBUTED and row["cost_usd"] is None and row["cost_status"] == "unpriced"
 
 
@@ -154,39 +175,83 @@ def test_wrong_types_are_coerced_or_emptied_and_counted():
     problems: Counter[str] = Counter()
     span = finished_span(llm_attributes(
         1, **{a.GEN_AI_USAGE_INPUT_TOKENS: "12", a.GEN_AI_USAGE_OUTPUT_TOKENS: -3, a.MARGIN_COST_USD: "twelve",
-              a.MARGIN_REVENUE_USD: 0.25, a.MARGIN_CUSTOMER: 42, a.MARGIN_SAVED_USD: "NaN"}))
-    row = span_to_row(span, service_name="svc", problems=problems)
+              a.MARGIN_REVENUE_USD: 0.25, a.MARGIN_CUSTOMER: 42, a.MARGIN_SAVED_USD: "NaN",
+              a.MARGIN_COST_INPUT_USD: "0.0000000000015"}))
+    row = row_of(span, problems)
     assert (row["input_tokens"], row["output_tokens"], row["customer"]) == (12, 0, "42")
-    assert row["cost_usd"] is None and row["revenue_usd"] == Decimal("0.25") and row["saved_usd"] == Decimal(0)
+    assert row["cost_usd"] is None and row["revenue_usd"] == "0.250000000000" and row["saved_usd"] == "0"
+    assert row["cost_input_usd"] == "0.000000000002"  # 13 decimals: rounded half-even to the column's 12
     assert problems == Counter({"input_tokens:coerced": 1, "output_tokens:invalid": 1, "cost_usd:invalid": 1,
                                 "revenue_usd:coerced": 1, "customer:coerced": 1, "saved_usd:invalid": 1})
 
 
+def test_a_string_utf8_cannot_carry_is_repaired_and_counted():
+    problems: Counter[str] = Counter()
+    row = span_to_row(finished_span(llm_attributes(1, **{a.MARGIN_CUSTOMER: "bad\ud800name"})),
+                      service_name="svc", problems=problems)
+    body = encode_rows([row], problems)
+    assert "bad\ufffdname".encode() in body and problems == Counter({"customer:coerced": 1})
+
+
+# The round trip: any attribute values → our row text → ClickHouse, compared with the row
+# built the reference way (typed Python values: Decimal, datetime) and inserted by
+# clickhouse-connect's own typed Native insert, into the same engine.
+
+_money_text = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    st.decimals(min_value=-(10**27), max_value=10**27, places=14).map(str),
+    st.sampled_from(["1e-5", " 12.5 ", "+3", ".5", "5.", "-0", "0" * 30 + "1", "1" * 26, "1" * 27, "１２"]),
+)
+_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=20) | st.sampled_from(
+    ["tab\there", "line\nbreak", 'quote"s', "back\\slash", "nul\x00", "€ ünïcödé 😀", "[1,2]", "null"])
 _attribute_values = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+    st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), _text, _money_text,
     st.lists(st.text(max_size=5), max_size=3), st.lists(st.integers(min_value=-5, max_value=5), max_size=3),
 )
 _keys = st.sampled_from([
-    a.GEN_AI_USAGE_INPUT_TOKENS, a.GEN_AI_USAGE_OUTPUT_TOKENS, a.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
-    a.MARGIN_COST_USD, a.MARGIN_COST_INPUT_USD, a.MARGIN_REVENUE_USD, a.MARGIN_SAVED_USD, a.MARGIN_FEATURE,
-    a.MARGIN_CUSTOMER, a.GEN_AI_REQUEST_STREAM, a.ERROR_TYPE, a.GEN_AI_RESPONSE_MODEL,
+    a.GEN_AI_USAGE_INPUT_TOKENS, a.GEN_AI_USAGE_OUTPUT_TOKENS, a.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    a.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, a.MARGIN_COST_USD, a.MARGIN_COST_INPUT_USD, a.MARGIN_COST_OTHER_USD,
+    a.MARGIN_REVENUE_USD, a.MARGIN_SAVED_USD, a.MARGIN_FEATURE, a.MARGIN_CUSTOMER, a.MARGIN_COST_STATUS,
+    a.MARGIN_USAGE_SOURCE, a.GEN_AI_REQUEST_STREAM, a.ERROR_TYPE, a.GEN_AI_RESPONSE_MODEL,
 ])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(attrs=st.dictionaries(_keys, _attribute_values, max_size=8))
-def test_any_attribute_values_give_a_well_typed_row(attrs):
-    attrs = {k: v for k, v in attrs.items() if v is not None}
-    span = finished_span({a.GEN_AI_OPERATION_NAME: "chat", **attrs})
-    row = span_to_row(span, service_name="svc")
-    for name in ("input_tokens", "output_tokens", "reasoning_tokens"):
-        assert isinstance(row[name], int) and 0 <= row[name] < 2**64
-    for name in ("cost_usd", "revenue_usd"):
-        assert row[name] is None or (isinstance(row[name], Decimal) and row[name].is_finite())
-    assert isinstance(row["saved_usd"], Decimal) and isinstance(row["stream"], bool)
-    assert all(isinstance(row[n], str) for n in ("feature", "customer", "error_type", "response_model"))
-    assert row["feature"]
+@pytest.fixture
+def twin_tables(tmp_path):
+    """Two tables of llm_calls' columns in one chDB: ours and the reference insert's.
+
+    Function-scoped because chDB hosts one directory per process at a time (hypothesis
+    runs every example inside one call of the test, so it is still made once).
+    """
+    client = clickhouse_connect.get_client(interface="chdb", path=str(tmp_path / "twins"))
+    columns = ", ".join(f"`{name}` {kind}" for name, kind in COLUMNS)
+    for table in ("ours", "reference"):
+        client.command(f"CREATE TABLE {table} ({columns}) ENGINE = Memory")
+    yield client
+    client.close()
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(attrs=st.dictionaries(_keys, _attribute_values, max_size=10), error=st.booleans())
+def test_any_attribute_values_round_trip_through_chdb_like_the_typed_reference(twin_tables, attrs, error):
+    client = twin_tables
+    span = finished_span({a.GEN_AI_OPERATION_NAME: "chat", **attrs}, error=error)
+    ours: Counter[str] = Counter()
+    theirs: Counter[str] = Counter()
+    row = span_to_row(span, service_name="svc", problems=ours)
+    expected = reference_row(span, service_name="svc", problems=theirs)
+    client.raw_insert("ours", column_names=list(COLUMN_NAMES), insert_block=encode_rows([row], ours), fmt=FORMAT)
+    client.insert("reference", [[expected[name] for name in COLUMN_NAMES]], column_names=list(COLUMN_NAMES),
+                  column_type_names=[kind for _, kind in COLUMNS])
+    try:
+        stored = client.query("SELECT * FROM ours").result_rows
+        assert stored == client.query("SELECT * FROM reference").result_rows and len(stored) == 1
+        assert ours == theirs
+    finally:
+        client.command("TRUNCATE TABLE ours")
+        client.command("TRUNCATE TABLE reference")
 
 
 # --- embedded chDB ---------------------------------------------------------------------------
@@ -252,6 +317,67 @@ def test_kill_9_mid_export_then_a_new_exporter_replays_the_spool_exactly_once(ch
     assert rows == distinct >= acknowledged  # no duplicate; nothing acknowledged is missing
     assert customers == acknowledged
     assert not half.exists()
+
+
+def test_spooled_batches_gather_into_one_insert_with_exact_money(chdb_config):
+    exporter = ClickHouseSpanExporter(
+        endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir, drain_interval=30)
+    for start in range(0, 1000, 50):
+        assert exporter.export([finished_span(llm_attributes(i)) for i in range(start, start + 50)]) \
+            is SpanExportResult.SUCCESS
+    assert exporter.force_flush(20_000)
+    exporter.shutdown()
+    assert (exporter.stats().spooled_batches, exporter.stats().inserts, exporter.stats().exported_spans) == (20, 1, 1000)
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (1000, 1000)
+        total, tokens = client.query(
+            "SELECT sum(cost_usd), sum(input_tokens) FROM otel_margin.llm_calls").result_rows[0]
+        assert total == Decimal("0.000123456789") * 1000 and tokens == sum(100 + i for i in range(1000))
+
+
+def test_a_group_committed_before_the_drainer_died_is_not_stored_twice(chdb_config):
+    spool = Spool(chdb_config.spool_path, max_bytes=10**8)
+    for start in range(0, 60, 20):
+        spans = [finished_span(llm_attributes(i)) for i in range(start, start + 20)]
+        rows = [span_to_row(span, service_name="svc") for span in spans]
+        spool.append(batch_token(rows), COLUMN_NAMES, encode_rows(rows), len(rows))
+    group = spool.next_ingest(max_rows=1000, max_bytes=10**8)
+    assert len(group.members) == 3
+    with session(chdb_config) as client:  # the drainer's insert commits ...
+        apply_schema(client, database="otel_margin")
+        client.raw_insert("otel_margin.llm_calls", column_names=list(group.columns), insert_block=group.body,
+                          fmt=FORMAT, settings={**INSERT_SETTINGS, "insert_deduplication_token": group.token})
+    group.members[0].unlink()  # ... and it dies after removing one member of three
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
+                                      drain_interval=30)
+    assert exporter.force_flush(20_000)
+    exporter.shutdown()
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (60, 60)
+        assert client.command("SELECT sum(calls) FROM otel_margin.llm_calls_hourly") == 60
+    assert spool.pending() == [] and not group.path.exists()
+
+
+def test_a_batch_spooled_by_the_previous_release_is_replayed_exactly(chdb_config):
+    """Version-1 spool files: JSON lines of the old column order, timestamps in Unix µs."""
+    now_us = time.time_ns() // 1000
+    columns = ["timestamp", "trace_id", "span_id", "service_name", "feature", "customer", "operation",
+               "input_tokens", "cost_usd", "revenue_usd", "saved_usd", "duration_ms", "stream"]
+    rows = [[now_us + i, f"{i:032x}", f"{i:016x}", "old", "summarize", f"c{i}", "chat", 7, "0.000000000123",
+             None, "0E-12", 1.5, False] for i in range(4)]
+    path = Path(chdb_config.spool_dir) / "00000000000000000001-00000001-000001.batch"
+    path.parent.mkdir(parents=True)
+    header = {"v": 1, "token": "v1-token", "columns": columns, "rows": len(rows)}
+    path.write_text("\n".join(json.dumps(line) for line in [header, *rows]) + "\n")
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
+                                      drain_interval=30)
+    assert exporter.force_flush(20_000)
+    exporter.shutdown()
+    with session(chdb_config) as client:
+        stored = client.query("SELECT toUnixTimestamp64Micro(timestamp), span_id, customer, cost_usd, revenue_usd,"
+                              " saved_usd, cost_status FROM otel_margin.llm_calls ORDER BY span_id").result_rows
+    assert stored == [(now_us + i, f"{i:016x}", f"c{i}", Decimal("0.000000000123"), None, Decimal(0), "")
+                      for i in range(4)]
 
 
 def test_two_processes_and_a_reader_share_one_chdb_directory(chdb_config, tmp_path):
@@ -415,7 +541,7 @@ def test_exporter_traffic_is_not_traced(tmp_path):
     seen: list[object] = []
 
     class Client:
-        def insert(self, *args, **kwargs):
+        def raw_insert(self, *args, **kwargs):
             seen.append(get_value("suppress_instrumentation"))
 
         def command(self, *args, **kwargs):

@@ -1,46 +1,43 @@
-"""The spool: atomic, ordered, bounded, lockable; survives half-written files."""
+"""The spool: atomic, ordered, bounded, lockable; survives half-written files; seals groups durably."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from otel_margin.exporters.spool import Spool
+from otel_margin.exporters.rows import COLUMN_NAMES
+from otel_margin.exporters.spool import Spool, SpoolCorruption
 
-COLUMNS = ("timestamp", "span_id", "input_tokens", "cost_usd", "saved_usd", "stream")
-T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+COLUMNS = ("timestamp", "span_id", "input_tokens", "cost_usd")
 
 
-def test_batches_read_back_in_append_order_with_exact_types(tmp_path):
+def body(*span_ids: str) -> bytes:
+    return ",".join(f'["2026-01-02 03:04:05.678901","{s}",1,"0.5"]' for s in span_ids).encode()
+
+
+def test_batches_read_back_in_append_order_byte_for_byte(tmp_path):
     spool = Spool(tmp_path, max_bytes=10**6)
     for i in range(5):
-        spool.append(f"token-{i}", COLUMNS, [[T0, f"s{i}", i, Decimal("0.000000000001") * i, Decimal(0), True]])
+        spool.append(f"token-{i}", COLUMNS, body(f"s{i}", f"t{i}"), 2)
     batches = [spool.read(path) for path in spool.pending()]
     assert [b.token for b in batches] == [f"token-{i}" for i in range(5)]
-    assert batches[3].rows == [[T0, "s3", 3, Decimal("0.000000000003"), Decimal(0), True]]
-    assert batches[0].columns == COLUMNS
-
-
-def test_null_cost_stays_null(tmp_path):
-    spool = Spool(tmp_path, max_bytes=10**6)
-    spool.append("t", COLUMNS, [[T0, "s", 1, None, Decimal("1.5"), False]])
-    (batch,) = [spool.read(p) for p in spool.pending()]
-    assert batch.rows[0][3] is None and batch.rows[0][4] == Decimal("1.5")
+    assert batches[3].body == body("s3", "t3") and batches[3].rows == 2 and batches[3].columns == COLUMNS
+    assert batches[3].members == (batches[3].path,)
 
 
 def test_half_written_tmp_file_is_ignored_then_cleaned_when_stale(tmp_path):
     spool = Spool(tmp_path, max_bytes=10**6)
-    spool.append("good", COLUMNS, [[T0, "s", 1, None, Decimal(0), False]])
+    spool.append("good", COLUMNS, body("s"), 1)
     fresh = tmp_path / ".00000000000000000001-00000001-000001.batch.tmp"
     stale = tmp_path / ".00000000000000000002-00000001-000002.batch.tmp"
     for path in (fresh, stale):
-        path.write_text('{"v": 1, "token": "half", "columns": [], "rows": 9}\n[1,')
+        path.write_text('{"v": 2, "token": "half", "columns": [], "rows": 9}\n[1,')
     old = time.time() - 3600
     os.utime(stale, (old, old))
     assert [spool.read(p).token for p in spool.pending()] == ["good"]
@@ -48,10 +45,20 @@ def test_half_written_tmp_file_is_ignored_then_cleaned_when_stale(tmp_path):
     assert fresh.exists() and not stale.exists()
 
 
+def test_a_damaged_batch_is_reported_not_guessed(tmp_path):
+    spool = Spool(tmp_path, max_bytes=10**6)
+    path = spool.append("t", COLUMNS, body("a", "b"), 2)
+    path.write_bytes(path.read_bytes()[:-5])  # damaged from outside: the body is shorter than its header says
+    with pytest.raises(SpoolCorruption) as raised:
+        spool.read(path)
+    assert raised.value.path == path
+    with pytest.raises(SpoolCorruption):
+        spool.next_ingest(max_rows=100, max_bytes=10**6)
+
+
 def test_append_refuses_beyond_max_bytes(tmp_path):
     spool = Spool(tmp_path, max_bytes=600)
-    row = [T0, "x" * 100, 1, None, Decimal(0), False]
-    results = [spool.append(f"t{i}", COLUMNS, [row]) for i in range(10)]
+    results = [spool.append(f"t{i}", COLUMNS, body("x" * 100), 1) for i in range(10)]
     assert results[0] is not None
     assert None in results
     assert spool.size_bytes() <= 600
@@ -59,11 +66,72 @@ def test_append_refuses_beyond_max_bytes(tmp_path):
 
 def test_remove_and_reject_take_a_batch_out_of_the_replay_order(tmp_path):
     spool = Spool(tmp_path, max_bytes=10**6)
-    first = spool.append("a", COLUMNS, [])
-    second = spool.append("b", COLUMNS, [])
+    first = spool.read(spool.append("a", COLUMNS, body("a"), 1))
+    second = spool.append("b", COLUMNS, body("b"), 1)
     spool.remove(first)
     target = spool.reject(second)
     assert spool.pending() == [] and target.exists() and target.parent.name == "rejected"
+
+
+def test_oldest_batches_are_sealed_into_one_group_within_the_limits(tmp_path):
+    spool = Spool(tmp_path, max_bytes=10**6)
+    paths = [spool.append(f"t{i}", COLUMNS, body(f"a{i}", f"b{i}"), 2) for i in range(5)]
+    group = spool.next_ingest(max_rows=6, max_bytes=10**6)
+    assert group.members == tuple(paths[:3]) and group.rows == 6
+    assert group.body == b"\n".join(body(f"a{i}", f"b{i}") for i in range(3))
+    assert group.path.suffix == ".group" and group.path.exists()
+    # Sealed: after a crash (a new Spool on the same directory), the same group comes back
+    # first, with the same token, even though a newer batch is waiting too.
+    again = Spool(tmp_path, max_bytes=10**6).next_ingest(max_rows=100, max_bytes=10**6)
+    assert (again.path, again.token, again.members, again.body) == (group.path, group.token, group.members, group.body)
+    spool.remove(group)
+    assert spool.pending() == paths[3:] and not group.path.exists()
+    rest = spool.next_ingest(max_rows=100, max_bytes=10**6)
+    assert rest.members == tuple(paths[3:]) and rest.token != group.token
+    spool.remove(rest)
+    assert spool.next_ingest(max_rows=100, max_bytes=10**6) is None
+
+
+def test_a_lone_batch_keeps_its_own_token_and_groups_do_not_mix_columns(tmp_path):
+    spool = Spool(tmp_path, max_bytes=10**6)
+    spool.append("solo", COLUMNS, body("a"), 1)
+    spool.append("other-columns", COLUMNS[:2], b'["2026-01-02 03:04:05.000000","b"]', 1)
+    first = spool.next_ingest(max_rows=100, max_bytes=10**6)
+    assert (first.token, first.path.suffix, first.rows) == ("solo", ".batch", 1)
+
+
+def test_a_group_interrupted_while_removing_members_replays_the_rest_with_its_token(tmp_path):
+    spool = Spool(tmp_path, max_bytes=10**6)
+    for i in range(3):
+        spool.append(f"t{i}", COLUMNS, body(f"s{i}"), 1)
+    group = spool.next_ingest(max_rows=100, max_bytes=10**6)
+    group.members[0].unlink()  # the insert committed; the drainer died after the first removal
+    again = spool.next_ingest(max_rows=100, max_bytes=10**6)
+    assert again.token == group.token and again.members == group.members[1:] and again.rows == 2
+    for path in again.members:
+        path.unlink()  # ... and after the last one
+    assert spool.next_ingest(max_rows=100, max_bytes=10**6) is None and not group.path.exists()
+
+
+def test_a_dissolved_group_leaves_its_batches_to_go_one_by_one(tmp_path):
+    spool = Spool(tmp_path, max_bytes=10**6)
+    for i in range(3):
+        spool.append(f"t{i}", COLUMNS, body(f"s{i}"), 1)
+    group = spool.next_ingest(max_rows=100, max_bytes=10**6)
+    spool.dissolve(group)
+    single = spool.next_ingest(max_rows=1, max_bytes=10**6)
+    assert single.token == "t0" and single.members == group.members[:1]
+
+
+def test_a_version_1_batch_from_the_previous_release_is_read_as_rows_of_today(tmp_path):
+    spool = Spool(tmp_path, max_bytes=10**6)
+    header = {"v": 1, "token": "old", "columns": ["timestamp", "span_id", "cost_usd"], "rows": 2}
+    lines = [json.dumps(header), json.dumps([1735787045678901, "a", "0E-12"]), json.dumps([0, "b\t", None])]
+    path = tmp_path / "00000000000000000001-00000001-000001.batch"
+    path.write_text("\n".join(lines) + "\n")
+    batch = spool.read(path)
+    assert (batch.token, batch.rows, batch.columns) == ("old", 2, ("timestamp", "span_id", "cost_usd"))
+    assert batch.body == b'["2025-01-02 03:04:05.678901","a","0E-12"],["1970-01-01 00:00:00.000000","b\\t",null]'
 
 
 def test_drain_lock_is_exclusive_across_processes(tmp_path):
@@ -89,22 +157,12 @@ def test_drain_lock_is_exclusive_across_processes(tmp_path):
             assert second is False  # a second drainer in the same process is excluded too
 
 
-_values = st.tuples(
-    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1)).map(
-        lambda d: d.replace(tzinfo=timezone.utc)
-    ),
-    st.text(max_size=30),
-    st.integers(min_value=0, max_value=2**64 - 1),
-    st.none() | st.decimals(min_value=-(10**25), max_value=10**25, places=12, allow_nan=False),
-    st.decimals(min_value=0, max_value=10**6, places=12, allow_nan=False),
-    st.booleans(),
-)
-
-
 @settings(max_examples=60, deadline=None)
-@given(rows=st.lists(_values.map(list), max_size=5), token=st.text(min_size=1, max_size=64))
-def test_any_batch_round_trips(tmp_path_factory, rows, token):
+@given(bodies=st.lists(st.binary(max_size=200), min_size=1, max_size=5), token=st.text(min_size=1, max_size=64))
+def test_any_batch_round_trips_and_any_group_is_its_members_in_order(tmp_path_factory, bodies, token):
     spool = Spool(tmp_path_factory.mktemp("spool"), max_bytes=10**7)
-    path = spool.append(token, COLUMNS, rows)
-    batch = spool.read(path)
-    assert batch.token == token and batch.rows == rows
+    paths = [spool.append(f"{token}{i}", COLUMN_NAMES, data, i) for i, data in enumerate(bodies)]
+    assert [spool.read(p).body for p in paths] == bodies
+    assert [spool.read(p).token for p in paths] == [f"{token}{i}" for i in range(len(bodies))]
+    taken = spool.next_ingest(max_rows=10**6, max_bytes=10**6)
+    assert taken.body == b"\n".join(bodies) and taken.rows == sum(range(len(bodies)))
