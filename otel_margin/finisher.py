@@ -23,6 +23,7 @@ import atexit
 import logging
 import os
 import threading
+import weakref
 from queue import SimpleQueue
 from typing import Any, Callable
 
@@ -122,7 +123,7 @@ class _FlushFinisher(SpanProcessor):
         FINISHER.flush(EXIT_FLUSH_SECONDS)
 
 
-_flushing_providers: set[int] = set()
+_flushing_providers: weakref.WeakSet[Any] = weakref.WeakSet()  # not ids: a collected provider's id is reused
 
 
 def flush_before_exporters(tracer_provider: Any) -> None:
@@ -131,11 +132,11 @@ def flush_before_exporters(tracer_provider: Any) -> None:
     The processor is moved to the front of the SDK's processor chain (processors flush in
     order); on a provider without that chain it is appended, and exit still flushes first.
     """
-    if not hasattr(tracer_provider, "add_span_processor") or id(tracer_provider) in _flushing_providers:
+    if not hasattr(tracer_provider, "add_span_processor") or tracer_provider in _flushing_providers:
         return
     processor = _FlushFinisher()
     tracer_provider.add_span_processor(processor)
-    _flushing_providers.add(id(tracer_provider))
+    _flushing_providers.add(tracer_provider)
     chain = getattr(tracer_provider, "_active_span_processor", None)
     processors = getattr(chain, "_span_processors", None)
     if isinstance(processors, tuple) and processors and processors[-1] is processor:

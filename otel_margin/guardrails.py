@@ -78,10 +78,13 @@ def before_call(call: LLMCall, on_plugin_error: Callable[[str], None]) -> CacheH
     Raises :class:`MarginLimitExceeded` when a limit blocks the call; every other plugin
     failure is passed to ``on_plugin_error`` and the call proceeds.
     """
+    in_use = pm.hooks_in_use()
+    if not in_use:
+        return None
     hook = pm.hook
-    if hook.margin_limit_check.get_hookimpls():
+    if "margin_limit_check" in in_use:
         _apply_limits(call, _call_each(hook.margin_limit_check, call, on_plugin_error))
-    if hook.margin_cache_lookup.get_hookimpls():
+    if "margin_cache_lookup" in in_use:
         hit = _first(hook.margin_cache_lookup, call, on_plugin_error)
         if hit is not None:
             call.attributes[attr.MARGIN_CACHE_RESULT] = "hit"
@@ -89,7 +92,7 @@ def before_call(call: LLMCall, on_plugin_error: Callable[[str], None]) -> CacheH
                 call.attributes[attr.MARGIN_SAVED_USD] = format(hit.saved_usd, "f")
             return hit
         call.attributes[attr.MARGIN_CACHE_RESULT] = "miss"
-    if hook.margin_route.get_hookimpls():
+    if "margin_route" in in_use:
         model = _first(hook.margin_route, call, on_plugin_error)
         if isinstance(model, str) and model and model != call.model:
             call.attributes[attr.MARGIN_ROUTE_FROM_MODEL] = call.model
@@ -99,9 +102,8 @@ def before_call(call: LLMCall, on_plugin_error: Callable[[str], None]) -> CacheH
 
 def after_call(call: LLMCall, response: Any, on_plugin_error: Callable[[str], None]) -> None:
     """Run every ``margin_record`` implementation; failures are reported, never raised."""
-    hook = pm.hook.margin_record
-    if hook.get_hookimpls():
-        _call_each(hook, call, on_plugin_error, response=response)
+    if "margin_record" in pm.hooks_in_use():
+        _call_each(pm.hook.margin_record, call, on_plugin_error, response=response)
 
 
 def _apply_limits(call: LLMCall, decisions: list[Any]) -> None:

@@ -44,6 +44,10 @@ IN_CALL_KEY = otel_context.create_key("otel_margin.in_call")
 """Set in the OpenTelemetry context while an instrumented call runs: nested patched
 methods (``with_raw_response`` → ``create``) pass straight through."""
 
+# The context key of the current span (what trace.set_span_in_context sets), to build the
+# call's context in one copy rather than three.
+(_SPAN_KEY,) = trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context()).keys()
+
 _READ_CHUNKS_EVERY = 256
 """Stream chunks noted before the observer reads them on the caller's thread (memory bound)."""
 
@@ -269,7 +273,7 @@ class CallFlow:
             hit = guardrails.before_call(flow.call, settings.telemetry.count_internal_error)
             if flow.call.stream:
                 flow.hide = endpoint.hidden_chunk(flow.call)
-                flow.chunks = [] if pm.hook.margin_record.get_hookimpls() else None
+                flow.chunks = [] if "margin_record" in pm.hooks_in_use() else None
         except guardrails.MarginLimitExceeded as blocked:
             flow.call.error_type = type(blocked).__name__
             flow._end(None, blocked)
@@ -285,11 +289,10 @@ class CallFlow:
 
     def enter(self) -> object:
         """Make our span current and peers quiet for the duration of the provider call."""
-        ctx = otel_context.set_value(IN_CALL_KEY, True)
-        ctx = otel_context.set_value(_PEER_SUPPRESS_KEY, True, ctx)
+        values = {**otel_context.get_current(), IN_CALL_KEY: True, _PEER_SUPPRESS_KEY: True}
         if self.owned:
-            ctx = trace.set_span_in_context(self.span, ctx)
-        return otel_context.attach(ctx)
+            values[_SPAN_KEY] = self.span
+        return otel_context.attach(otel_context.Context(values))
 
     def succeed(self, result: Any) -> Any:
         """Take a provider result; return it, or a proxy of it for streams. Never raises."""
@@ -317,7 +320,10 @@ class CallFlow:
             _internal_error(self.settings, "fail")
 
     def observe(self, chunk: Any) -> bool:
-        """Note one stream chunk; True means hide it from the caller. Never raises."""
+        """Note one stream chunk; True means hide it from the caller. Never raises.
+
+        Runs on the caller's thread once per chunk: it only keeps the chunk for later.
+        """
         try:
             pending = self.pending
             pending.append(chunk)
@@ -354,7 +360,7 @@ class CallFlow:
             # A peer's span ends the moment we return: it must carry our attributes now.
             self._account(response, error, read, stream)
             self._emit(error, end_ns)
-        elif pm.hook.margin_record.get_hookimpls():
+        elif "margin_record" in pm.hooks_in_use():
             # Record hooks (cache stores, spend) must have seen this call before the next one begins.
             self._account(response, error, read, stream)
             FINISHER.submit(lambda: self._emit(error, end_ns))
@@ -434,7 +440,7 @@ def _new_call(endpoint: Endpoint, settings: Settings, kwargs: dict) -> LLMCall:
         api=endpoint.api,
         stream=endpoint.always_stream or params.get("stream") is True,
     )
-    if pm.hook.margin_limit_check.get_hookimpls() or pm.hook.margin_cache_lookup.get_hookimpls():
+    if not pm.hooks_in_use().isdisjoint(("margin_limit_check", "margin_cache_lookup")):
         # Guardrails want a pre-call size; counting costs time, so only when someone reads it.
         from otel_margin.tokens import estimate_chat_input_tokens
 
@@ -473,7 +479,16 @@ def _past_peers(wrapped: Any) -> Any:
 
 
 def _is_raw_response(result: Any) -> bool:
-    return hasattr(result, "http_response") and hasattr(result, "parse") and not hasattr(result, "__next__")
+    kind = type(result)
+    raw = _RAW_RESPONSE_TYPES.get(kind)
+    if raw is None:
+        # Decided once per class: attribute probes on pydantic models raise and cost microseconds.
+        raw = hasattr(result, "http_response") and hasattr(result, "parse") and not hasattr(result, "__next__")
+        _RAW_RESPONSE_TYPES[kind] = raw
+    return raw
+
+
+_RAW_RESPONSE_TYPES: dict[type, bool] = {}
 
 
 def _error_type(error: BaseException) -> str:

@@ -22,7 +22,42 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "otel_margin"
 
-pm = pluggy.PluginManager(hookspecs.PROJECT)
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, plus a cheap answer, on every call, to "which hooks have implementations?"."""
+
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        self._in_use: frozenset[str] | None = None
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        self._in_use = None
+        try:
+            return super().register(plugin, name)
+        finally:
+            self._in_use = None
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> object | None:
+        self._in_use = None
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self._in_use = None
+
+    def hooks_in_use(self) -> frozenset[str]:
+        """Names of the hooks at least one registered plugin implements."""
+        in_use = self._in_use
+        if in_use is None:
+            in_use = frozenset(
+                name for name, caller in vars(self.hook).items()
+                if isinstance(caller, pluggy.HookCaller) and caller.get_hookimpls()
+            )
+            self._in_use = in_use
+        return in_use
+
+
+pm = PluginManager(hookspecs.PROJECT)
 pm.add_hookspecs(hookspecs)
 
 _loaded = False

@@ -53,15 +53,13 @@ class StreamProxy(wrapt.ObjectProxy):
     def __init__(self, stream: Any, flow: "CallFlow") -> None:
         super().__init__(stream)
         self._self_flow = flow
-        self._self_iterator = None
+        self._self_iterator = iter(stream)
 
     def __iter__(self) -> "StreamProxy":
         return self
 
     def __next__(self) -> Any:
         flow = self._self_flow
-        if self._self_iterator is None:
-            self._self_iterator = iter(self.__wrapped__)
         while True:
             try:
                 chunk = next(self._self_iterator)

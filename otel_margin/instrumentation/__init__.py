@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Collection
 
@@ -22,7 +23,7 @@ from otel_margin.finisher import flush_before_exporters
 from otel_margin.pipeline import Endpoint, Settings, async_wrapper, sync_wrapper
 
 logger = logging.getLogger(__name__)
-_route_trackers: set[int] = set()
+_route_trackers: weakref.WeakSet[Any] = weakref.WeakSet()  # not ids: a collected provider's id is reused
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,6 @@ def _track_server_routes(settings: Settings, tracer_provider: Any) -> None:
     from otel_margin.attribution import ServerRouteTracker
 
     provider = tracer_provider or trace.get_tracer_provider()
-    if hasattr(provider, "add_span_processor") and id(provider) not in _route_trackers:
+    if hasattr(provider, "add_span_processor") and provider not in _route_trackers:
         provider.add_span_processor(ServerRouteTracker())
-        _route_trackers.add(id(provider))
+        _route_trackers.add(provider)

@@ -8,7 +8,7 @@ with empty ``choices`` that we hide from callers who did not ask for it.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from otel_margin.call import LLMCall, Usage
 from otel_margin.instrumentation import fields
@@ -25,13 +25,21 @@ class ChatCompletions(Endpoint):
     def prepare(self, call: LLMCall, settings: Settings) -> None:
         if not call.stream or not settings.include_usage:
             return
-        options = call.params.get("stream_options")
+        params = call.params
+        options = params.get("stream_options")
+        extra = params.get("extra_body")
+        if isinstance(extra, Mapping) and "stream_options" in extra:
+            return  # the caller decided; respect it
         if isinstance(options, dict):
             if "include_usage" in options:
                 return  # the caller decided; respect it
-            call.params["stream_options"] = {**options, "include_usage": True}
-        elif options is None or type(options).__name__ in ("Omit", "NotGiven"):
-            call.params["stream_options"] = {"include_usage": True}
+            params["stream_options"] = {**options, "include_usage": True}
+        elif options is None or _is_omitted(options):
+            if extra is not None and not isinstance(extra, Mapping):
+                return
+            # Into the body as is: the SDK's typed transform of a new parameter costs more
+            # than the rest of our work on the call.
+            params["extra_body"] = {**(extra or {}), "stream_options": {"include_usage": True}}
         else:
             return
         call.notes[_INJECTED] = True
@@ -56,6 +64,10 @@ class ChatCompletions(Endpoint):
 
     def hidden_chunk(self, call: LLMCall) -> Callable[[Any], bool] | None:
         return _is_usage_only if call.notes.get(_INJECTED) else None
+
+
+def _is_omitted(value: Any) -> bool:
+    return type(value).__name__ in ("Omit", "NotGiven")
 
 
 def _is_usage_only(chunk: Any) -> bool:
