@@ -81,6 +81,8 @@ class ModeResult:
     added_p99_us: float
     added_mean_us: float
     added_cpu_median_us: float
+    added_process_cpu_us: float
+    """CPU of the whole process per call (every thread: work deferred off the caller's included)."""
     pairs: int
 
 
@@ -188,6 +190,7 @@ def _print_report(results: dict[str, ContenderResult], notes: list[str], calls: 
     table.add_column(f"stream ({STREAM_CHUNKS} chunks) median", justify="right")
     table.add_column("stream p99", justify="right")
     table.add_column("CPU median non-stream / stream", justify="right")
+    table.add_column("process CPU non-stream / stream", justify="right")
     table.add_column("spans", justify="right")
     for name in CONTENDERS:
         if name not in results:
@@ -198,6 +201,7 @@ def _print_report(results: dict[str, ContenderResult], notes: list[str], calls: 
             f"{r.non_stream.added_median_us:.1f}", f"{r.non_stream.added_p99_us:.1f}",
             f"{r.stream.added_median_us:.1f}", f"{r.stream.added_p99_us:.1f}",
             f"{r.non_stream.added_cpu_median_us:.1f} / {r.stream.added_cpu_median_us:.1f}",
+            f"{r.non_stream.added_process_cpu_us:.1f} / {r.stream.added_process_cpu_us:.1f}",
             str(r.spans_exported),
         )
     ratios = _ratios(results)
@@ -280,7 +284,7 @@ def _run_child(args: argparse.Namespace) -> int:
     for mode, call in (("non_stream", non_stream), ("stream", stream)):
         _paired(call, instrumented, original, WARMUP_CALLS)
         gc.collect()
-        results[mode] = _paired(call, instrumented, original, args.calls)
+        results[mode] = _paired(call, instrumented, original, args.calls, tracer_provider)
     if args.profile:
         _profile(stream if args.profile == "stream" else non_stream, instrumented, args.calls)
     tracer_provider.force_flush()
@@ -295,7 +299,9 @@ def _run_child(args: argparse.Namespace) -> int:
     return 0
 
 
-def _paired(call: Callable[[Callable[..., Any]], int], instrumented: Any, original: Any, pairs: int) -> ModeResult:
+def _paired(
+    call: Callable[[Callable[..., Any]], int], instrumented: Any, original: Any, pairs: int, provider: Any = None
+) -> ModeResult:
     """Alternate instrumented / original calls (order flipped every pair); figures of the differences."""
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     bare: list[int] = []
@@ -322,8 +328,33 @@ def _paired(call: Callable[[Callable[..., Any]], int], instrumented: Any, origin
         added_p99_us=round(_percentile(added, 0.99) / 1000, 1),
         added_mean_us=round(statistics.fmean(added) / 1000, 1),
         added_cpu_median_us=round(statistics.median(added_cpu) / 1000, 1),
+        added_process_cpu_us=round(_process_cpu(call, instrumented, original, pairs, provider), 1),
         pairs=pairs,
     )
+
+
+def _process_cpu(call: Callable[[Callable[..., Any]], int], instrumented: Any, original: Any, calls: int,
+                 provider: Any) -> float:
+    """Added CPU of the whole process per call, µs: runs of ``calls`` calls, flushed, best of two each.
+
+    Unlike the paired figures this counts every thread, so work an instrumentation defers
+    off the caller's thread (otel-margin's finisher, a batch processor) is included. Per-run
+    comparisons are noisier than pairs; read it as the total cost, not the latency.
+    """
+
+    def run(method: Callable[..., Any]) -> int:
+        if provider is not None:
+            provider.force_flush()
+        start = time.process_time_ns()
+        for _ in range(calls):
+            call(method)
+        if provider is not None:
+            provider.force_flush()
+        return time.process_time_ns() - start
+
+    bare = min(run(original) for _ in range(2))
+    instrumented_ns = min(run(instrumented) for _ in range(2))
+    return (instrumented_ns - bare) / calls / 1000
 
 
 def _percentile(ordered: list[int], q: float) -> float:

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -324,18 +324,49 @@ class CallFlow:
 
         Runs on the caller's thread once per chunk: it only keeps the chunk for later.
         """
+        self.pending.append(chunk)
+        self._note_rest(chunk)
+        return self.hide is not None and self._hidden(chunk)
+
+    def _note_rest(self, chunk: Any) -> None:
         try:
-            pending = self.pending
-            pending.append(chunk)
-            if len(pending) >= _READ_CHUNKS_EVERY:
+            if len(self.pending) >= _READ_CHUNKS_EVERY:
                 self._read_pending()  # bound the memory of long streams
             if self.chunks is not None and len(self.chunks) < 10_000:
                 self.chunks.append(chunk)
-            hide = self.hide
-            return hide is not None and hide(chunk)
+        except Exception:  # noqa: BLE001
+            _internal_error(self.settings, "stream")
+
+    def _hidden(self, chunk: Any) -> bool:
+        try:
+            return bool(self.hide(chunk))  # type: ignore[misc]
         except Exception:  # noqa: BLE001
             _internal_error(self.settings, "stream")
             return False
+
+    def chunks_of(self, stream: Iterator[Any]) -> Iterator[Any]:
+        """``stream``'s chunks as the caller gets them, each noted first; the flow ends with it.
+
+        :meth:`observe` as a generator, for sync streams: per chunk only a list append and
+        the hide test run on the caller's thread.
+        """
+        pending = self.pending
+        kept = self.chunks
+        hide = self.hide
+        try:
+            for chunk in stream:
+                pending.append(chunk)
+                if len(pending) >= _READ_CHUNKS_EVERY or kept is not None:
+                    self._note_rest(chunk)
+                if hide is not None and self._hidden(chunk):
+                    continue
+                yield chunk
+        except GeneratorExit:
+            raise  # the caller stopped iterating; close() or garbage collection ends the flow
+        except BaseException as error:
+            self.end_stream(error)
+            raise
+        self.end_stream()
 
     def end_stream(self, error: BaseException | None = None) -> None:
         """The stream ended (exhausted, closed, abandoned or failed). Idempotent. Never raises."""
@@ -405,9 +436,10 @@ class CallFlow:
             _internal_error(self.settings, "span")
 
     def _read_pending(self) -> None:
-        pending, self.pending = self.pending, []
-        if not pending:
+        if not self.pending:
             return
+        pending = self.pending[:]
+        self.pending.clear()  # the same list: chunks_of appends to it
         observer = self.observer
         if observer is None:
             observer = self.observer = self.endpoint.stream_observer(self.call)

@@ -48,29 +48,23 @@ def wrap_raw_response(response: Any, flow: "CallFlow") -> Any:
 
 
 class StreamProxy(wrapt.ObjectProxy):
-    """A sync provider stream that feeds each chunk to the call flow."""
+    """A sync provider stream that feeds each chunk to the call flow.
+
+    Iterating it gives a generator, as iterating the SDK's own streams does: the chunks
+    pass through one generator frame (:meth:`CallFlow.chunks_of`) instead of a method call
+    each, which matters on the hot path of a long stream.
+    """
 
     def __init__(self, stream: Any, flow: "CallFlow") -> None:
         super().__init__(stream)
         self._self_flow = flow
-        self._self_iterator = iter(stream)
+        self._self_chunks = flow.chunks_of(iter(stream))
 
-    def __iter__(self) -> "StreamProxy":
-        return self
+    def __iter__(self) -> Any:
+        return self._self_chunks
 
     def __next__(self) -> Any:
-        flow = self._self_flow
-        while True:
-            try:
-                chunk = next(self._self_iterator)
-            except StopIteration:
-                flow.end_stream()
-                raise
-            except BaseException as error:
-                flow.end_stream(error)
-                raise
-            if not flow.observe(chunk):
-                return chunk
+        return next(self._self_chunks)
 
     def __enter__(self) -> "StreamProxy":
         enter = getattr(self.__wrapped__, "__enter__", None)
