@@ -356,7 +356,10 @@ class ClickHouseSpanExporter(SpanExporter):
                     raise
 
     def _drain_files(self, client: Any, deadline: float) -> bool:
-        one_at_a_time = False
+        # Over HTTP a spooled batch may already be stored: its direct insert can have committed
+        # before the response was lost. Only its own token makes the replay a no-op, so batches
+        # go one by one. Embedded batches were never inserted before the spool: they may gather.
+        one_at_a_time = not self.config.embedded
         for _ in range(_MAX_INSERTS_PER_DRAIN):
             if time.monotonic() > deadline:
                 return False
