@@ -270,10 +270,10 @@ class CallFlow:
             return None
         try:
             endpoint.prepare(flow.call, settings)
-            hit = guardrails.before_call(flow.call, settings.telemetry.count_internal_error)
             if flow.call.stream:
                 flow.hide = endpoint.hidden_chunk(flow.call)
                 flow.chunks = [] if "margin_record" in pm.hooks_in_use() else None
+            hit = guardrails.before_call(flow.call, settings.telemetry.count_internal_error)
         except guardrails.MarginLimitExceeded as blocked:
             flow.call.error_type = type(blocked).__name__
             flow._end(None, blocked)

@@ -166,6 +166,25 @@ def test_chat_stream_with_callers_include_usage(client, sink, oracle, scenario) 
     assert list(span.attributes["gen_ai.response.finish_reasons"]) == reasons
 
 
+def test_chat_stream_usage_injection_keeps_the_callers_extra_body(client, sink, standin_server) -> None:
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"metadata": {"ticket": "42"}}
+    ))
+    body = standin_server.requests[-1].json
+    assert body["metadata"] == {"ticket": "42"} and body["stream_options"] == {"include_usage": True}
+    assert all(c.choices for c in chunks)
+    assert sink.one_llm_span().attributes["margin.usage.source"] == "provider"
+
+
+def test_chat_stream_caller_extra_body_stream_options_win(client, sink, standin_server) -> None:
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_body={"stream_options": {"include_usage": False}}
+    ))
+    assert standin_server.requests[-1].json["stream_options"] == {"include_usage": False}
+    assert all(c.choices for c in chunks)
+    assert sink.one_llm_span().attributes["margin.usage.source"] == "estimated"
+
+
 def test_chat_stream_injected_usage_is_exact(client, sink, oracle, standin_server) -> None:
     reference = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers("cached"))
     sink.clear()
