@@ -324,43 +324,25 @@ class CallFlow:
 
         Runs on the caller's thread once per chunk: it only keeps the chunk for later.
         """
-        self.pending.append(chunk)
-        self._note_rest(chunk)
-        return self.hide is not None and self._hidden(chunk)
-
-    def _note_rest(self, chunk: Any) -> None:
         try:
-            if len(self.pending) >= _READ_CHUNKS_EVERY:
+            pending = self.pending
+            pending.append(chunk)
+            if len(pending) >= _READ_CHUNKS_EVERY:
                 self._read_pending()  # bound the memory of long streams
             if self.chunks is not None and len(self.chunks) < 10_000:
                 self.chunks.append(chunk)
-        except Exception:  # noqa: BLE001
-            _internal_error(self.settings, "stream")
-
-    def _hidden(self, chunk: Any) -> bool:
-        try:
-            return bool(self.hide(chunk))  # type: ignore[misc]
+            hide = self.hide
+            return hide is not None and bool(hide(chunk))
         except Exception:  # noqa: BLE001
             _internal_error(self.settings, "stream")
             return False
 
     def chunks_of(self, stream: Iterator[Any]) -> Iterator[Any]:
-        """``stream``'s chunks as the caller gets them, each noted first; the flow ends with it.
-
-        :meth:`observe` as a generator, for sync streams: per chunk only a list append and
-        the hide test run on the caller's thread.
-        """
-        pending = self.pending
-        kept = self.chunks
-        hide = self.hide
+        """``stream``'s chunks as the caller gets them, each observed first; the flow ends with it."""
         try:
             for chunk in stream:
-                pending.append(chunk)
-                if len(pending) >= _READ_CHUNKS_EVERY or kept is not None:
-                    self._note_rest(chunk)
-                if hide is not None and self._hidden(chunk):
-                    continue
-                yield chunk
+                if not self.observe(chunk):
+                    yield chunk
         except GeneratorExit:
             raise  # the caller stopped iterating; close() or garbage collection ends the flow
         except BaseException as error:

@@ -50,9 +50,8 @@ def wrap_raw_response(response: Any, flow: "CallFlow") -> Any:
 class StreamProxy(wrapt.ObjectProxy):
     """A sync provider stream that feeds each chunk to the call flow.
 
-    Iterating it gives a generator, as iterating the SDK's own streams does: the chunks
-    pass through one generator frame (:meth:`CallFlow.chunks_of`) instead of a method call
-    each, which matters on the hot path of a long stream.
+    Iterating it gives a generator (:meth:`CallFlow.chunks_of`), as iterating the SDK's own
+    streams does.
     """
 
     def __init__(self, stream: Any, flow: "CallFlow") -> None:
