@@ -128,6 +128,16 @@ class Endpoint:
         """
         return None
 
+    def hidden_event(self, call: LLMCall) -> Callable[[str], Any] | None:
+        """A reader of raw stream events (the SSE ``data`` text) that takes the ones to hide.
+
+        It returns the event parsed (handed to the stream observer like a chunk) to take it,
+        ``None`` to let the SDK parse it as usual. A taken event costs the SDK nothing; when the
+        stream cannot be tapped this way, :meth:`hidden_chunk` hides the parsed chunk instead.
+        Runs on the caller's thread for every event and must never raise.
+        """
+        return None
+
     def output_text(self, response: Any) -> str:
         """The generated text of a response, for estimating output tokens when usage is missing."""
         return ""
@@ -141,6 +151,11 @@ class StreamObserver:
 
     def observe(self, call: LLMCall, chunk: Any) -> None:
         """Read ``chunk``."""
+
+    def read(self, call: LLMCall, chunks: list[Any]) -> None:
+        """Read the next ``chunks``; an observer may skip what the call no longer needs."""
+        for chunk in chunks:
+            self.observe(call, chunk)
 
     def finish(self, call: LLMCall) -> None:
         """Fill the call record from what was seen."""
@@ -302,8 +317,11 @@ class CallFlow:
 
                 return wrap_raw_response(result, self)
             if self.call.stream:
-                from otel_margin.streams import wrap_stream
+                from otel_margin.streams import tap_events, wrap_stream
 
+                if self.hide is not None:
+                    # The SDK then never parses nor yields those events; ``hide`` stays as a backstop.
+                    tap_events(result, self.endpoint.hidden_event(self.call), self.pending)
                 return wrap_stream(result, self)
             self._end(result, None, read=True)
         except Exception:  # noqa: BLE001
@@ -425,10 +443,8 @@ class CallFlow:
         observer = self.observer
         if observer is None:
             observer = self.observer = self.endpoint.stream_observer(self.call)
-        call = self.call
         try:
-            for chunk in pending:
-                observer.observe(call, chunk)
+            observer.read(self.call, pending)
         except Exception:  # noqa: BLE001 - the caller saw its chunks; usage falls back to an estimate
             _internal_error(self.settings, "stream")
 

@@ -8,7 +8,7 @@ exhaustion, ``break`` + ``close()``, context exit, garbage collection, or error.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 import wrapt
 from opentelemetry import context as otel_context
@@ -26,6 +26,51 @@ def wrap_stream(stream: Any, flow: "CallFlow") -> Any:
     # Not a stream after all (a stand-in or a plugin returned a full object): read it whole.
     flow.call.stream = False
     return flow.succeed(stream)
+
+
+def tap_events(stream: Any, take: Callable[[str], Any] | None, taken: list[Any]) -> bool:
+    """Have an SDK stream hand the events ``take`` recognises to ``taken`` before it parses them.
+
+    The SDK's stream (``openai``'s and ``anthropic``'s alike) pulls server-sent events from its
+    ``_iter_events()`` when first iterated; an unstarted stream gets an instance-level
+    replacement that passes every other event through unchanged. False when ``take`` is None
+    or the stream is not of that shape or already started: then nothing was changed.
+    """
+    events = getattr(stream, "_iter_events", None)
+    if take is None or events is None or not _unstarted(getattr(stream, "_iterator", None)):
+        return False
+
+    def tapped() -> Iterator[Any]:
+        for event in events():
+            if not _taken(event, take, taken):
+                yield event
+
+    async def atapped() -> AsyncIterator[Any]:
+        async for event in events():
+            if not _taken(event, take, taken):
+                yield event
+
+    stream._iter_events = atapped if inspect.isasyncgenfunction(events) else tapped
+    return True
+
+
+def _taken(event: Any, take: Callable[[str], Any], taken: list[Any]) -> bool:
+    data = getattr(event, "data", None)
+    parsed = take(data) if type(data) is str else None
+    if parsed is None:
+        return False
+    taken.append(parsed)
+    return True
+
+
+def _unstarted(iterator: Any) -> bool:
+    """True for a generator (sync or async) that has not run yet."""
+    if inspect.isgenerator(iterator):
+        return inspect.getgeneratorstate(iterator) == inspect.GEN_CREATED
+    if inspect.isasyncgen(iterator):
+        frame = iterator.ag_frame
+        return frame is not None and not iterator.ag_running and frame.f_lasti <= 0
+    return False
 
 
 def wrap_manager(manager: Any, flow: "CallFlow") -> Any:

@@ -9,6 +9,7 @@ junk fed straight to the endpoint readers. Finally, a failure inside otel-margin
 from __future__ import annotations
 
 import gc
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -251,6 +252,8 @@ def test_readers_never_raise_on_junk(index, response, chunks) -> None:
     for chunk in chunks:
         assert observer.observe(call, chunk) is None
         assert hidden is None or hidden(chunk) in (True, False)
+    if chunks:
+        assert observer.read(call, chunks) is None  # the batch reader, with its shortcuts
     observer.finish(call)
     assert valid_usage(call.usage)
     assert isinstance(observer.text(), str)
@@ -346,3 +349,40 @@ def test_internal_failure_in_anthropic_stream_helper(ant, sink, monkeypatch) -> 
         final = stream.get_final_message()
     assert final.usage.output_tokens == 20
     assert internal_errors(sink) >= 1
+
+
+wire_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**12) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(
+    st.text(max_size=200),
+    st.builds(lambda d, separators: json.dumps(d, separators=separators), st.dictionaries(
+        st.sampled_from(["choices", "usage", "model", "id"]), wire_values, max_size=4),
+        st.sampled_from([(",", ":"), (", ", ": "), (" , ", " :  ")])),
+))
+def test_usage_event_reader_takes_exactly_what_the_chunk_test_hides(data) -> None:
+    """On any event text: the raw reader never raises, and takes an event exactly when the SDK's
+    parsed chunk of it would be hidden (usage present, no choices)."""
+    call = new_call(ChatCompletions())
+    call.notes["include_usage_injected"] = True
+    take = ChatCompletions().hidden_event(call)
+    taken = take(data)
+    try:
+        event = json.loads(data)
+    except ValueError:
+        event = None
+    expected = type(event) is dict and "choices" in event and event["choices"] in ([], None, {}, "", 0, False) \
+        and event.get("usage") is not None
+    if taken is not None:
+        assert taken == event and expected
+    elif expected and event["choices"] == []:
+        raise AssertionError(f"an injected usage event was not taken: {data!r}")
+    # Whatever is taken, the observer reads without raising; usage is exact or absent.
+    observer = ChatCompletions().stream_observer(call)
+    observer.read(call, [taken if taken is not None else data])
+    assert valid_usage(call.usage)

@@ -123,7 +123,11 @@ def test_openai_chat_chunks_identical_to_uninstrumented(oai, sink, standin_serve
     if options is None:
         assert sent["stream_options"] == {"include_usage": True}  # injected for exact usage ...
         assert usage_chunks == []  # ... and the extra chunk hidden
-        assert sink.one_llm_span().attributes["margin.usage.source"] == "provider"
+        attributes = sink.one_llm_span().attributes
+        assert attributes["margin.usage.source"] == "provider"
+        # Read from the last chunks only (the usage is exact, the text is not needed): both choices.
+        reasons = {c.index: c.finish_reason for chunk in bare for c in chunk.choices if c.finish_reason}
+        assert list(attributes["gen_ai.response.finish_reasons"]) == [reasons[i] for i in sorted(reasons)]
     elif options["include_usage"]:
         assert len(usage_chunks) == 1  # the caller asked: it sees the chunk
     else:
@@ -140,6 +144,86 @@ async def test_openai_async_chat_chunks_identical(aoai, sink) -> None:
     assert_same_chunks(ours, bare)
     assert all(c.choices for c in ours)
     assert sink.one_llm_span().attributes["margin.usage.source"] == "provider"
+
+
+class ParseCounter:
+    """Wraps a client's ``_process_response_data`` (the SDK's parse of one stream event) to count calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, client: Any) -> None:
+        self.count = 0
+        parse = client._process_response_data
+
+        def counted(**kwargs: Any) -> Any:
+            self.count += 1
+            return parse(**kwargs)
+
+        monkeypatch.setattr(client, "_process_response_data", counted)
+
+
+def check_exact_usage(sink: Any, oracle: Any, bare_with_usage: list[Any]) -> None:
+    """The span's usage and cost are those of the usage chunk the bare SDK yields when asked."""
+    (usage_chunk,) = [c for c in bare_with_usage if not c.choices]
+    oracle.check_span(sink.one_llm_span(), oracle.openai_chat(usage_chunk.usage), model=usage_chunk.model,
+                      provider="openai")
+
+
+@pytest.mark.parametrize("scenario", ["", "cached,reasoning"])
+def test_injected_usage_event_is_taken_before_the_sdk_parses_it(oai, sink, oracle, monkeypatch, scenario) -> None:
+    kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES, "extra_headers": {SCENARIO: scenario}}
+    bare = list(CHAT.create.__wrapped__(oai.chat.completions, stream=True, stream_options={"include_usage": True},
+                                        **kwargs))
+    parses = ParseCounter(monkeypatch, oai)
+    stream = oai.chat.completions.create(stream=True, **kwargs)
+    assert type(stream.__wrapped__) is openai.Stream
+    chunks = list(stream)
+    assert parses.count == len(chunks) == len(bare) - 1  # the usage event never reached the SDK's parser
+    check_exact_usage(sink, oracle, bare)
+
+
+async def test_async_injected_usage_event_is_taken_before_the_sdk_parses_it(aoai, sink, oracle,
+                                                                           monkeypatch) -> None:
+    kwargs = {"model": "gpt-4o", "messages": MESSAGES}
+    bare = [c async for c in await ACHAT.create.__wrapped__(aoai.chat.completions, stream=True,
+                                                            stream_options={"include_usage": True}, **kwargs)]
+    parses = ParseCounter(monkeypatch, aoai)
+    chunks = [c async for c in await aoai.chat.completions.create(stream=True, **kwargs)]
+    assert parses.count == len(chunks) == len(bare) - 1
+    check_exact_usage(sink, oracle, bare)
+
+
+def test_untappable_stream_still_hides_the_usage_chunk(oai, sink, oracle, monkeypatch) -> None:
+    """A stream the tap cannot reach (another SDK shape): the parsed usage chunk is hidden instead."""
+    import otel_margin.streams
+
+    monkeypatch.setattr(otel_margin.streams, "tap_events", lambda *args: False)
+    kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    bare = list(CHAT.create.__wrapped__(oai.chat.completions, stream_options={"include_usage": True}, **kwargs))
+    ours = list(oai.chat.completions.create(**kwargs))
+    assert_same_chunks(ours, bare[:-1])
+    check_exact_usage(sink, oracle, bare)
+
+
+def test_tap_leaves_other_streams_alone() -> None:
+    from otel_margin.streams import tap_events
+
+    def take(data: str) -> Any:
+        return data
+
+    class Started:
+        def __init__(self) -> None:
+            self._iterator = self._gen()
+            next(self._iterator)
+
+        def _gen(self) -> Any:
+            yield from self._iter_events()
+
+        def _iter_events(self) -> Any:
+            yield from (1, 2)
+
+    started = Started()
+    assert tap_events(started, take, []) is False and "_iter_events" not in vars(started)
+    assert tap_events(object(), take, []) is False
+    assert tap_events(Started.__new__(Started), take, []) is False  # no _iterator at all
 
 
 def test_openai_responses_events_identical(oai, sink) -> None:

@@ -22,3 +22,8 @@ def count(value: Any) -> int | None:
 def text(value: Any) -> str | None:
     """``value`` if it is a non-empty string, else ``None``."""
     return value if isinstance(value, str) and value else None
+
+
+def get(value: Any, name: str) -> Any:
+    """Field ``name`` of a response object or of a wire-JSON dict; ``None`` when absent."""
+    return value.get(name) if type(value) is dict else getattr(value, name, None)

@@ -8,6 +8,8 @@ with empty ``choices`` that we hide from callers who did not ask for it.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Callable, Mapping
 
 from otel_margin.call import LLMCall, Usage
@@ -65,6 +67,9 @@ class ChatCompletions(Endpoint):
     def hidden_chunk(self, call: LLMCall) -> Callable[[Any], bool] | None:
         return _is_usage_only if call.notes.get(_INJECTED) else None
 
+    def hidden_event(self, call: LLMCall) -> Callable[[str], Any] | None:
+        return _usage_only_event if call.notes.get(_INJECTED) else None
+
 
 def _is_omitted(value: Any) -> bool:
     return type(value).__name__ in ("Omit", "NotGiven")
@@ -75,6 +80,23 @@ def _is_usage_only(chunk: Any) -> bool:
     return getattr(chunk, "usage", None) is not None and not getattr(chunk, "choices", None)
 
 
+_NO_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
+
+
+def _usage_only_event(data: str) -> Any:
+    """The usage chunk ``include_usage`` adds, as wire JSON (a dict); ``None`` for any other event."""
+    if _NO_CHOICES.search(data) is None:
+        return None
+    try:
+        event = json.loads(data)
+    except (ValueError, RecursionError):
+        return None  # the SDK meets the same text and decides
+    # What _is_usage_only hides once parsed: usage, and no choices (a malformed usage included).
+    if type(event) is dict and not event.get("choices") and event.get("usage") is not None:
+        return event
+    return None
+
+
 class ChatStreamObserver(StreamObserver):
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -82,8 +104,11 @@ class ChatStreamObserver(StreamObserver):
 
     def observe(self, call: LLMCall, chunk: Any) -> None:
         if call.response_model is None:
-            call.response_model = fields.text(getattr(chunk, "model", None))
-            call.response_id = fields.text(getattr(chunk, "id", None))
+            call.response_model = fields.text(fields.get(chunk, "model"))
+            call.response_id = fields.text(fields.get(chunk, "id"))
+        if type(chunk) is dict:  # the usage chunk, taken off the wire before the SDK parsed it
+            call.usage = chat_usage(chunk.get("usage"))
+            return
         choices = getattr(chunk, "choices", None)
         for choice in fields.items(choices):
             delta = getattr(choice, "delta", None)
@@ -101,11 +126,37 @@ class ChatStreamObserver(StreamObserver):
         if usage is not None:
             call.usage = chat_usage(usage)
 
+    def read(self, call: LLMCall, chunks: list[Any]) -> None:
+        last = chunks[-1]
+        if type(last) is dict and call.usage is None:
+            # The usage chunk ended the stream: its usage is exact, so the text (kept only to
+            # estimate tokens) is not needed; the finish reasons are in the last chunks.
+            self.observe(call, last)
+            if call.usage is not None:
+                self._read_finish_reasons(chunks, _choice_count(call))
+                return
+        super().read(call, chunks)
+
+    def _read_finish_reasons(self, chunks: list[Any], choices: int) -> None:
+        reasons = self.finish_reasons
+        for chunk in reversed(chunks):
+            if len(reasons) >= choices:
+                return
+            for choice in fields.items(fields.get(chunk, "choices")):
+                reason = fields.text(getattr(choice, "finish_reason", None))
+                if reason:
+                    reasons.setdefault(getattr(choice, "index", 0) or 0, reason)
+
     def finish(self, call: LLMCall) -> None:
         call.finish_reasons = tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons))
 
     def text(self) -> str:
         return "".join(self.parts)
+
+
+def _choice_count(call: LLMCall) -> int:
+    n = call.params.get("n")
+    return n if type(n) is int and n > 0 else 1
 
 
 class Responses(Endpoint):
@@ -170,12 +221,13 @@ class Embeddings(Endpoint):
 
 def chat_usage(usage: Any) -> Usage | None:
     """Chat Completions usage in semantic-convention terms; ``None`` when it is unusable."""
-    prompt = fields.count(getattr(usage, "prompt_tokens", None))
-    completion = fields.count(getattr(usage, "completion_tokens", None))
+    get = fields.get
+    prompt = fields.count(get(usage, "prompt_tokens"))
+    completion = fields.count(get(usage, "completion_tokens"))
     if prompt is None or completion is None:
         return None
-    cached = fields.count(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)) or 0
-    reasoning = fields.count(getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)) or 0
+    cached = fields.count(get(get(usage, "prompt_tokens_details"), "cached_tokens")) or 0
+    reasoning = fields.count(get(get(usage, "completion_tokens_details"), "reasoning_tokens")) or 0
     return Usage(
         input_tokens=prompt,
         output_tokens=completion,
