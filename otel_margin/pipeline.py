@@ -387,10 +387,11 @@ class CallFlow:
         self.done = True
         self.call.duration_s = time.perf_counter() - self.started
         end_ns = time.time_ns()
-        if not self.owned:
-            # A peer's span ends the moment we return: it must carry our attributes now.
-            self._account(response, error, read, stream)
-            self._emit(error, end_ns)
+        if not self.owned or stream:
+            # A peer's span ends the moment we return: it must carry our attributes now. A stream
+            # ends after the caller's last chunk, and finishing it here costs the caller less than
+            # handing its chunks to another thread (benchmarks/README.md, "Where the work runs").
+            self._finish(response, error, read, stream, end_ns)
         elif "margin_record" in pm.hooks_in_use():
             # Record hooks (cache stores, spend) must have seen this call before the next one begins.
             self._account(response, error, read, stream)

@@ -8,6 +8,7 @@ exhaustion, ``break`` + ``close()``, context exit, garbage collection, or error.
 from __future__ import annotations
 
 import inspect
+import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 import wrapt
@@ -36,17 +37,20 @@ def tap_events(stream: Any, take: Callable[[str], Any] | None, taken: list[Any])
     replacement that passes every other event through unchanged. False when ``take`` is None
     or the stream is not of that shape or already started: then nothing was changed.
     """
-    events = getattr(stream, "_iter_events", None)
+    events = getattr(getattr(stream, "_iter_events", None), "__func__", None)
     if take is None or events is None or not _unstarted(getattr(stream, "_iterator", None)):
         return False
+    # The replacement lives on the stream: a strong reference back would make a cycle that
+    # keeps every stream, its response and its buffers alive until the garbage collector runs.
+    owner = weakref.ref(stream)
 
     def tapped() -> Iterator[Any]:
-        for event in events():
+        for event in events(owner()):
             if not _taken(event, take, taken):
                 yield event
 
     async def atapped() -> AsyncIterator[Any]:
-        async for event in events():
+        async for event in events(owner()):
             if not _taken(event, take, taken):
                 yield event
 
