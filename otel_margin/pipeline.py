@@ -6,7 +6,8 @@ Everything else — the call record, the guardrail hooks, pricing, the span, str
 here, once, for every provider.
 
 The caller waits only for the span's start, the guardrails and the provider; the rest of
-the call's telemetry is finished on the finisher thread (:mod:`otel_margin.finisher`).
+a non-streaming call's telemetry is finished on the finisher thread (:mod:`otel_margin.finisher`),
+a stream's when it ends, on the thread that consumed it.
 
 Safety rules kept here: the user's call never sees our errors (they are logged at debug
 level and counted); the provider's errors reach the user unchanged; a blocked call raises
@@ -249,7 +250,8 @@ class CallFlow:
     The caller's thread does only what must happen during the call: open the span, run the
     guardrails, note the chunks of a stream and the end time. Reading usage, pricing, the
     record hooks, the span's attributes and end, and the metrics run on the finisher thread
-    (:mod:`otel_margin.finisher`), so the caller does not wait for them.
+    (:mod:`otel_margin.finisher`), so the caller does not wait for them — except for a stream,
+    finished where its last chunk was read (its chunks must not outlive it, see ``_end``).
     """
 
     __slots__ = ("endpoint", "settings", "call", "span", "owned", "started", "cached", "done",

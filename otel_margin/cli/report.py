@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -79,12 +80,17 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(_plain(report), indent=2)
 
 
+_PIPE_WIDTH = 160
+
+
 def print_tables(report: dict[str, Any]) -> None:
     """The report as rich tables."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console = Console(width=_PIPE_WIDTH)  # a pipe or a CI log: room for every column
     span = report["range"]
     console.print(f"[bold]Gross margin[/bold] {span['start']} .. {span['end']}"
                   + (f"  feature={span['feature']}" if span["feature"] else "")
