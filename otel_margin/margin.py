@@ -141,12 +141,7 @@ def margin_by(
     rows = _run(client, "margin_by_level_query", database, _parameters(level, start, end, feature, allocate_by))
     return [
         MarginRow(
-            key=row["key"],
-            calls=row["calls"],
-            unpriced_calls=row["unpriced_calls"],
-            revenue_usd=row["revenue_usd"],
-            cost_usd=row["cost_usd"],
-            margin_usd=row["margin_usd"],
+            **_shared_fields(row),
             margin_pct=row["margin_pct"],
         )
         for row in rows
@@ -174,12 +169,7 @@ def daily_margin(
     return [
         DailyMarginRow(
             day=row["day"],
-            key=row["key"],
-            calls=row["calls"],
-            unpriced_calls=row["unpriced_calls"],
-            revenue_usd=row["revenue_usd"],
-            cost_usd=row["cost_usd"],
-            margin_usd=row["margin_usd"],
+            **_shared_fields(row),
             margin_pct=margin_pct(row["revenue_usd"], row["cost_usd"]),
             margin_3d_usd=row["revenue_3d_usd"] - row["cost_3d_usd"],
             margin_3d_pct=margin_pct(row["revenue_3d_usd"], row["cost_3d_usd"]),
@@ -211,12 +201,7 @@ def weekly_margin(
     return [
         WeeklyMarginRow(
             week=row["week"],
-            key=row["key"],
-            calls=row["calls"],
-            unpriced_calls=row["unpriced_calls"],
-            revenue_usd=row["revenue_usd"],
-            cost_usd=row["cost_usd"],
-            margin_usd=row["margin_usd"],
+            **_shared_fields(row),
             margin_pct=margin_pct(row["revenue_usd"], row["cost_usd"]),
             margin_4w_avg_usd=_divide(row["revenue_4w_usd"] - row["cost_4w_usd"], row["weeks_4w"]),
             margin_4w_pct=margin_pct(row["revenue_4w_usd"], row["cost_4w_usd"]),
@@ -291,6 +276,11 @@ def margin_pct(revenue_usd: Decimal, cost_usd: Decimal) -> Decimal | None:
 # --- running queries -------------------------------------------------------------------------
 
 _SCALE = Decimal(1).scaleb(-12)
+
+
+def _shared_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The fields every margin row takes from its query row as they are."""
+    return {name: row[name] for name in ("key", "calls", "unpriced_calls", "revenue_usd", "cost_usd", "margin_usd")}
 
 
 def _parameters(

@@ -221,33 +221,26 @@ class Embeddings(Endpoint):
 
 def chat_usage(usage: Any) -> Usage | None:
     """Chat Completions usage in semantic-convention terms; ``None`` when it is unusable."""
-    get = fields.get
-    prompt = fields.count(get(usage, "prompt_tokens"))
-    completion = fields.count(get(usage, "completion_tokens"))
-    if prompt is None or completion is None:
-        return None
-    cached = fields.count(get(get(usage, "prompt_tokens_details"), "cached_tokens")) or 0
-    reasoning = fields.count(get(get(usage, "completion_tokens_details"), "reasoning_tokens")) or 0
-    return Usage(
-        input_tokens=prompt,
-        output_tokens=completion,
-        cache_read_tokens=min(cached, prompt),
-        reasoning_tokens=min(reasoning, completion),
-    )
+    return _usage(usage, "prompt", "completion")
 
 
 def responses_usage(usage: Any) -> Usage | None:
     """Responses API usage in semantic-convention terms; ``None`` when it is unusable."""
-    input_tokens = fields.count(getattr(usage, "input_tokens", None))
-    output_tokens = fields.count(getattr(usage, "output_tokens", None))
+    return _usage(usage, "input", "output")
+
+
+def _usage(usage: Any, input_: str, output: str) -> Usage | None:
+    """Both APIs count cached input inside input and reasoning inside output; only names differ."""
+    get = fields.get
+    input_tokens = fields.count(get(usage, f"{input_}_tokens"))
+    output_tokens = fields.count(get(usage, f"{output}_tokens"))
     if input_tokens is None or output_tokens is None:
         return None
-    cached = fields.count(getattr(getattr(usage, "input_tokens_details", None), "cached_tokens", None)) or 0
-    reasoning = fields.count(getattr(getattr(usage, "output_tokens_details", None), "reasoning_tokens", None)) or 0
+    cached = fields.count(get(get(usage, f"{input_}_tokens_details"), "cached_tokens")) or 0
+    reasoning = fields.count(get(get(usage, f"{output}_tokens_details"), "reasoning_tokens")) or 0
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cache_read_tokens=min(cached, input_tokens),
         reasoning_tokens=min(reasoning, output_tokens),
     )
-
