@@ -280,11 +280,13 @@ class CallFlow:
         Raises only :class:`~otel_margin.guardrails.MarginLimitExceeded` (a blocked call).
         """
         try:
-            flow = cls(endpoint, settings, _new_call(endpoint, settings, kwargs))
-            flow.span, flow.owned = settings.telemetry.start_span(flow.call)
+            call = _new_call(endpoint, settings, kwargs)
+            span, owned = settings.telemetry.start_span(call)
         except Exception:  # noqa: BLE001 - our failure: the call proceeds uninstrumented
             _internal_error(settings, "begin")
             return None
+        flow = cls(endpoint, settings, call)
+        flow.span, flow.owned = span, owned
         try:
             endpoint.prepare(flow.call, settings)
             if flow.call.stream:
@@ -364,7 +366,7 @@ class CallFlow:
                 if not self.observe(chunk):
                     yield chunk
         except GeneratorExit:
-            raise  # the caller stopped iterating; close() or garbage collection ends the flow
+            raise  # the caller stopped iterating; close(), context exit or the flow's collection ends it
         except BaseException as error:
             self.end_stream(error)
             raise
@@ -381,6 +383,11 @@ class CallFlow:
         except Exception:  # noqa: BLE001
             _internal_error(self.settings, "stream_end")
             self.done = True
+
+    def __del__(self) -> None:
+        # Nothing can feed the call any more: its stream, proxy and iterators are all gone.
+        if not self.done:
+            self.end_stream()
 
     def _end(self, response: Any, error: BaseException | None, *, read: bool = False, stream: bool = False) -> None:
         """The call is over: note when, and have it finished — off the caller's thread when we can."""

@@ -2,7 +2,10 @@
 
 Each proxy is a ``wrapt.ObjectProxy``: ``isinstance(s, openai.Stream)`` stays true and
 every attribute the caller uses reaches the real object. The span ends exactly once: on
-exhaustion, ``break`` + ``close()``, context exit, garbage collection, or error.
+exhaustion, ``break`` + ``close()``, context exit, garbage collection, or error. Garbage
+collection is the flow's own (``CallFlow.__del__``), not the proxy's: in
+``for chunk in client.chat.completions.create(stream=True)`` the proxy is gone before the
+first chunk, and only the iterator it returned still feeds the call.
 """
 
 from __future__ import annotations
@@ -133,11 +136,6 @@ class StreamProxy(wrapt.ObjectProxy):
         finally:
             self._self_flow.end_stream()
 
-    def __del__(self) -> None:
-        flow = getattr(self, "_self_flow", None)
-        if flow is not None:
-            flow.end_stream()
-
 
 class AsyncStreamProxy(wrapt.ObjectProxy):
     """An async provider stream that feeds each chunk to the call flow."""
@@ -189,11 +187,6 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
 
     async def aclose(self) -> None:
         await self.close()
-
-    def __del__(self) -> None:
-        flow = getattr(self, "_self_flow", None)
-        if flow is not None:
-            flow.end_stream()
 
 
 class StreamManagerProxy(wrapt.ObjectProxy):

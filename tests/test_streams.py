@@ -316,6 +316,38 @@ def test_garbage_collection_ends_abandoned_stream(oai, sink, records, no_double_
     assert span.attributes["margin.usage.source"] == "estimated"
 
 
+@pytest.mark.parametrize("make", ["chat", "chat-raw", "responses", "anthropic"])
+def test_loop_over_an_unnamed_stream_ends_at_its_end(oai, ant, sink, records, make, no_double_end) -> None:
+    """``for chunk in client....create(stream=True)``: nothing holds the stream but the loop's iterator."""
+    if make == "chat":
+        make_stream = lambda: oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)  # noqa: E731
+    elif make == "chat-raw":
+        make_stream = lambda: oai.chat.completions.with_raw_response.create(  # noqa: E731
+            model="gpt-4o-mini", messages=MESSAGES, stream=True).parse()
+    elif make == "responses":
+        make_stream = lambda: oai.responses.create(model="gpt-4o-mini", input="Hi", stream=True)  # noqa: E731
+    else:
+        make_stream = lambda: ant.messages.create(  # noqa: E731
+            model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES, stream=True)
+    seen = 0
+    for _chunk in make_stream():
+        seen += 1
+        assert sink.llm_spans() == []  # open while the caller still reads
+    span = sink.one_llm_span()
+    assert seen > 2 and len(records.calls) == 1
+    assert span.attributes["margin.usage.source"] == "provider"
+    assert span.attributes["gen_ai.usage.output_tokens"] > 0
+
+
+async def test_async_loop_over_an_unnamed_stream_ends_at_its_end(aoai, sink, records) -> None:
+    seen = 0
+    async for _chunk in await aoai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
+        seen += 1
+        assert sink.llm_spans() == []
+    assert seen > 2 and len(records.calls) == 1
+    assert sink.one_llm_span().attributes["margin.usage.source"] == "provider"
+
+
 def test_never_iterated_stream_ends_on_gc(oai, sink, records) -> None:
     stream = _chat_stream(oai)
     del stream
