@@ -5,9 +5,9 @@ its request and its response) and wrap it with :func:`sync_wrapper` / :func:`asy
 Everything else — the call record, the guardrail hooks, pricing, the span, streams — is
 here, once, for every provider.
 
-The caller waits only for the span's start, the guardrails and the provider; the rest of
-a non-streaming call's telemetry is finished on the finisher thread (:mod:`otel_margin.finisher`),
-a stream's when it ends, on the thread that consumed it.
+The caller waits only for the span's start, the guardrails and the provider (and, for a
+stream, reading its chunks when it ends); the rest of the call's telemetry is finished on
+the finisher thread (:mod:`otel_margin.finisher`).
 
 Safety rules kept here: the user's call never sees our errors (they are logged at debug
 level and counted); the provider's errors reach the user unchanged; a blocked call raises
@@ -129,13 +129,15 @@ class Endpoint:
         """
         return None
 
-    def hidden_event(self, call: LLMCall) -> Callable[[str], Any] | None:
-        """A reader of raw stream events (the SSE ``data`` text) that takes the ones to hide.
+    def tap_event(self, call: LLMCall) -> Callable[[str], Any] | None:
+        """A reader of raw stream events (the SSE ``data`` text), run before the SDK parses each.
 
-        It returns the event parsed (handed to the stream observer like a chunk) to take it,
-        ``None`` to let the SDK parse it as usual. A taken event costs the SDK nothing; when the
-        stream cannot be tapped this way, :meth:`hidden_chunk` hides the parsed chunk instead.
-        Runs on the caller's thread for every event and must never raise.
+        It returns ``None`` to let the SDK parse the event as usual, a string to have it parse
+        that instead (to undo what an injected option added), or anything else to take the
+        event: the SDK never parses it, and the observer reads what was returned like a chunk.
+        When the stream cannot be tapped (:func:`~otel_margin.streams.tap_events`),
+        :meth:`hidden_chunk` hides the parsed chunk instead. Runs on the caller's thread for
+        every event and must never raise.
         """
         return None
 
@@ -250,8 +252,8 @@ class CallFlow:
     The caller's thread does only what must happen during the call: open the span, run the
     guardrails, note the chunks of a stream and the end time. Reading usage, pricing, the
     record hooks, the span's attributes and end, and the metrics run on the finisher thread
-    (:mod:`otel_margin.finisher`), so the caller does not wait for them — except for a stream,
-    finished where its last chunk was read (its chunks must not outlive it, see ``_end``).
+    (:mod:`otel_margin.finisher`), so the caller does not wait for them. A stream's chunks are
+    read where the stream ends, so that they do not outlive it (see ``_end``).
     """
 
     __slots__ = ("endpoint", "settings", "call", "span", "owned", "started", "cached", "done",
@@ -325,7 +327,7 @@ class CallFlow:
 
                 if self.hide is not None:
                     # The SDK then never parses nor yields those events; ``hide`` stays as a backstop.
-                    tap_events(result, self.endpoint.hidden_event(self.call), self.pending)
+                    tap_events(result, self.endpoint.tap_event(self.call), self.pending)
                 return wrap_stream(result, self)
             self._end(result, None, read=True)
         except Exception:  # noqa: BLE001
@@ -396,12 +398,15 @@ class CallFlow:
         self.done = True
         self.call.duration_s = time.perf_counter() - self.started
         end_ns = time.time_ns()
-        if not self.owned or stream:
-            # A peer's span ends the moment we return: it must carry our attributes now. A stream
-            # ends after the caller's last chunk, and finishing it here costs the caller less than
-            # handing its chunks to another thread (benchmarks/README.md, "Where the work runs").
+        if not self.owned:
+            # A peer's span ends the moment we return: it must carry our attributes now.
             self._finish(response, error, read, stream, end_ns)
-        elif "margin_record" in pm.hooks_in_use():
+            return
+        if stream:
+            # Chunks must not outlive their call (benchmarks/README.md, "Where the work runs"):
+            # read them here; the finisher gets the record.
+            self._read_pending()
+        if "margin_record" in pm.hooks_in_use():
             # Record hooks (cache stores, spend) must have seen this call before the next one begins.
             self._account(response, error, read, stream)
             FINISHER.submit(lambda: self._emit(error, end_ns))

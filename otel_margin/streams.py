@@ -32,16 +32,19 @@ def wrap_stream(stream: Any, flow: "CallFlow") -> Any:
     return flow.succeed(stream)
 
 
-def tap_events(stream: Any, take: Callable[[str], Any] | None, taken: list[Any]) -> bool:
-    """Have an SDK stream hand the events ``take`` recognises to ``taken`` before it parses them.
+def tap_events(stream: Any, tap: Callable[[str], Any] | None, taken: list[Any]) -> bool:
+    """Have ``tap`` read each server-sent event of an SDK stream before the SDK parses it.
 
     The SDK's stream (``openai``'s and ``anthropic``'s alike) pulls server-sent events from its
     ``_iter_events()`` when first iterated; an unstarted stream gets an instance-level
-    replacement that passes every other event through unchanged. False when ``take`` is None
-    or the stream is not of that shape or already started: then nothing was changed.
+    replacement that calls ``tap`` with each event's ``data`` text. ``tap`` returns ``None`` to
+    leave the event as it is, a string to hand the SDK that data instead, or anything else
+    to take the event: the SDK never sees it, and what ``tap`` returned goes to ``taken``.
+    False when ``tap`` is None or the stream is not of that shape or already started: then
+    nothing was changed.
     """
     events = getattr(getattr(stream, "_iter_events", None), "__func__", None)
-    if take is None or events is None or not _unstarted(getattr(stream, "_iterator", None)):
+    if tap is None or events is None or not _unstarted(getattr(stream, "_iterator", None)):
         return False
     # The replacement lives on the stream: a strong reference back would make a cycle that
     # keeps every stream, its response and its buffers alive until the garbage collector runs.
@@ -49,25 +52,30 @@ def tap_events(stream: Any, take: Callable[[str], Any] | None, taken: list[Any])
 
     def tapped() -> Iterator[Any]:
         for event in events(owner()):
-            if not _taken(event, take, taken):
+            event = _tapped(event, tap, taken)
+            if event is not None:
                 yield event
 
     async def atapped() -> AsyncIterator[Any]:
         async for event in events(owner()):
-            if not _taken(event, take, taken):
+            event = _tapped(event, tap, taken)
+            if event is not None:
                 yield event
 
     stream._iter_events = atapped if inspect.isasyncgenfunction(events) else tapped
     return True
 
 
-def _taken(event: Any, take: Callable[[str], Any], taken: list[Any]) -> bool:
+def _tapped(event: Any, tap: Callable[[str], Any], taken: list[Any]) -> Any:
+    """The event for the SDK to parse (``event``, or a copy with new data), or ``None`` if taken."""
     data = getattr(event, "data", None)
-    parsed = take(data) if type(data) is str else None
-    if parsed is None:
-        return False
-    taken.append(parsed)
-    return True
+    result = tap(data) if type(data) is str else None
+    if result is None:
+        return event
+    if type(result) is str:
+        return type(event)(event=event.event, data=result, id=event.id, retry=event.retry)
+    taken.append(result)
+    return None
 
 
 def _unstarted(iterator: Any) -> bool:

@@ -20,7 +20,7 @@ import openai.resources.embeddings
 import openai.resources.chat.completions.completions
 import openai.resources.responses.responses
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from otel_margin.call import Attribution, LLMCall, Usage
@@ -365,24 +365,33 @@ wire_values = st.recursive(
         st.sampled_from(["choices", "usage", "model", "id"]), wire_values, max_size=4),
         st.sampled_from([(",", ":"), (", ", ": "), (" , ", " :  ")])),
 ))
-def test_usage_event_reader_takes_exactly_what_the_chunk_test_hides(data) -> None:
-    """On any event text: the raw reader never raises, and takes an event exactly when the SDK's
-    parsed chunk of it would be hidden (usage present, no choices)."""
+@example(data='{"id":"c","choices":[{"index":0,"delta":{"content":"x"}}],"usage":null}')
+@example(data='{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}')
+def test_chat_event_tap_takes_exactly_what_the_chunk_test_hides(data) -> None:
+    """On any event text the tap never raises; it takes an event exactly when the SDK's parsed
+    chunk of it would be hidden (usage present, no choices), and rewrites one only to drop the
+    ``"usage":null`` that ``include_usage`` adds to every chunk."""
     call = new_call(ChatCompletions())
     call.notes["include_usage_injected"] = True
-    take = ChatCompletions().hidden_event(call)
-    taken = take(data)
+    tap = ChatCompletions().tap_event(call)
+    result = tap(data)
     try:
         event = json.loads(data)
     except ValueError:
         event = None
     expected = type(event) is dict and "choices" in event and event["choices"] in ([], None, {}, "", 0, False) \
         and event.get("usage") is not None
-    if taken is not None:
-        assert taken == event and expected
+    if type(result) is str:
+        assert data.endswith(',"usage":null}') and result == data[: -len(',"usage":null}')] + "}"
+        if type(event) is dict:
+            assert event["usage"] is None and json.loads(result) == {k: v for k, v in event.items() if k != "usage"}
+        return
+    assert not data.endswith(',"usage":null}')
+    if result is not None:
+        assert result == event and expected
     elif expected and event["choices"] == []:
         raise AssertionError(f"an injected usage event was not taken: {data!r}")
     # Whatever is taken, the observer reads without raising; usage is exact or absent.
     observer = ChatCompletions().stream_observer(call)
-    observer.read(call, [taken if taken is not None else data])
+    observer.read(call, [result if result is not None else data])
     assert valid_usage(call.usage)

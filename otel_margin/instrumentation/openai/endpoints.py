@@ -67,8 +67,8 @@ class ChatCompletions(Endpoint):
     def hidden_chunk(self, call: LLMCall) -> Callable[[Any], bool] | None:
         return _is_usage_only if call.notes.get(_INJECTED) else None
 
-    def hidden_event(self, call: LLMCall) -> Callable[[str], Any] | None:
-        return _usage_only_event if call.notes.get(_INJECTED) else None
+    def tap_event(self, call: LLMCall) -> Callable[[str], Any] | None:
+        return _tap_injected if call.notes.get(_INJECTED) else None
 
 
 def _is_omitted(value: Any) -> bool:
@@ -78,6 +78,22 @@ def _is_omitted(value: Any) -> bool:
 def _is_usage_only(chunk: Any) -> bool:
     """The usage chunk ``include_usage`` adds: usage and no choices."""
     return getattr(chunk, "usage", None) is not None and not getattr(chunk, "choices", None)
+
+
+_NULL_USAGE = ',"usage":null}'
+"""How every chunk ends once ``include_usage`` is asked for: the key is the object's last."""
+
+
+def _tap_injected(data: str) -> Any:
+    """What the tap does with a chat stream event when we injected ``include_usage``.
+
+    The usage event is taken (:func:`_usage_only_event`); any other event loses the
+    ``"usage":null`` the option adds to every chunk, so the caller's chunks are those it would
+    get without us (``to_dict()`` included), and the SDK does not parse a field per chunk.
+    """
+    if data.endswith(_NULL_USAGE):
+        return data[: -len(_NULL_USAGE)] + "}"
+    return _usage_only_event(data)
 
 
 _NO_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
