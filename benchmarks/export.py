@@ -13,10 +13,11 @@ a real ``TracerProvider`` + ``BatchSpanProcessor`` into the exporter and reports
   in the noise of a shared machine. In chDB mode the engine runs in-process, so its insert
   work (and opening chDB for each drain) counts; over HTTP the server is another process
   and does not count;
-* that cost as a share of two denominators, the issue's "CPU cost of producing the spans":
+* that cost as a share of three readings of the issue's "CPU cost of producing the spans":
   (a) producing the span alone (the exact attribute set of a real instrumented call, copied
-  once from one), and (b) the whole instrumented ``openai`` chat call through the
-  in-process stand-in (SDK, instrumentation, guardrails, span).
+  once from one), (b) the whole instrumented ``openai`` chat call through the in-process
+  stand-in (SDK, instrumentation, guardrails, span), and (c) what otel-margin itself spends
+  producing a call's span: (b) less the same call bare, paired in alternating rounds.
 
 Sources: ``spans`` emits ``--spans`` spans with that attribute set as fast as it can;
 ``calls`` makes ``--calls`` real instrumented calls, each ending its LLM span. Each target
@@ -28,6 +29,8 @@ delay (5 s). Prints figures only; no thresholds. ``python benchmarks/export.py -
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import sys
 import tempfile
 import threading
@@ -112,13 +115,25 @@ def emit_spans(provider: TracerProvider, count: int, template: dict[str, Any]) -
             pass
 
 
-def make_calls(provider: TracerProvider, count: int) -> None:
-    """``count`` real instrumented chat calls through the in-process stand-in."""
-    with instrumented(provider):
+def make_calls(provider: TracerProvider, count: int, instrument: bool = True) -> None:
+    """``count`` real chat calls through the in-process stand-in, instrumented unless told not to."""
+    with instrumented(provider) if instrument else contextlib.nullcontext():
         client = openai_client(in_process_transport())
         for i in range(count):
             with attribute(feature=f"feature-{i % FEATURES}", customer=f"customer-{i % CUSTOMERS}", tier="pro"):
                 client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+
+def instrumentation_cpu(count: int, rounds: int = 5) -> float:
+    """(c) µs: what otel-margin itself spends on a call, span included (an instrumented call's
+    producing CPU less a bare call's): the median over ``rounds`` alternating pairs of runs."""
+    per_round = max(count // rounds, 1)
+    differences = []
+    for _ in range(rounds):
+        bare = run(_NoOpExporter(), lambda p: make_calls(p, per_round, instrument=False), per_round)["produce"]
+        ours = run(_NoOpExporter(), lambda p: make_calls(p, per_round), per_round)["produce"]
+        differences.append((ours - bare) / per_round * 1e6)
+    return statistics.median(differences)
 
 
 def producer_cpu() -> float:
@@ -179,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = {source: run(_NoOpExporter(), produce, count) for source, (count, produce) in sources.items()}
     per_span = baseline["spans"]["produce"] / args.spans * 1e6
     per_call = baseline["calls"]["produce"] / args.calls * 1e6
+    own = instrumentation_cpu(args.calls)
     memory = InMemorySpanExporter()
     warm_provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
     warm_provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -237,17 +253,20 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title=f"otel-margin ClickHouse exporter: throughput and CPU per span "
                         f"(drain_interval {args.drain_interval:g} s)")
     for column in ("target", "source", "rows committed", "spans/s (end → committed)", "inserts",
-                   "process CPU s", "exporter CPU µs/span", "vs (a) span production", "vs (b) instrumented call"):
+                   "process CPU s", "exporter CPU µs/span", "vs (a) span production", "vs (b) instrumented call",
+                   "vs (c) otel-margin per call"):
         table.add_column(column, justify="right")
     for r in results:
         table.add_row(r["target"], f"{r['source']} ×{r['count']}", str(r["rows"]), f"{r['rows'] / r['wall']:,.0f}",
                       str(r["inserts"]), f"{r['cpu']:.2f}", f"{r['exporter_us']:.1f}", f"{r['exporter_us'] / per_span:.0%}",
-                      f"{r['exporter_us'] / per_call:.1%}")
+                      f"{r['exporter_us'] / per_call:.1%}", f"{r['exporter_us'] / own:.0%}")
     console.print(table)
     console.print(f"(a) producing one LLM span ({len(template)} attributes, as a real call sets them): "
                   f"{per_span:.1f} µs CPU")
     console.print(f"(b) one instrumented openai chat call through the in-process stand-in (SDK, instrumentation, "
                   f"finisher): {per_call:.1f} µs CPU")
+    console.print(f"(c) what otel-margin itself spends producing one call's span (an instrumented call less a bare "
+                  f"one, median of 5 alternating rounds): {own:.1f} µs CPU")
     console.print("exporter CPU = process CPU outside the producing threads (main while producing, finisher), "
                   "less the same in the run into a no-op exporter: "
                   f"spans {baseline['spans']['rest'] / args.spans * 1e6:.1f} µs/span, "

@@ -24,8 +24,8 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
   warning level and counted in the ``margin.export.dropped`` metric (unit ``{span}``).
 
 Rows travel as :data:`~otel_margin.exporters.rows.FORMAT` text built once per batch
-(:mod:`otel_margin.exporters.rows`) and are inserted with ``raw_insert``; the spool stores
-the same bytes. ``export()`` never raises. The exporter's own ClickHouse traffic is not traced.
+(:mod:`otel_margin.exporters.rows`); the spool stores the same bytes, and ``raw_insert``
+sends them behind a line of column names (:data:`~otel_margin.exporters.rows.INSERT_FORMAT`). ``export()`` never raises. The exporter's own ClickHouse traffic is not traced.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_margin.attributes import METRIC_EXPORT_DROPPED
-from otel_margin.exporters.rows import COLUMN_NAMES, FORMAT, TABLE, encode_rows, span_to_row
+from otel_margin.exporters.rows import COLUMN_NAMES, INSERT_FORMAT, TABLE, encode_rows, insert_block, span_to_row
 from otel_margin.exporters.spool import Spool, SpoolCorruption, SpooledBatch
 from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, open_client
 from otel_margin.schema import quote_identifier
@@ -283,19 +283,19 @@ class ClickHouseSpanExporter(SpanExporter):
 
     def _insert(self, client: Any, columns: Sequence[str], body: bytes, token: str) -> None:
         self._ensure_schema(client)
-        # Over HTTP the body is compressed as clickhouse-connect would compress its own inserts.
+        block = insert_block(columns, body)
+        # Over HTTP the block is compressed as clickhouse-connect would compress its own inserts.
         compression = getattr(client, "write_compression", None)
         if self.config.embedded or compression not in ("lz4", "zstd"):
             compression = None
         else:
             from clickhouse_connect.driver.compression import get_compressor
 
-            body = get_compressor(compression).compress_block(body)
+            block = get_compressor(compression).compress_block(block)
         client.raw_insert(
             self._table,
-            column_names=list(columns),
-            insert_block=body,
-            fmt=FORMAT,
+            insert_block=block,
+            fmt=INSERT_FORMAT,
             compression=compression,
             settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
         )
