@@ -25,7 +25,8 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
 
 Rows travel as :data:`~otel_margin.exporters.rows.FORMAT` text built once per batch
 (:mod:`otel_margin.exporters.rows`); the spool stores the same bytes, and ``raw_insert``
-sends them behind a line of column names (:data:`~otel_margin.exporters.rows.INSERT_FORMAT`). ``export()`` never raises. The exporter's own ClickHouse traffic is not traced.
+sends them behind a line of column names (:data:`~otel_margin.exporters.rows.INSERT_FORMAT`).
+``export()`` never raises. The exporter's own ClickHouse traffic is not traced.
 """
 
 from __future__ import annotations

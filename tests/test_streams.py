@@ -343,6 +343,16 @@ def test_loop_over_an_unnamed_stream_ends_at_its_end(oai, ant, sink, records, ma
     assert span.attributes["gen_ai.usage.output_tokens"] > 0
 
 
+def test_streaming_response_never_parsed_ends_on_gc(oai, sink, records, no_double_end) -> None:
+    with oai.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                             stream=True) as response:
+        assert response.http_response.status_code == 200
+    del response
+    gc.collect()
+    span = sink.one_llm_span()
+    assert span.attributes["margin.usage.source"] == "estimated" and len(records.calls) == 1
+
+
 async def test_async_loop_over_an_unnamed_stream_ends_at_its_end(aoai, sink, records) -> None:
     seen = 0
     async for _chunk in await aoai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
