@@ -73,7 +73,10 @@ def _tapped(event: Any, tap: Callable[[str], Any], taken: list[Any]) -> Any:
     if result is None:
         return event
     if type(result) is str:
-        return type(event)(event=event.event, data=result, id=event.id, retry=event.retry)
+        try:
+            return type(event)(event=event.event, data=result, id=event.id, retry=event.retry)
+        except Exception:  # noqa: BLE001 - an event class of another shape: the SDK gets it unchanged
+            return event
     taken.append(result)
     return None
 

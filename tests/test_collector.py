@@ -116,6 +116,13 @@ def test_deploy_files_are_generated_from_the_same_sql():
     assert single == render_script(schema.statements() + schema.collector_statements())
 
 
+def test_deploy_otel_traces_ddl_is_the_collector_one():
+    """The compose init script creates the collector's database, then the same table DDL."""
+    ddl = (COLLECTOR / "otel_traces_table.sql").read_text().rstrip("\n")
+    deploy = (REPO / "deploy" / "clickhouse" / "01-otel-traces.sql").read_text().rstrip("\n")
+    assert deploy == f"CREATE DATABASE IF NOT EXISTS otel;\n\n{ddl};"
+
+
 def test_every_grafana_panel_query_runs_in_the_engine(chdb_client):
     """Grafana's macros replaced by literals; every panel's SQL must run on the real schema."""
     import json
