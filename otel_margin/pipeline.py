@@ -52,6 +52,12 @@ methods (``with_raw_response`` → ``create``) pass straight through."""
 _READ_CHUNKS_EVERY = 256
 """Stream chunks noted before the observer reads them on the caller's thread (memory bound)."""
 
+_READ_EVENTS_EVERY = 4096
+"""Raw events of a tapped stream noted before they are read on the caller's thread (memory bound)."""
+
+_KEEP_CHUNKS = 10_000
+"""Chunks kept whole for ``margin_record`` hooks, at most."""
+
 # OpenLLMetry's instrumentations skip a call when this context key is set.
 _PEER_SUPPRESS_KEY = "suppress_language_model_instrumentation"
 # Wrappers of these modules are peers' LLM instrumentations: when ours is the outer wrapper
@@ -125,7 +131,8 @@ class Endpoint:
     def hidden_chunk(self, call: LLMCall) -> Callable[[Any], bool] | None:
         """A test for stream chunks to hide from the caller (OpenAI's injected usage chunk), or None.
 
-        Runs on the caller's thread for every chunk: keep it to a couple of attribute reads.
+        Runs on the caller's thread for every chunk: keep it to a couple of attribute reads,
+        and it must never raise.
         """
         return None
 
@@ -134,10 +141,12 @@ class Endpoint:
 
         It returns ``None`` to let the SDK parse the event as usual, a string to have it parse
         that instead (to undo what an injected option added), or anything else to take the
-        event: the SDK never parses it, and the observer reads what was returned like a chunk.
-        When the stream cannot be tapped (:func:`~otel_margin.streams.tap_events`),
-        :meth:`hidden_chunk` hides the parsed chunk instead. Runs on the caller's thread for
-        every event and must never raise.
+        event: the SDK never parses it. A tapped stream's observer reads the events' original
+        text, and what the tap took, instead of the parsed chunks: text costs the caller
+        nothing to keep, so it is read on the finisher thread. When the stream cannot be tapped
+        (:func:`~otel_margin.streams.tap_events`), the observer reads the parsed chunks and
+        :meth:`hidden_chunk` hides what the tap would have taken. Runs on the caller's thread
+        for every event and must never raise.
         """
         return None
 
@@ -149,11 +158,13 @@ class Endpoint:
 class StreamObserver:
     """Reads each chunk of a stream, in order; fills the call record when the stream ends.
 
-    Chunks are read in batches after the caller saw them, mostly on the finisher thread.
+    Chunks are read in batches after the caller saw them: where the stream ends, or for a
+    tapped stream (:meth:`Endpoint.tap_event`) on the finisher thread. A tapped stream's
+    "chunks" are its events' raw ``data`` text and the values the tap took.
     """
 
     def observe(self, call: LLMCall, chunk: Any) -> None:
-        """Read ``chunk``."""
+        """Read ``chunk`` (a parsed chunk, or a tapped stream's event text or taken value)."""
 
     def read(self, call: LLMCall, chunks: list[Any]) -> None:
         """Read the next ``chunks``; an observer may skip what the call no longer needs."""
@@ -257,7 +268,7 @@ class CallFlow:
     """
 
     __slots__ = ("endpoint", "settings", "call", "span", "owned", "started", "cached", "done",
-                 "pending", "observer", "chunks", "hide")
+                 "pending", "observer", "chunks", "hide", "tapped")
 
     def __init__(self, endpoint: Endpoint, settings: Settings, call: LLMCall) -> None:
         self.endpoint = endpoint
@@ -274,6 +285,8 @@ class CallFlow:
         self.chunks: list[Any] | None = None
         """Every chunk, kept only when a ``margin_record`` hook will read them."""
         self.hide: Callable[[Any], bool] | None = None
+        self.tapped = False
+        """The stream's raw events, not its chunks, go to ``pending`` (:meth:`Endpoint.tap_event`)."""
 
     @classmethod
     def begin(cls, endpoint: Endpoint, settings: Settings, kwargs: dict) -> "CallFlow | None":
@@ -325,9 +338,9 @@ class CallFlow:
             if self.call.stream:
                 from otel_margin.streams import tap_events, wrap_stream
 
-                if self.hide is not None:
-                    # The SDK then never parses nor yields those events; ``hide`` stays as a backstop.
-                    tap_events(result, self.endpoint.tap_event(self.call), self.pending)
+                # ``hide`` stays as a backstop (an SDK that stopped reading events through
+                # ``_iter_events`` would show what the tap takes).
+                self.tapped = tap_events(result, self.endpoint.tap_event(self.call), self.pending)
                 return wrap_stream(result, self)
             self._end(result, None, read=True)
         except Exception:  # noqa: BLE001
@@ -350,22 +363,33 @@ class CallFlow:
         """
         try:
             pending = self.pending
-            pending.append(chunk)
-            if len(pending) >= _READ_CHUNKS_EVERY:
+            if not self.tapped:
+                pending.append(chunk)
+            if len(pending) >= (_READ_EVENTS_EVERY if self.tapped else _READ_CHUNKS_EVERY):
                 self._read_pending()  # bound the memory of long streams
-            if self.chunks is not None and len(self.chunks) < 10_000:
+            if self.chunks is not None and len(self.chunks) < _KEEP_CHUNKS:
                 self.chunks.append(chunk)
-            hide = self.hide
-            return hide is not None and bool(hide(chunk))
         except Exception:  # noqa: BLE001
             _internal_error(self.settings, "stream")
-            return False
+        hide = self.hide
+        return hide is not None and hide(chunk)
 
     def chunks_of(self, stream: Iterator[Any]) -> Iterator[Any]:
-        """``stream``'s chunks as the caller gets them, each observed first; the flow ends with it."""
+        """``stream``'s chunks as the caller gets them, each noted first; the flow ends with it.
+
+        :meth:`observe`, written out: this loop runs once per chunk on the caller's thread.
+        """
+        pending, kept, hide, note = self.pending, self.chunks, self.hide, not self.tapped
+        every = _READ_CHUNKS_EVERY if note else _READ_EVENTS_EVERY
         try:
             for chunk in stream:
-                if not self.observe(chunk):
+                if note:
+                    pending.append(chunk)
+                if len(pending) >= every:
+                    self._read_pending()  # bound the memory of long streams
+                if kept is not None and len(kept) < _KEEP_CHUNKS:
+                    kept.append(chunk)
+                if hide is None or not hide(chunk):
                     yield chunk
         except GeneratorExit:
             raise  # the caller stopped iterating; close(), context exit or the flow's collection ends it
@@ -403,9 +427,14 @@ class CallFlow:
             self._finish(response, error, read, stream, end_ns)
             return
         if stream:
-            # Chunks must not outlive their call (benchmarks/README.md, "Where the work runs"):
-            # read them here; the finisher gets the record.
-            self._read_pending()
+            if self.tapped:
+                # Raw event text is no work to keep: the finisher reads it. A copy: the tap
+                # holds the list, and a stream read past its end would still append to it.
+                self.pending = self.pending[:]
+            else:
+                # Chunks must not outlive their call (benchmarks/README.md, "Where the work
+                # runs"): read them here; the finisher gets the record.
+                self._read_pending()
         if "margin_record" in pm.hooks_in_use():
             # Record hooks (cache stores, spend) must have seen this call before the next one begins.
             self._account(response, error, read, stream)

@@ -32,16 +32,16 @@ def wrap_stream(stream: Any, flow: "CallFlow") -> Any:
     return flow.succeed(stream)
 
 
-def tap_events(stream: Any, tap: Callable[[str], Any] | None, taken: list[Any]) -> bool:
+def tap_events(stream: Any, tap: Callable[[str], Any] | None, seen: list[Any]) -> bool:
     """Have ``tap`` read each server-sent event of an SDK stream before the SDK parses it.
 
     The SDK's stream (``openai``'s and ``anthropic``'s alike) pulls server-sent events from its
     ``_iter_events()`` when first iterated; an unstarted stream gets an instance-level
     replacement that calls ``tap`` with each event's ``data`` text. ``tap`` returns ``None`` to
     leave the event as it is, a string to hand the SDK that data instead, or anything else
-    to take the event: the SDK never sees it, and what ``tap`` returned goes to ``taken``.
-    False when ``tap`` is None or the stream is not of that shape or already started: then
-    nothing was changed.
+    to take the event: the SDK never sees it. ``seen`` gets, in order, each event's original
+    text, or what ``tap`` returned for an event it took. False when ``tap`` is None or the
+    stream is not of that shape or already started: then nothing was changed.
     """
     events = getattr(getattr(stream, "_iter_events", None), "__func__", None)
     if tap is None or events is None or not _unstarted(getattr(stream, "_iterator", None)):
@@ -49,36 +49,47 @@ def tap_events(stream: Any, tap: Callable[[str], Any] | None, taken: list[Any]) 
     # The replacement lives on the stream: a strong reference back would make a cycle that
     # keeps every stream, its response and its buffers alive until the garbage collector runs.
     owner = weakref.ref(stream)
+    note = seen.append
 
     def tapped() -> Iterator[Any]:
         for event in events(owner()):
-            event = _tapped(event, tap, taken)
-            if event is not None:
+            data = getattr(event, "data", None)
+            result = tap(data) if type(data) is str else None
+            if result is None:
+                note(data)
                 yield event
+            elif type(result) is str:
+                note(data)
+                yield _with_data(event, result)
+            else:
+                note(result)
 
     async def atapped() -> AsyncIterator[Any]:
         async for event in events(owner()):
-            event = _tapped(event, tap, taken)
-            if event is not None:
+            data = getattr(event, "data", None)
+            result = tap(data) if type(data) is str else None
+            if result is None:
+                note(data)
                 yield event
+            elif type(result) is str:
+                note(data)
+                yield _with_data(event, result)
+            else:
+                note(result)
 
     stream._iter_events = atapped if inspect.isasyncgenfunction(events) else tapped
     return True
 
 
-def _tapped(event: Any, tap: Callable[[str], Any], taken: list[Any]) -> Any:
-    """The event for the SDK to parse (``event``, or a copy with new data), or ``None`` if taken."""
-    data = getattr(event, "data", None)
-    result = tap(data) if type(data) is str else None
-    if result is None:
-        return event
-    if type(result) is str:
-        try:
-            return type(event)(event=event.event, data=result, id=event.id, retry=event.retry)
-        except Exception:  # noqa: BLE001 - an event class of another shape: the SDK gets it unchanged
+def _with_data(event: Any, data: str) -> Any:
+    """``event`` carrying ``data`` instead (the SDKs' events keep it in ``_data``), else a copy."""
+    try:
+        event._data = data  # the event is the SDK's own, made for this one read: nobody else holds it
+        if event.data is data:
             return event
-    taken.append(result)
-    return None
+        return type(event)(event=event.event, data=data, id=event.id, retry=event.retry)
+    except Exception:  # noqa: BLE001 - an event class of another shape: the SDK gets it unchanged
+        return event
 
 
 def _unstarted(iterator: Any) -> bool:

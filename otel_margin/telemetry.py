@@ -9,11 +9,15 @@ yields exactly one LLM span, and it carries our attributes.
 
 from __future__ import annotations
 
+import copy
+import threading
+import time
 from decimal import Decimal
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from otel_margin import __version__
 from otel_margin import attributes as attr
@@ -29,6 +33,7 @@ class Telemetry:
 
     def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         self.tracer = trace.get_tracer(SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
+        self._late: LateStart | None = None
         meter = metrics.get_meter(SCOPE, __version__, meter_provider, schema_url=_SCHEMA_URL)
         self.token_usage = meter.create_histogram(
             attr.METRIC_TOKEN_USAGE,
@@ -54,21 +59,29 @@ class Telemetry:
         )
 
     def start_span(self, call: LLMCall) -> tuple[Any, bool]:
-        """Open the call's span; return ``(span, owned)``; ``owned`` is False when enriching a peer's span."""
-        current = trace.get_current_span()
+        """Open the call's span; return ``(span, owned)``; ``owned`` is False when enriching a peer's span.
+
+        On the SDK's tracer the span is planned now (a :class:`PlannedSpan`: its ids and
+        sampling decision) and created by :meth:`finish`, off the caller's thread.
+        """
+        context = otel_context.get_current()
+        current = trace.get_current_span(context)
         if current.is_recording() and _is_peer_llm_span(current):
             return current, False
-        span = self.tracer.start_span(
-            f"{call.operation} {call.request_model}",
-            kind=SpanKind.CLIENT,
-            attributes=sampling_attributes(call),
-        )
-        return span, True
+        name = f"{call.operation} {call.request_model}"
+        attributes = sampling_attributes(call)
+        late = self._late_start()
+        planned = late.plan(name, attributes, context) if late is not None else None
+        if planned is not None:
+            return planned, True
+        return self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes), True
 
     def finish(
         self, call: LLMCall, span: Any, owned: bool, error: BaseException | None = None, end_ns: int | None = None
     ) -> None:
         """Write the call's attributes onto ``span``, end it (at ``end_ns``) if we own it, record metrics."""
+        if type(span) is PlannedSpan:
+            span = self._late.start(span)  # type: ignore[union-attr]
         values = span_attributes(call)
         if owned:
             # What samplers may read went onto the span at start; only the rest is written.
@@ -85,6 +98,16 @@ class Telemetry:
         if owned:
             span.end(end_ns)
         self._record_metrics(call)
+
+    def _late_start(self) -> "LateStart | None":
+        late = self._late
+        if late is None:
+            # A ProxyTracer finds its real tracer once a provider is set: look again until then.
+            tracer = getattr(self.tracer, "_real_tracer", None) or self.tracer
+            late = LateStart.of(tracer)
+            if late is not None:
+                self._late = late
+        return late
 
     def count_internal_error(self, where: str) -> None:
         """Count one of our own failures (never raises)."""
@@ -121,6 +144,116 @@ class Telemetry:
                     attr.MARGIN_COST_STATUS: cost.status,
                 },
             )
+
+
+class PlannedSpan(trace.NonRecordingSpan):
+    """A call's span before it exists: the ids and sampling decision it will have.
+
+    It is the current span during the provider call, so what happens inside (an HTTP
+    client's span, a ``traceparent`` header) points at the span :class:`LateStart` creates.
+    """
+
+    def __init__(self, context: SpanContext, name: str, attributes: dict[str, Any], parent: Any, sampling: Any) -> None:
+        super().__init__(context)
+        self.name = name
+        self.attributes = attributes
+        self.parent = parent
+        self.sampling = sampling
+        self.start_ns = time.time_ns()
+
+
+class LateStart:
+    """Create spans of the SDK's tracer after their call, with ids and sampling decided at its start.
+
+    Starting a span costs the caller tens of microseconds in place (its processors, limits,
+    attribute copies). :meth:`plan` runs on the caller's thread and does only what must be
+    known during the call: the trace and span ids and the sampling decision (the sampler
+    runs once, there, with the call's context). :meth:`start` runs on the finisher: a copy of
+    the tracer whose sampler and id generator replay that plan creates the span through the
+    SDK's own ``start_span``, so processors' ``on_start`` get the call's parent context and
+    the span its start time.
+    """
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self._replay = _Replay(tracer.id_generator)
+        self._tracer = copy.copy(tracer)
+        self._tracer.sampler = self._replay
+        self._tracer.id_generator = self._replay
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, tracer: Any) -> "LateStart | None":
+        """For the SDK's tracer; ``None`` for any other (its spans start in place)."""
+        try:
+            from opentelemetry.sdk.trace import Tracer
+        except ImportError:
+            return None
+        if type(tracer) is not Tracer:
+            return None
+        return cls(tracer)
+
+    def plan(self, name: str, attributes: dict[str, Any], context: Any) -> PlannedSpan | None:
+        """The span's ids and sampling, decided now; ``None`` when the tracer is disabled."""
+        tracer = self.tracer
+        enabled = getattr(tracer, "_is_enabled", None)
+        if enabled is not None and not enabled():
+            return None
+        ids = tracer.id_generator
+        parent = trace.get_current_span(context).get_span_context()
+        if parent.is_valid:
+            trace_id = parent.trace_id
+            random = getattr(parent.trace_flags, "random_trace_id", False)
+        else:
+            trace_id = ids.generate_trace_id()
+            random = getattr(ids, "is_trace_id_random", bool)()
+        sampling = tracer.sampler.should_sample(context, trace_id, name, SpanKind.CLIENT, attributes, ())
+        flags = TraceFlags.SAMPLED if sampling.decision.is_sampled() else TraceFlags.DEFAULT
+        if random:
+            flags |= _RANDOM_TRACE_ID
+        span_context = SpanContext(
+            trace_id, ids.generate_span_id(), is_remote=False, trace_flags=TraceFlags(flags),
+            trace_state=sampling.trace_state,
+        )
+        return PlannedSpan(span_context, name, attributes, context, sampling)
+
+    def start(self, planned: PlannedSpan) -> Any:
+        """The SDK span ``planned`` described, started at its start time."""
+        with self._lock:
+            self._replay.planned = planned
+            try:
+                return self._tracer.start_span(
+                    planned.name, context=planned.parent, kind=SpanKind.CLIENT,
+                    attributes=planned.attributes, start_time=planned.start_ns,
+                )
+            finally:
+                self._replay.planned = None
+
+
+_RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+
+
+class _Replay:
+    """Sampler and id generator of :class:`LateStart`'s tracer: they answer with the plan."""
+
+    def __init__(self, ids: Any) -> None:
+        self.ids = ids
+        self.planned: PlannedSpan | None = None
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> Any:
+        return self.planned.sampling  # type: ignore[union-attr]
+
+    def get_description(self) -> str:
+        return "otel-margin replay of a sampling decision"
+
+    def generate_trace_id(self) -> int:
+        return self.planned.get_span_context().trace_id  # type: ignore[union-attr]
+
+    def generate_span_id(self) -> int:
+        return self.planned.get_span_context().span_id  # type: ignore[union-attr]
+
+    def is_trace_id_random(self) -> bool:
+        return self.planned.get_span_context().trace_flags & _RANDOM_TRACE_ID != 0  # type: ignore[union-attr]
 
 
 def span_attributes(call: LLMCall) -> dict[str, Any]:

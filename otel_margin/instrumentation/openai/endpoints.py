@@ -68,7 +68,8 @@ class ChatCompletions(Endpoint):
         return _is_usage_only if call.notes.get(_INJECTED) else None
 
     def tap_event(self, call: LLMCall) -> Callable[[str], Any] | None:
-        return _tap_injected if call.notes.get(_INJECTED) else None
+        # Without an injection the tap only lets the observer read the events' text.
+        return _tap_injected if call.notes.get(_INJECTED) else _leave
 
 
 def _is_omitted(value: Any) -> bool:
@@ -77,7 +78,14 @@ def _is_omitted(value: Any) -> bool:
 
 def _is_usage_only(chunk: Any) -> bool:
     """The usage chunk ``include_usage`` adds: usage and no choices."""
-    return getattr(chunk, "usage", None) is not None and not getattr(chunk, "choices", None)
+    try:
+        return getattr(chunk, "usage", None) is not None and not getattr(chunk, "choices", None)
+    except Exception:  # noqa: BLE001 - a chunk of another shape is the caller's
+        return False
+
+
+def _leave(data: str) -> None:
+    return None
 
 
 _NULL_USAGE = ',"usage":null}'
@@ -114,43 +122,46 @@ def _usage_only_event(data: str) -> Any:
 
 
 class ChatStreamObserver(StreamObserver):
+    """Reads chat chunks: the SDK's, or a tapped stream's event text and taken usage (wire JSON)."""
+
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.finish_reasons: dict[int, str] = {}
 
     def observe(self, call: LLMCall, chunk: Any) -> None:
+        chunk = _wire(chunk)
+        get = fields.get
         if call.response_model is None:
-            call.response_model = fields.text(fields.get(chunk, "model"))
-            call.response_id = fields.text(fields.get(chunk, "id"))
-        if type(chunk) is dict:  # the usage chunk, taken off the wire before the SDK parsed it
-            call.usage = chat_usage(chunk.get("usage"))
-            return
-        choices = getattr(chunk, "choices", None)
-        for choice in fields.items(choices):
-            delta = getattr(choice, "delta", None)
-            content = getattr(delta, "content", None)
+            call.response_model = fields.text(get(chunk, "model"))
+            call.response_id = fields.text(get(chunk, "id"))
+        for choice in fields.items(get(chunk, "choices")):
+            delta = get(choice, "delta")
+            content = get(delta, "content")
             if isinstance(content, str):
                 self.parts.append(content)
-            for tool_call in fields.items(getattr(delta, "tool_calls", None)):
-                arguments = getattr(getattr(tool_call, "function", None), "arguments", None)
+            for tool_call in fields.items(get(delta, "tool_calls")):
+                arguments = get(get(tool_call, "function"), "arguments")
                 if isinstance(arguments, str):
                     self.parts.append(arguments)
-            reason = fields.text(getattr(choice, "finish_reason", None))
+            reason = fields.text(get(choice, "finish_reason"))
             if reason:
-                self.finish_reasons[getattr(choice, "index", 0) or 0] = reason
-        usage = getattr(chunk, "usage", None)
+                self.finish_reasons[fields.count(get(choice, "index")) or 0] = reason
+        usage = get(chunk, "usage")
         if usage is not None:
             call.usage = chat_usage(usage)
 
     def read(self, call: LLMCall, chunks: list[Any]) -> None:
-        last = chunks[-1]
-        if type(last) is dict and call.usage is None:
-            # The usage chunk ended the stream: its usage is exact, so the text (kept only to
-            # estimate tokens) is not needed; the finish reasons are in the last chunks.
-            self.observe(call, last)
-            if call.usage is not None:
-                self._read_finish_reasons(chunks, _choice_count(call))
-                return
+        if call.usage is None:
+            # A stream that ends with its usage (the last chunk, then "[DONE]"): the text, kept
+            # only to estimate tokens, is not needed; the finish reasons are in the last chunks.
+            for index in range(len(chunks) - 1, max(len(chunks) - 3, -1), -1):
+                last = _wire(chunks[index])
+                if fields.get(last, "usage") is None:
+                    continue
+                self.observe(call, last)
+                if call.usage is not None:
+                    self._read_finish_reasons(chunks[:index], _choice_count(call))
+                    return
         super().read(call, chunks)
 
     def _read_finish_reasons(self, chunks: list[Any], choices: int) -> None:
@@ -158,16 +169,26 @@ class ChatStreamObserver(StreamObserver):
         for chunk in reversed(chunks):
             if len(reasons) >= choices:
                 return
-            for choice in fields.items(fields.get(chunk, "choices")):
-                reason = fields.text(getattr(choice, "finish_reason", None))
+            for choice in fields.items(fields.get(_wire(chunk), "choices")):
+                reason = fields.text(fields.get(choice, "finish_reason"))
                 if reason:
-                    reasons.setdefault(getattr(choice, "index", 0) or 0, reason)
+                    reasons.setdefault(fields.count(fields.get(choice, "index")) or 0, reason)
 
     def finish(self, call: LLMCall) -> None:
         call.finish_reasons = tuple(self.finish_reasons[i] for i in sorted(self.finish_reasons))
 
     def text(self) -> str:
         return "".join(self.parts)
+
+
+def _wire(chunk: Any) -> Any:
+    """A tapped event's text as wire JSON (``None`` for ``[DONE]`` or broken JSON); anything else as is."""
+    if type(chunk) is not str:
+        return chunk
+    try:
+        return json.loads(chunk)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _choice_count(call: LLMCall) -> int:
