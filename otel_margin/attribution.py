@@ -112,10 +112,13 @@ class attribute:  # noqa: N801 - reads as a verb at the call site: ``with attrib
         return fresh
 
 
+_NOT_SAID = Attribution()  # frozen: one instance serves every call that says nothing
+
+
 def current_attribution(routes: Mapping[str, str] | None = None) -> Attribution:
     """The attribution of a call made now: explicit API over baggage over route mapping."""
     explicit = _explicit.get()
-    resolved = explicit if explicit is not None else Attribution()
+    resolved = explicit if explicit is not None else _NOT_SAID
     entries = baggage.get_all()
     if entries:
         from_baggage = Attribution(

@@ -11,6 +11,7 @@ first chunk, and only the iterator it returned still feeds the call.
 from __future__ import annotations
 
 import inspect
+import types
 import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
@@ -23,13 +24,26 @@ if TYPE_CHECKING:
 
 def wrap_stream(stream: Any, flow: "CallFlow") -> Any:
     """The proxy for a provider stream (sync or async)."""
-    if hasattr(stream, "__anext__") or hasattr(stream, "__aiter__"):
-        return AsyncStreamProxy(stream, flow)
-    if hasattr(stream, "__next__") or hasattr(stream, "__iter__"):
-        return StreamProxy(stream, flow)
+    kind = _STREAM_KINDS.get(type(stream))
+    if kind is None:
+        kind = _STREAM_KINDS[type(stream)] = _stream_kind(stream)
+    if kind is StreamProxy or kind is AsyncStreamProxy:
+        return kind(stream, flow)
     # Not a stream after all (a stand-in or a plugin returned a full object): read it whole.
     flow.call.stream = False
     return flow.succeed(stream)
+
+
+def _stream_kind(stream: Any) -> type | None:
+    if hasattr(stream, "__anext__") or hasattr(stream, "__aiter__"):
+        return AsyncStreamProxy
+    if hasattr(stream, "__next__") or hasattr(stream, "__iter__"):
+        return StreamProxy
+    return None
+
+
+_STREAM_KINDS: dict[type, type | None] = {}
+"""The proxy class for each type of result, decided once per type: probing costs the caller."""
 
 
 def tap_events(stream: Any, tap: Callable[[str], Any] | None, seen: list[Any]) -> bool:
@@ -44,13 +58,31 @@ def tap_events(stream: Any, tap: Callable[[str], Any] | None, seen: list[Any]) -
     stream is not of that shape or already started: then nothing was changed.
     """
     events = getattr(getattr(stream, "_iter_events", None), "__func__", None)
-    if tap is None or events is None or not _unstarted(getattr(stream, "_iterator", None)):
+    if tap is None or events is None:
         return False
-    # The replacement lives on the stream: a strong reference back would make a cycle that
-    # keeps every stream, its response and its buffers alive until the garbage collector runs.
-    owner = weakref.ref(stream)
-    note = seen.append
+    # Only an unstarted generator: not closed (no frame), not running, not past its first
+    # instruction (f_lasti is -1 or 0 before the first resume, by Python version).
+    iterator = getattr(stream, "_iterator", None)
+    if type(iterator) is types.GeneratorType:
+        frame = iterator.gi_frame
+        if frame is None or iterator.gi_running or frame.f_lasti > 0:
+            return False
+        stream._iter_events = _tapped(events, weakref.ref(stream), tap, seen.append)
+    elif type(iterator) is types.AsyncGeneratorType:
+        frame = iterator.ag_frame
+        if frame is None or iterator.ag_running or frame.f_lasti > 0:
+            return False
+        stream._iter_events = _atapped(events, weakref.ref(stream), tap, seen.append)
+    else:
+        return False
+    # The replacement lives on the stream, so it holds the stream weakly: a strong reference
+    # back would make a cycle that keeps every stream, its response and its buffers alive
+    # until the garbage collector runs.
+    return True
 
+
+def _tapped(events: Callable[[Any], Iterator[Any]], owner: Any, tap: Callable[[str], Any],
+            note: Callable[[Any], None]) -> Callable[[], Iterator[Any]]:
     def tapped() -> Iterator[Any]:
         for event in events(owner()):
             data = getattr(event, "data", None)
@@ -64,6 +96,11 @@ def tap_events(stream: Any, tap: Callable[[str], Any] | None, seen: list[Any]) -
             else:
                 note(result)
 
+    return tapped
+
+
+def _atapped(events: Callable[[Any], AsyncIterator[Any]], owner: Any, tap: Callable[[str], Any],
+             note: Callable[[Any], None]) -> Callable[[], AsyncIterator[Any]]:
     async def atapped() -> AsyncIterator[Any]:
         async for event in events(owner()):
             data = getattr(event, "data", None)
@@ -77,8 +114,7 @@ def tap_events(stream: Any, tap: Callable[[str], Any] | None, seen: list[Any]) -
             else:
                 note(result)
 
-    stream._iter_events = atapped if inspect.isasyncgenfunction(events) else tapped
-    return True
+    return atapped
 
 
 def _with_data(event: Any, data: str) -> Any:
@@ -90,16 +126,6 @@ def _with_data(event: Any, data: str) -> Any:
         return type(event)(event=event.event, data=data, id=event.id, retry=event.retry)
     except Exception:  # noqa: BLE001 - an event class of another shape: the SDK gets it unchanged
         return event
-
-
-def _unstarted(iterator: Any) -> bool:
-    """True for a generator (sync or async) that has not run yet."""
-    if inspect.isgenerator(iterator):
-        return inspect.getgeneratorstate(iterator) == inspect.GEN_CREATED
-    if inspect.isasyncgen(iterator):
-        frame = iterator.ag_frame
-        return frame is not None and not iterator.ag_running and frame.f_lasti <= 0
-    return False
 
 
 def wrap_manager(manager: Any, flow: "CallFlow") -> Any:

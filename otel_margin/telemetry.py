@@ -61,8 +61,8 @@ class Telemetry:
     def start_span(self, call: LLMCall) -> tuple[Any, bool]:
         """Open the call's span; return ``(span, owned)``; ``owned`` is False when enriching a peer's span.
 
-        On the SDK's tracer the span is planned now (a :class:`PlannedSpan`: its ids and
-        sampling decision) and created by :meth:`finish`, off the caller's thread.
+        On the SDK's tracer the span is only planned now (a :class:`PlannedSpan`) and
+        created by :meth:`finish`, off the caller's thread.
         """
         context = otel_context.get_current()
         current = trace.get_current_span(context)
@@ -71,9 +71,8 @@ class Telemetry:
         name = f"{call.operation} {call.request_model}"
         attributes = sampling_attributes(call)
         late = self._late_start()
-        planned = late.plan(name, attributes, context) if late is not None else None
-        if planned is not None:
-            return planned, True
+        if late is not None:
+            return late.plan(name, attributes, context), True
         return self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes), True
 
     def finish(
@@ -147,36 +146,45 @@ class Telemetry:
 
 
 class PlannedSpan(trace.NonRecordingSpan):
-    """A call's span before it exists: the ids and sampling decision it will have.
+    """A call's span before it exists: it is created after the call (:class:`LateStart`).
 
-    It is the current span during the provider call, so what happens inside (an HTTP
-    client's span, a ``traceparent`` header) points at the span :class:`LateStart` creates.
+    It is the current span during the provider call. Its ids and sampling decision are made
+    the first time something reads its context — a propagator writing ``traceparent`` or an
+    HTTP client's span during the call, else the finisher when it creates the span — so
+    whatever the call did points at the span created later.
     """
 
-    def __init__(self, context: SpanContext, name: str, attributes: dict[str, Any], parent: Any, sampling: Any) -> None:
-        super().__init__(context)
+    def __init__(self, late: "LateStart", name: str, attributes: dict[str, Any], parent: Any) -> None:
+        self._context = None  # type: ignore[assignment]
+        self.late = late
         self.name = name
         self.attributes = attributes
         self.parent = parent
-        self.sampling = sampling
+        self.sampling: Any = None
         self.start_ns = time.time_ns()
+
+    def get_span_context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            context = self._context = self.late.decide(self)
+        return context
 
 
 class LateStart:
-    """Create spans of the SDK's tracer after their call, with ids and sampling decided at its start.
+    """Create spans of the SDK's tracer after their call, as if started at its start.
 
-    Starting a span costs the caller tens of microseconds in place (its processors, limits,
-    attribute copies). :meth:`plan` runs on the caller's thread and does only what must be
-    known during the call: the trace and span ids and the sampling decision (the sampler
-    runs once, there, with the call's context). :meth:`start` runs on the finisher: a copy of
-    the tracer whose sampler and id generator replay that plan creates the span through the
-    SDK's own ``start_span``, so processors' ``on_start`` get the call's parent context and
-    the span its start time.
+    Starting a span costs the caller tens of microseconds in place (its sampler, ids,
+    processors, limits, attribute copies). On the caller's thread a call gets a
+    :class:`PlannedSpan`; :meth:`decide` makes its ids and sampling decision (the sampler
+    runs once, with the call's parent context) when first needed; :meth:`start`, on the
+    finisher, creates the span through the SDK's own ``start_span`` on a copy of the tracer
+    whose sampler and id generator replay that decision, so processors' ``on_start`` get
+    the call's parent context and the span its start time.
     """
 
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
-        self._replay = _Replay(tracer.id_generator)
+        self._replay = _Replay()
         self._tracer = copy.copy(tracer)
         self._tracer.sampler = self._replay
         self._tracer.id_generator = self._replay
@@ -193,32 +201,41 @@ class LateStart:
             return None
         return cls(tracer)
 
-    def plan(self, name: str, attributes: dict[str, Any], context: Any) -> PlannedSpan | None:
-        """The span's ids and sampling, decided now; ``None`` when the tracer is disabled."""
+    def plan(self, name: str, attributes: dict[str, Any], context: Any) -> PlannedSpan:
+        """The span a call starting now in ``context`` will have."""
+        return PlannedSpan(self, name, attributes, context)
+
+    def decide(self, planned: PlannedSpan) -> SpanContext:
+        """``planned``'s span context: its ids and sampling decision, as ``start_span`` makes them."""
         tracer = self.tracer
+        parent = trace.get_current_span(planned.parent).get_span_context()
         enabled = getattr(tracer, "_is_enabled", None)
         if enabled is not None and not enabled():
-            return None
+            return parent  # a disabled tracer's spans are the parent's context, unrecorded
         ids = tracer.id_generator
-        parent = trace.get_current_span(context).get_span_context()
         if parent.is_valid:
             trace_id = parent.trace_id
             random = getattr(parent.trace_flags, "random_trace_id", False)
         else:
             trace_id = ids.generate_trace_id()
             random = getattr(ids, "is_trace_id_random", bool)()
-        sampling = tracer.sampler.should_sample(context, trace_id, name, SpanKind.CLIENT, attributes, ())
+        sampling = tracer.sampler.should_sample(
+            planned.parent, trace_id, planned.name, SpanKind.CLIENT, planned.attributes, ()
+        )
         flags = TraceFlags.SAMPLED if sampling.decision.is_sampled() else TraceFlags.DEFAULT
         if random:
             flags |= _RANDOM_TRACE_ID
-        span_context = SpanContext(
+        planned.sampling = sampling
+        return SpanContext(
             trace_id, ids.generate_span_id(), is_remote=False, trace_flags=TraceFlags(flags),
             trace_state=sampling.trace_state,
         )
-        return PlannedSpan(span_context, name, attributes, context, sampling)
 
     def start(self, planned: PlannedSpan) -> Any:
-        """The SDK span ``planned`` described, started at its start time."""
+        """The SDK span ``planned`` describes, started at its start time."""
+        context = planned.get_span_context()
+        if planned.sampling is None:
+            return trace.NonRecordingSpan(context)  # the tracer is disabled
         with self._lock:
             self._replay.planned = planned
             try:
@@ -236,8 +253,7 @@ _RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 class _Replay:
     """Sampler and id generator of :class:`LateStart`'s tracer: they answer with the plan."""
 
-    def __init__(self, ids: Any) -> None:
-        self.ids = ids
+    def __init__(self) -> None:
         self.planned: PlannedSpan | None = None
 
     def should_sample(self, *args: Any, **kwargs: Any) -> Any:

@@ -195,6 +195,54 @@ async def test_async_injected_usage_event_is_taken_before_the_sdk_parses_it(aoai
     check_exact_usage(sink, oracle, bare)
 
 
+@pytest.mark.parametrize("scenario", ["", "tools"])
+def test_tapped_stream_without_usage_is_estimated_from_its_event_text(oai, sink, scenario) -> None:
+    """The caller declined usage: the observer reads the events' raw text (never the chunks)."""
+    from otel_margin.tokens import estimate_output_tokens
+
+    kwargs: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True,
+                              "stream_options": {"include_usage": False},
+                              "extra_headers": {SCENARIO: scenario} if scenario else {}}
+    if scenario == "tools":
+        kwargs["tools"] = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    chunks = list(oai.chat.completions.create(**kwargs))
+    text = "".join(
+        part
+        for chunk in chunks for choice in chunk.choices
+        for part in [choice.delta.content or ""] + [t.function.arguments or "" for t in choice.delta.tool_calls or ()]
+    )
+    attributes = sink.one_llm_span().attributes
+    assert attributes["margin.usage.source"] == "estimated"
+    assert attributes["gen_ai.usage.output_tokens"] == estimate_output_tokens(text, "gpt-4o-mini") > 0
+    assert list(attributes["gen_ai.response.finish_reasons"]) == [
+        c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
+    assert attributes["gen_ai.response.model"] == chunks[0].model
+
+
+def test_long_tapped_stream_is_read_as_it_goes(oai, sink, oracle, monkeypatch) -> None:
+    """Past a bound, a tapped stream's events are read mid-stream; usage and reasons stay exact."""
+    import otel_margin.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_READ_EVENTS_EVERY", 4)
+    sizes: list[int] = []
+    read = pipeline.CallFlow._read_pending
+
+    def spy(self: Any) -> None:
+        sizes.append(len(self.pending))
+        read(self)
+
+    monkeypatch.setattr(pipeline.CallFlow, "_read_pending", spy)
+    kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES}
+    bare = list(CHAT.create.__wrapped__(oai.chat.completions, stream=True, stream_options={"include_usage": True},
+                                        **kwargs))
+    chunks = list(oai.chat.completions.create(stream=True, **kwargs))
+    assert len(chunks) == len(bare) - 1 > 8
+    assert max(sizes) <= 5 and sizes.count(4) >= 2  # read in batches on the way, never more held
+    check_exact_usage(sink, oracle, bare)
+    attributes = sink.one_llm_span().attributes
+    assert list(attributes["gen_ai.response.finish_reasons"]) == [bare[-2].choices[0].finish_reason]
+
+
 def test_untappable_stream_still_hides_the_usage_chunk(oai, sink, oracle, monkeypatch) -> None:
     """A stream the tap cannot reach (another SDK shape): the parsed usage chunk is hidden instead."""
     import otel_margin.streams
