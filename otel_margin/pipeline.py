@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,6 +38,9 @@ from otel_margin.environment_variables import (
 from otel_margin.finisher import FINISHER
 from otel_margin.pluginhost import pm
 from otel_margin.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from otel_margin.streams import EventTap
 
 logger = logging.getLogger(__name__)
 
@@ -136,17 +139,16 @@ class Endpoint:
         """
         return None
 
-    def tap_event(self, call: LLMCall) -> Callable[[str], Any] | None:
-        """A reader of raw stream events (the SSE ``data`` text), run before the SDK parses each.
+    def tap_event(self, call: LLMCall) -> "EventTap | None":
+        """How to tap the stream's raw events (:class:`~otel_margin.streams.EventTap`), or None.
 
-        It returns ``None`` to let the SDK parse the event as usual, a string to have it parse
-        that instead (to undo what an injected option added), or anything else to take the
-        event: the SDK never parses it. A tapped stream's observer reads the events' original
-        text, and what the tap took, instead of the parsed chunks: text costs the caller
-        nothing to keep, so it is read on the finisher thread. When the stream cannot be tapped
+        A tapped stream's observer reads its events' original ``data`` text, and the values
+        the tap took, instead of the parsed chunks: text costs the caller nothing to keep, so
+        it is read on the finisher thread. The tap may also rewrite events before the SDK
+        parses them (to undo what an injected option added) or take them (the SDK never
+        parses them). When the stream cannot be tapped
         (:func:`~otel_margin.streams.tap_events`), the observer reads the parsed chunks and
-        :meth:`hidden_chunk` hides what the tap would have taken. Runs on the caller's thread
-        for every event and must never raise.
+        :meth:`hidden_chunk` hides what the tap would have taken.
         """
         return None
 
@@ -338,8 +340,8 @@ class CallFlow:
             if self.call.stream:
                 from otel_margin.streams import tap_events, wrap_stream
 
-                # ``hide`` stays as a backstop (an SDK that stopped reading events through
-                # ``_iter_events`` would show what the tap takes).
+                # When the SDK reads its events some other way, chunks_of finds out at the first
+                # chunk and falls back to noting the chunks and hiding with ``hide``.
                 self.tapped = tap_events(result, self.endpoint.tap_event(self.call), self.pending)
                 return wrap_stream(result, self)
             self._end(result, None, read=True)
@@ -377,12 +379,18 @@ class CallFlow:
     def chunks_of(self, stream: Iterator[Any]) -> Iterator[Any]:
         """``stream``'s chunks as the caller gets them, each noted first; the flow ends with it.
 
-        :meth:`observe`, written out: this loop runs once per chunk on the caller's thread.
+        :meth:`observe`, written out: this loop runs once per chunk on the caller's thread. A
+        tapped stream's events are noted by the tap, which also took what ``hide`` would hide.
         """
-        pending, kept, hide, note = self.pending, self.chunks, self.hide, not self.tapped
-        every = _READ_CHUNKS_EVERY if note else _READ_EVENTS_EVERY
+        pending, kept = self.pending, self.chunks
+        check = self.tapped
+        note, hide, every = not check, None if check else self.hide, _READ_EVENTS_EVERY if check else _READ_CHUNKS_EVERY
         try:
             for chunk in stream:
+                if check:
+                    check = False
+                    if not pending:  # no event passed the tap: the SDK read them another way
+                        self.tapped, note, hide, every = False, True, self.hide, _READ_CHUNKS_EVERY
                 if note:
                     pending.append(chunk)
                 if len(pending) >= every:

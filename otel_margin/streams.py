@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import types
 import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 import wrapt
@@ -46,16 +47,39 @@ _STREAM_KINDS: dict[type, type | None] = {}
 """The proxy class for each type of result, decided once per type: probing costs the caller."""
 
 
-def tap_events(stream: Any, tap: Callable[[str], Any] | None, seen: list[Any]) -> bool:
-    """Have ``tap`` read each server-sent event of an SDK stream before the SDK parses it.
+@dataclass(frozen=True, slots=True)
+class EventTap:
+    """What to do with each server-sent event of a stream before the SDK parses it.
+
+    An event whose ``data`` text ends with ``suffix`` gets that suffix swapped for
+    ``replacement`` (to undo, for the caller, what an option we injected added to every
+    event); any other event is offered to ``take``, which returns ``None`` to leave it, or a
+    value to take the event instead: the SDK never parses it, and the value is noted in its
+    place. ``take`` runs on the caller's thread and must never raise.
+    """
+
+    suffix: str = ""
+    replacement: str = ""
+    take: Callable[[str], Any] | None = None
+
+    def __call__(self, data: str) -> Any:
+        """``None`` (leave the event), the text to parse instead, or the taken value.
+
+        The streams inline this for speed; it is the one definition of what they do.
+        """
+        if self.suffix and data.endswith(self.suffix):
+            return data[: -len(self.suffix)] + self.replacement
+        return self.take(data) if self.take is not None else None
+
+
+def tap_events(stream: Any, tap: EventTap | None, seen: list[Any]) -> bool:
+    """Have ``tap`` act on each server-sent event of an SDK stream, and note every event.
 
     The SDK's stream (``openai``'s and ``anthropic``'s alike) pulls server-sent events from its
     ``_iter_events()`` when first iterated; an unstarted stream gets an instance-level
-    replacement that calls ``tap`` with each event's ``data`` text. ``tap`` returns ``None`` to
-    leave the event as it is, a string to hand the SDK that data instead, or anything else
-    to take the event: the SDK never sees it. ``seen`` gets, in order, each event's original
-    text, or what ``tap`` returned for an event it took. False when ``tap`` is None or the
-    stream is not of that shape or already started: then nothing was changed.
+    replacement that applies ``tap`` to each event's ``data`` text. ``seen`` gets, in order,
+    each event's original text, or the value ``tap`` took it for. False when ``tap`` is None
+    or the stream is not of that shape or already started: then nothing was changed.
     """
     events = getattr(getattr(stream, "_iter_events", None), "__func__", None)
     if tap is None or events is None:
@@ -81,25 +105,45 @@ def tap_events(stream: Any, tap: Callable[[str], Any] | None, seen: list[Any]) -
     return True
 
 
-def _tapped(events: Callable[[Any], Iterator[Any]], owner: Any, tap: Callable[[str], Any],
+def _tapped(events: Callable[[Any], Iterator[Any]], owner: Any, tap: EventTap,
             note: Callable[[Any], None]) -> Callable[[], Iterator[Any]]:
+    suffix, replacement, take = tap.suffix, tap.replacement, tap.take
+    cut = -len(suffix)
+
     def tapped() -> Iterator[Any]:
+        # EventTap.__call__, written out: this loop runs once per event on the caller's thread.
+        plain: type | None = None  # the SDK's event class, once seen to keep its text in ``_data``
         for event in events(owner()):
-            data = getattr(event, "data", None)
-            result = tap(data) if type(data) is str else None
-            if result is None:
+            if type(event) is plain:
+                data = event._data
+            else:
+                data = getattr(event, "data", None)
+                if type(data) is not str:
+                    note(data)
+                    yield event
+                    continue
+                if plain is None and getattr(event, "_data", None) is data:
+                    plain = type(event)
+            if suffix and data.endswith(suffix):
+                note(data)
+                rewritten = data[:cut] + replacement
+                if type(event) is plain:
+                    event._data = rewritten  # the SDK's own event, made for this one read
+                    yield event
+                else:
+                    yield _with_data(event, rewritten)
+                continue
+            taken = take(data) if take is not None else None
+            if taken is None:
                 note(data)
                 yield event
-            elif type(result) is str:
-                note(data)
-                yield _with_data(event, result)
             else:
-                note(result)
+                note(taken)
 
     return tapped
 
 
-def _atapped(events: Callable[[Any], AsyncIterator[Any]], owner: Any, tap: Callable[[str], Any],
+def _atapped(events: Callable[[Any], AsyncIterator[Any]], owner: Any, tap: EventTap,
              note: Callable[[Any], None]) -> Callable[[], AsyncIterator[Any]]:
     async def atapped() -> AsyncIterator[Any]:
         async for event in events(owner()):

@@ -19,6 +19,8 @@ import openai
 import openai.resources.chat.completions.completions
 import openai.resources.responses.responses
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otel_margin import hookimpl
 from otel_margin.standin import anthropic_client, openai_client
@@ -256,10 +258,7 @@ def test_untappable_stream_still_hides_the_usage_chunk(oai, sink, oracle, monkey
 
 
 def test_tap_leaves_other_streams_alone() -> None:
-    from otel_margin.streams import tap_events
-
-    def take(data: str) -> Any:
-        return data
+    from otel_margin.streams import EventTap, tap_events
 
     class Started:
         def __init__(self) -> None:
@@ -273,9 +272,88 @@ def test_tap_leaves_other_streams_alone() -> None:
             yield from (1, 2)
 
     started = Started()
-    assert tap_events(started, take, []) is False and "_iter_events" not in vars(started)
-    assert tap_events(object(), take, []) is False
-    assert tap_events(Started.__new__(Started), take, []) is False  # no _iterator at all
+    assert tap_events(started, EventTap(), []) is False and "_iter_events" not in vars(started)
+    assert tap_events(object(), EventTap(), []) is False
+    assert tap_events(Started.__new__(Started), EventTap(), []) is False  # no _iterator at all
+
+
+class OtherEvent:
+    """An event class that keeps its text elsewhere than the SDKs' ``_data``."""
+
+    def __init__(self, *, event: Any = None, data: Any = None, id: Any = None, retry: Any = None) -> None:
+        self.event, self.text, self.id, self.retry = event, data, id, retry
+
+    @property
+    def data(self) -> Any:
+        return self.text
+
+
+class FakeStream:
+    """The shape the tap relies on: ``_iterator`` reads ``_iter_events()`` when first resumed."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+        self._iterator = self._stream()
+
+    def _iter_events(self) -> Any:
+        yield from self.events
+
+    def _stream(self) -> Any:
+        for event in self._iter_events():
+            yield event.data
+
+
+class AsyncFakeStream(FakeStream):
+    async def _iter_events(self) -> Any:  # type: ignore[override]
+        for event in self.events:
+            yield event
+
+    async def _stream(self) -> Any:  # type: ignore[override]
+        async for event in self._iter_events():
+            yield event.data
+
+
+event_texts = st.lists(st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(['{"choices":[{"index":0}],"usage":null}', '{"choices":[],"usage":{"prompt_tokens":1}}',
+                     "[DONE]", ',"usage":null}', ""]),
+), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=event_texts, classes=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_tapped_streams_do_what_the_event_tap_defines(texts, classes) -> None:
+    """The sync loop writes EventTap.__call__ out for speed: it, the async loop and the
+    definition agree on what the SDK parses and on what is noted, on any events."""
+    import asyncio
+
+    from openai._streaming import ServerSentEvent
+    from otel_margin.instrumentation.openai.endpoints import _INJECTED_USAGE_TAP
+    from otel_margin.streams import tap_events
+
+    tap = _INJECTED_USAGE_TAP
+    expected_parsed, expected_seen = [], []
+    for text in texts:
+        result = tap(text)
+        expected_seen.append(text if result is None or type(result) is str else result)
+        if result is None or type(result) is str:
+            expected_parsed.append(text if result is None else result)
+
+    def events() -> list[Any]:
+        return [(ServerSentEvent if plain else OtherEvent)(data=text) for text, plain in zip(texts, classes)]
+
+    seen: list[Any] = []
+    stream = FakeStream(events())
+    assert tap_events(stream, tap, seen)
+    assert list(stream._iterator) == expected_parsed and seen == expected_seen
+
+    async def read() -> list[Any]:
+        return [data async for data in stream._iterator]
+
+    seen = []
+    stream = AsyncFakeStream(events())
+    assert tap_events(stream, tap, seen)
+    assert asyncio.run(read()) == expected_parsed and seen == expected_seen
 
 
 def test_openai_responses_events_identical(oai, sink) -> None:

@@ -9,12 +9,12 @@ with empty ``choices`` that we hide from callers who did not ask for it.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Callable, Mapping
 
 from otel_margin.call import LLMCall, Usage
 from otel_margin.instrumentation import fields
 from otel_margin.pipeline import Endpoint, Settings, StreamObserver
+from otel_margin.streams import EventTap
 
 _INJECTED = "include_usage_injected"
 
@@ -67,9 +67,9 @@ class ChatCompletions(Endpoint):
     def hidden_chunk(self, call: LLMCall) -> Callable[[Any], bool] | None:
         return _is_usage_only if call.notes.get(_INJECTED) else None
 
-    def tap_event(self, call: LLMCall) -> Callable[[str], Any] | None:
+    def tap_event(self, call: LLMCall) -> EventTap:
         # Without an injection the tap only lets the observer read the events' text.
-        return _tap_injected if call.notes.get(_INJECTED) else _leave
+        return _INJECTED_USAGE_TAP if call.notes.get(_INJECTED) else _READ_ONLY_TAP
 
 
 def _is_omitted(value: Any) -> bool:
@@ -84,41 +84,33 @@ def _is_usage_only(chunk: Any) -> bool:
         return False
 
 
-def _leave(data: str) -> None:
-    return None
-
-
-_NULL_USAGE = ',"usage":null}'
-"""How every chunk ends once ``include_usage`` is asked for: the key is the object's last."""
-
-
-def _tap_injected(data: str) -> Any:
-    """What the tap does with a chat stream event when we injected ``include_usage``.
-
-    The usage event is taken (:func:`_usage_only_event`); any other event loses the
-    ``"usage":null`` the option adds to every chunk, so the caller's chunks are those it would
-    get without us (``to_dict()`` included), and the SDK does not parse a field per chunk.
-    """
-    if data.endswith(_NULL_USAGE):
-        return data[: -len(_NULL_USAGE)] + "}"
-    return _usage_only_event(data)
-
-
-_NO_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
-
-
 def _usage_only_event(data: str) -> Any:
-    """The usage chunk ``include_usage`` adds, as wire JSON (a dict); ``None`` for any other event."""
-    if _NO_CHOICES.search(data) is None:
+    """The usage chunk ``include_usage`` adds, as wire JSON (a dict); ``None`` for any other event.
+
+    Exactly what :func:`_is_usage_only` would hide once parsed (usage, and no choices: a
+    malformed chunk without a ``choices`` key included), so the tap leaves nothing to hide.
+    Runs only on the events that do not end with ``"usage":null``: the usage chunk, ``[DONE]``.
+    """
+    if '"usage"' not in data:
         return None
     try:
         event = json.loads(data)
     except (ValueError, RecursionError):
         return None  # the SDK meets the same text and decides
-    # What _is_usage_only hides once parsed: usage, and no choices (a malformed usage included).
     if type(event) is dict and not event.get("choices") and event.get("usage") is not None:
         return event
     return None
+
+
+_INJECTED_USAGE_TAP = EventTap(suffix=',"usage":null}', replacement="}", take=_usage_only_event)
+"""What the tap does with chat stream events when we injected ``include_usage``.
+
+Every chunk then ends with ``"usage":null`` (the key is the object's last): it is dropped,
+so the caller's chunks are those it would get without us (``to_dict()`` included) and the
+SDK does not parse a field per chunk. The usage event is taken (:func:`_usage_only_event`).
+"""
+
+_READ_ONLY_TAP = EventTap()
 
 
 class ChatStreamObserver(StreamObserver):
