@@ -161,6 +161,7 @@ def register_plugin() -> Iterator[Any]:
         return plugin
 
     yield register
+    flush()  # the test's calls are finished while its plugins are registered
     for plugin in reversed(registered):
         if pm.is_registered(plugin):
             pm.unregister(plugin)

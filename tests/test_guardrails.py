@@ -44,6 +44,7 @@ def telemetry():
     for instrumentor in instrumentors:
         instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
     yield exporter, reader
+    flush()  # the test's calls finish with the test: later tests' plugins never see them
     for instrumentor in instrumentors:
         instrumentor.uninstrument()
 
@@ -58,6 +59,7 @@ def register():
         return plugin
 
     yield _register
+    flush()  # the test's calls are finished while its plugins are registered
     for plugin in registered:
         pm.unregister(plugin)
 
