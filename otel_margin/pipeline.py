@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -37,10 +37,8 @@ from otel_margin.environment_variables import (
 )
 from otel_margin.finisher import FINISHER
 from otel_margin.pluginhost import pm
+from otel_margin.streams import EventTap, tap_events, wrap_manager, wrap_raw_response, wrap_stream
 from otel_margin.telemetry import Telemetry
-
-if TYPE_CHECKING:
-    from otel_margin.streams import EventTap
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +137,7 @@ class Endpoint:
         """
         return None
 
-    def tap_event(self, call: LLMCall) -> "EventTap | None":
+    def tap_event(self, call: LLMCall) -> EventTap | None:
         """How to tap the stream's raw events (:class:`~otel_margin.streams.EventTap`), or None.
 
         A tapped stream's observer reads its events' original ``data`` text, and the values
@@ -245,8 +243,6 @@ def manager_wrapper(endpoint: Endpoint, settings: Settings) -> Callable[..., Any
         except BaseException as error:
             flow.fail(error)
             raise
-        from otel_margin.streams import wrap_manager
-
         return wrap_manager(manager, flow)
 
     return wrapper
@@ -334,12 +330,8 @@ class CallFlow:
         """Take a provider result; return it, or a proxy of it for streams. Never raises."""
         try:
             if _is_raw_response(result):
-                from otel_margin.streams import wrap_raw_response
-
                 return wrap_raw_response(result, self)
             if self.call.stream:
-                from otel_margin.streams import tap_events, wrap_stream
-
                 # When the SDK reads its events some other way, chunks_of finds out at the first
                 # chunk and falls back to noting the chunks and hiding with ``hide``.
                 self.tapped = tap_events(result, self.endpoint.tap_event(self.call), self.pending)

@@ -247,9 +247,9 @@ def test_long_tapped_stream_is_read_as_it_goes(oai, sink, oracle, monkeypatch) -
 
 def test_untappable_stream_still_hides_the_usage_chunk(oai, sink, oracle, monkeypatch) -> None:
     """A stream the tap cannot reach (another SDK shape): the parsed usage chunk is hidden instead."""
-    import otel_margin.streams
+    import otel_margin.pipeline
 
-    monkeypatch.setattr(otel_margin.streams, "tap_events", lambda *args: False)
+    monkeypatch.setattr(otel_margin.pipeline, "tap_events", lambda *args: False)
     kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
     bare = list(CHAT.create.__wrapped__(oai.chat.completions, stream_options={"include_usage": True}, **kwargs))
     ours = list(oai.chat.completions.create(**kwargs))
