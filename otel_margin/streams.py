@@ -65,7 +65,7 @@ class EventTap:
     def __call__(self, data: str) -> Any:
         """``None`` (leave the event), the text to parse instead, or the taken value.
 
-        The streams inline this for speed; it is the one definition of what they do.
+        The sync stream loop writes this out for speed; it is the one definition of both.
         """
         if self.suffix and data.endswith(self.suffix):
             return data[: -len(self.suffix)] + self.replacement

@@ -188,7 +188,9 @@ class LateStart:
         self._tracer = copy.copy(tracer)
         self._tracer.sampler = self._replay
         self._tracer.id_generator = self._replay
-        self._lock = threading.Lock()
+        # Reentrant: a span processor's on_start could make an instrumented call of its own
+        # that is finished inline on this thread; by then the outer plan has been read.
+        self._lock = threading.RLock()
 
     @classmethod
     def of(cls, tracer: Any) -> "LateStart | None":

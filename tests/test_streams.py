@@ -245,11 +245,15 @@ def test_long_tapped_stream_is_read_as_it_goes(oai, sink, oracle, monkeypatch) -
     assert list(attributes["gen_ai.response.finish_reasons"]) == [bare[-2].choices[0].finish_reason]
 
 
-def test_untappable_stream_still_hides_the_usage_chunk(oai, sink, oracle, monkeypatch) -> None:
-    """A stream the tap cannot reach (another SDK shape): the parsed usage chunk is hidden instead."""
+@pytest.mark.parametrize("installed", [False, True], ids=["refused", "bypassed"])
+def test_untappable_stream_still_hides_the_usage_chunk(oai, sink, oracle, monkeypatch, installed) -> None:
+    """A stream the tap cannot reach (another SDK shape): the parsed usage chunk is hidden instead.
+
+    "bypassed": the tap was installed, but the SDK reads its events some other way; the first
+    chunk shows it (no event was noted before it) and the chunks are noted and hidden instead."""
     import otel_margin.pipeline
 
-    monkeypatch.setattr(otel_margin.pipeline, "tap_events", lambda *args: False)
+    monkeypatch.setattr(otel_margin.pipeline, "tap_events", lambda *args: installed)
     kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
     bare = list(CHAT.create.__wrapped__(oai.chat.completions, stream_options={"include_usage": True}, **kwargs))
     ours = list(oai.chat.completions.create(**kwargs))
