@@ -47,7 +47,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_margin.attributes import METRIC_EXPORT_DROPPED
 from otel_margin.exporters.rows import COLUMN_NAMES, INSERT_FORMAT, TABLE, encode_rows, insert_block, span_to_row
-from otel_margin.exporters.spool import Spool, SpoolCorruption, SpooledBatch
+from otel_margin.exporters.spool import Spool, SpoolCorruption
 from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, open_client
 from otel_margin.schema import quote_identifier
 

@@ -375,8 +375,11 @@ class CallFlow:
         tapped stream's events are noted by the tap, which also took what ``hide`` would hide.
         """
         pending, kept = self.pending, self.chunks
-        check = self.tapped
-        note, hide, every = not check, None if check else self.hide, _READ_EVENTS_EVERY if check else _READ_CHUNKS_EVERY
+        check = self.tapped  # confirm at the first chunk that the tap sees the events
+        if check:
+            note, hide, every = False, None, _READ_EVENTS_EVERY
+        else:
+            note, hide, every = True, self.hide, _READ_CHUNKS_EVERY
         try:
             for chunk in stream:
                 if check:

@@ -28,7 +28,7 @@ def wrap_stream(stream: Any, flow: "CallFlow") -> Any:
     kind = _STREAM_KINDS.get(type(stream))
     if kind is None:
         kind = _STREAM_KINDS[type(stream)] = _stream_kind(stream)
-    if kind is StreamProxy or kind is AsyncStreamProxy:
+    if kind is not None:
         return kind(stream, flow)
     # Not a stream after all (a stand-in or a plugin returned a full object): read it whole.
     flow.call.stream = False
