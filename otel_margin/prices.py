@@ -8,6 +8,12 @@ Resolution is cached per ``(provider, model)``, so pricing a call after the firs
 dictionary lookup and a handful of exact Decimal multiplications.
 
 A model nobody prices is ``unpriced`` (``total=None``), never $0.
+
+On Python 3.10 the catalog is ``genai-prices`` 0.1.13, the last release for 3.10: the same API
+as 0.2.x, with fewer models (about 1,800 against 2,300 in 0.2.3) and some older prices. A model
+it lacks is unpriced with the usual once-per-model warning, and every price version names the
+catalog it came from (``genai-prices-0.1.13``), so such costs are never mistaken for 0.2.x ones.
+Add missing models to the policy file, or run on Python 3.11+ for the current catalog.
 """
 
 from __future__ import annotations
