@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -384,3 +385,22 @@ def test_report_command_reads_through_a_storage_session(chdb_client, chdb_path, 
     assert "Per feature" in out and "search" in out and "upper bounds" in out
     # Captured output is not a terminal: every column keeps its full header and figures.
     assert "cache write" in out and "…" not in out
+
+
+def test_report_on_a_database_without_the_schema_says_how_to_create_it_and_creates_nothing(
+        chdb_client, chdb_path, monkeypatch, capsys):
+    from otel_margin.cli import main
+
+    empty = f"margin_empty_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", f"chdb://{chdb_path}")
+    assert main(["report", "--since", "2", "--database", empty]) == 1
+    err = capsys.readouterr().err
+    assert f"database '{empty}'" in err and "otel-margin schema apply" in err and "UNKNOWN_" in err
+    assert chdb_client.command(f"SELECT count() FROM system.databases WHERE name = '{empty}'") == 0
+    chdb_client.command(f"CREATE DATABASE {empty}")  # a database, but no tables in it
+    try:
+        assert main(["report", "--since", "2", "--database", empty]) == 1
+        assert "lacks the otel-margin schema" in capsys.readouterr().err
+        assert chdb_client.command(f"SELECT count() FROM system.tables WHERE database = '{empty}'") == 0
+    finally:
+        chdb_client.command(f"DROP DATABASE IF EXISTS {empty}")

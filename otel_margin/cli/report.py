@@ -1,7 +1,8 @@
 """``otel-margin report``: the main margin views in the terminal, or as JSON for machines.
 
 Reads through a short storage session, so it works beside a running service (chDB is held
-only while the queries run). ``--format json`` emits the same numbers, Decimals as strings.
+only while the queries run). It only reads: a database without the schema is an error that
+says how to create it, not something the report creates. ``--format json`` emits the same numbers, Decimals as strings.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from decimal import Decimal
 from typing import Any
 
 from otel_margin import margin
+
+_NO_SCHEMA_CODES = (60, 81)
+"""ClickHouse's UNKNOWN_TABLE and UNKNOWN_DATABASE (and UNKNOWN_FUNCTION, 46, naming one of
+the database's parameterized views)."""
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,15 +49,23 @@ def run(args: argparse.Namespace) -> int:
     config = StorageConfig.from_env(database=args.database)
     try:
         with session(config) as client:
-            from otel_margin import schema
-
-            schema.apply_schema(client, database=config.database, ttl_days=config.ttl_days)
             report = build_report(
                 client, start=start, end=end, feature=args.feature, allocate_by=args.allocate_by,
                 database=config.database,
             )
     except StorageUnavailable as error:
         raise CommandError(str(error)) from error
+    except Exception as error:
+        code = getattr(error, "code", None)
+        if code not in _NO_SCHEMA_CODES and not (code == 46 and f"{config.database}." in str(error)):
+            raise
+        # A report only reads: it creates nothing, so it works with read-only credentials.
+        raise CommandError(
+            f"database {config.database!r} at {config.endpoint} lacks the otel-margin schema, or part of it "
+            f"after an upgrade ({str(error).splitlines()[0]}). Create what is missing with `otel-margin "
+            "schema apply` (the exporter also does when it first writes), or try everything on demo data "
+            "with `otel-margin demo`."
+        ) from error
     if args.format == "json":
         print(to_json(report))
     else:
