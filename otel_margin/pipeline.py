@@ -357,6 +357,10 @@ class CallFlow:
         """
         try:
             pending = self.pending
+            if self.tapped and not pending:
+                # No event passed the tap before this chunk: the SDK read its events some other
+                # way. Note the chunks instead (``chunks_of`` checks this at the first chunk).
+                self.tapped = False
             if not self.tapped:
                 pending.append(chunk)
             if len(pending) >= (_READ_EVENTS_EVERY if self.tapped else _READ_CHUNKS_EVERY):

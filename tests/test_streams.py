@@ -261,6 +261,19 @@ def test_untappable_stream_still_hides_the_usage_chunk(oai, sink, oracle, monkey
     check_exact_usage(sink, oracle, bare)
 
 
+async def test_async_bypassed_tap_notes_the_chunks_instead(aoai, sink, oracle, monkeypatch) -> None:
+    """The async form of "bypassed" above: the tap was installed, yet no event passed it."""
+    import otel_margin.pipeline
+
+    monkeypatch.setattr(otel_margin.pipeline, "tap_events", lambda *args: True)
+    kwargs = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    bare = [c async for c in await ACHAT.create.__wrapped__(
+        aoai.chat.completions, stream_options={"include_usage": True}, **kwargs)]
+    ours = [c async for c in await aoai.chat.completions.create(**kwargs)]
+    assert_same_chunks(ours, bare[:-1])
+    check_exact_usage(sink, oracle, bare)
+
+
 def test_tap_leaves_other_streams_alone() -> None:
     from otel_margin.streams import EventTap, tap_events
 
