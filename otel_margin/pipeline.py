@@ -38,7 +38,7 @@ from otel_margin.environment_variables import (
 from otel_margin.finisher import FINISHER
 from otel_margin.pluginhost import pm
 from otel_margin.streams import EventTap, tap_events, wrap_manager, wrap_raw_response, wrap_stream
-from otel_margin.telemetry import Telemetry
+from otel_margin.telemetry import PEER_WRAPPER_MODULES, Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +61,6 @@ _KEEP_CHUNKS = 10_000
 
 # OpenLLMetry's instrumentations skip a call when this context key is set.
 _PEER_SUPPRESS_KEY = "suppress_language_model_instrumentation"
-# Wrappers of these modules are peers' LLM instrumentations: when ours is the outer wrapper
-# we call past them, so one call yields one LLM span.
-_PEER_WRAPPER_MODULES = (
-    "opentelemetry.instrumentation.openai",
-    "opentelemetry.instrumentation.anthropic",
-    "openlit.",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,10 +543,11 @@ def _set_unit_revenue(call: LLMCall, unit_price: Decimal) -> None:
 
 
 def _past_peers(wrapped: Any) -> Any:
-    # wrapt's bound wrapper of a peer instrumentation: call what it wraps instead.
+    # wrapt's bound wrapper of a peer instrumentation: call what it wraps instead (ours is the
+    # outer wrapper, so one call yields one LLM span).
     while type(wrapped).__name__ == "BoundFunctionWrapper":
         module = getattr(getattr(wrapped, "_self_wrapper", None), "__module__", "") or ""
-        if not module.startswith(_PEER_WRAPPER_MODULES):
+        if not module.startswith(PEER_WRAPPER_MODULES):
             break
         wrapped = wrapped.__wrapped__
     return wrapped

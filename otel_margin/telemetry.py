@@ -10,6 +10,7 @@ yields exactly one LLM span, and it carries our attributes.
 from __future__ import annotations
 
 import copy
+import sys
 import threading
 import time
 from decimal import Decimal
@@ -26,6 +27,13 @@ from otel_margin.call import LLMCall
 SCOPE = "otel_margin"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 _PEER_LLM_KEYS = (attr.GEN_AI_OPERATION_NAME, "gen_ai.system", "llm.request.type")
+
+PEER_WRAPPER_MODULES = (
+    "opentelemetry.instrumentation.openai",
+    "opentelemetry.instrumentation.anthropic",
+    "openlit.",
+)
+"""Modules of peers' LLM instrumentations, whose wrappers may run outside or inside ours."""
 
 
 class Telemetry:
@@ -68,6 +76,9 @@ class Telemetry:
         current = trace.get_current_span(context)
         if current.is_recording() and _is_peer_llm_span(current):
             return current, False
+        outer = _outer_peer_span()
+        if outer is not None:
+            return outer, False
         name = f"{call.operation} {call.request_model}"
         attributes = sampling_attributes(call)
         late = self._late_start()
@@ -362,6 +373,25 @@ def result_attributes(call: LLMCall) -> dict[str, Any]:
 def money(amount: Decimal) -> str:
     """A Decimal as a plain decimal string (``0.00000002``, never ``2E-8``): exact, parseable anywhere."""
     return format(amount, "f")
+
+
+def _outer_peer_span() -> Any:
+    """The LLM span of a peer's wrapper that called ours without making its span current.
+
+    OpenLLMetry's anthropic wrapper starts its span, keeps it in a local ``span`` and calls
+    the method it wraps (ours, when it was instrumented after us) with its span not current:
+    enriching it is the only way to one LLM span per call. Only the first frame outside
+    otel-margin (and wrapt) is looked at: a few reads when no peer is there.
+    """
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(("otel_margin.", "wrapt.")):
+        frame = frame.f_back
+    if frame is None or not frame.f_globals.get("__name__", "").startswith(PEER_WRAPPER_MODULES):
+        return None
+    span = frame.f_locals.get("span")
+    if span is not None and getattr(span, "is_recording", bool)() and _is_peer_llm_span(span):
+        return span
+    return None
 
 
 def _is_peer_llm_span(span: Any) -> bool:

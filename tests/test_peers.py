@@ -98,24 +98,25 @@ def run(sdk: str, client: Any, stream: bool, oracle: Any) -> tuple[Any, str]:
     return oracle.anthropic(message.usage), message.model
 
 
-ENRICH_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="OpenLLMetry's anthropic wrapper never makes its span current, so when it is the outer wrapper "
-    "otel-margin cannot find it to enrich and opens a second LLM span; ensure_outermost() "
-    "(run by opentelemetry-instrument after all instrumentors load) avoids it",
-)
 ORDERS = ["peer-first", "peer-last", "peer-last-reordered"]
-CASES = [
-    pytest.param(peer, order, marks=ENRICH_GAP if (peer, order) == ("openllmetry-anthropic", "peer-last") else ())
-    for peer in PEERS
-    for order in ORDERS
-]
+# "peer-last": the peer wraps ours. Most peers make their span current (we enrich it);
+# OpenLLMetry's anthropic wrapper does not (we find it in its wrapper's frame and enrich it).
+CASES = [(peer, order) for peer in PEERS for order in ORDERS]
+MANAGER_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="OpenLLMetry's anthropic stream-manager wrapper, outside ours, ends its span when the stream "
+    "is consumed, before the manager's exit where ours reads the final message: our attributes come too "
+    "late for its span. ensure_outermost() (run by opentelemetry-instrument after all instrumentors load) "
+    "avoids it",
+)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("peer_name, order", CASES)
 def test_one_llm_span_with_our_attributes(otel, standin_server, oracle, pristine_sdk, peer_name, order,
-                                          stream) -> None:
+                                          stream, request) -> None:
+    if stream and (peer_name, order) == ("openllmetry-anthropic", "peer-last"):
+        request.applymarker(MANAGER_GAP)
     sdk, make_peer = PEERS[peer_name]
     peer = make_peer()
     ours = OpenAIMarginInstrumentor() if sdk == "openai" else AnthropicMarginInstrumentor()
