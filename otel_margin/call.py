@@ -23,6 +23,9 @@ class Usage:
     ``input_tokens`` includes cache reads and cache writes; ``output_tokens`` includes
     reasoning tokens. Providers disagree on this (Anthropic's ``input_tokens`` excludes
     cached input); instrumentors normalise before building a ``Usage``.
+    ``cache_write_1h_tokens`` is the part of ``cache_write_tokens`` written with a one-hour
+    time to live (Anthropic's ``cache_creation.ephemeral_1h_input_tokens``), billed at a
+    higher price than the default five-minute writes; it is included in ``cache_write_tokens``.
     """
 
     input_tokens: int = 0
@@ -30,6 +33,8 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    """The one-hour part of ``cache_write_tokens`` (included in it, never added to it)."""
     source: UsageSource = "provider"
 
     @property
@@ -51,6 +56,8 @@ class Cost:
     other: Decimal = Decimal(0)
     price_version: str = ""
     price_source: str = ""
+    """``catalog`` | ``policy`` | ``self_hosted``; with ``+1h_write_rule`` appended when one-hour
+    cache writes had no one-hour price and were billed by rule (see docs/policy.md)."""
     priced_as: str = ""
     """The model id whose prices were used (``gpt-4o-mini`` for ``gpt-4o-mini-2024-07-18``)."""
 

@@ -90,6 +90,8 @@ class ModelPricePolicy:
     """When set, only calls to this provider match; ``None`` matches any provider."""
     cache_read_per_mtok: Decimal | None = None
     cache_write_per_mtok: Decimal | None = None
+    cache_write_1h_per_mtok: Decimal | None = None
+    """One-hour cache writes (Anthropic's ``ttl: "1h"``); ``None``: priced by rule (docs/policy.md)."""
     line: int | None = None
 
 
@@ -105,6 +107,8 @@ class SelfHostedPolicy:
     output_per_mtok: Decimal | None = None
     cache_read_per_mtok: Decimal | None = None
     cache_write_per_mtok: Decimal | None = None
+    cache_write_1h_per_mtok: Decimal | None = None
+    """One-hour cache writes (Anthropic's ``ttl: "1h"``); ``None``: priced by rule (docs/policy.md)."""
     line: int | None = None
 
 
@@ -304,6 +308,7 @@ _MTOK_KEYS: dict[str, Spec] = {
     "output_per_mtok": Key(money, '"1.20"', required=True),
     "cache_read_per_mtok": Key(money, '"0.15"'),
     "cache_write_per_mtok": Key(money, '"0.375"'),
+    "cache_write_1h_per_mtok": Key(money, '"0.60"'),
 }
 
 SCHEMA = Table(

@@ -9,6 +9,12 @@ dictionary lookup and a handful of exact Decimal multiplications.
 
 A model nobody prices is ``unpriced`` (``total=None``), never $0.
 
+Cache writes kept for one hour (Anthropic's ``ttl: "1h"``, ``Usage.cache_write_1h_tokens``)
+are priced at the catalog's or the policy's one-hour write price. Where there is none, they are
+billed at twice the input price, Anthropic's published rule (the catalog's own one-hour prices
+all follow it), and never below the five-minute write price; the cost then says so with a
+``+1h_write_rule`` suffix on ``Cost.price_source``, so the rule is never a silent guess.
+
 On Python 3.10 the catalog is ``genai-prices`` 0.1.13, the last release for 3.10: the same API
 as 0.2.x, with fewer models (about 1,800 against 2,300 in 0.2.3) and some older prices. A model
 it lacks is unpriced with the usual once-per-model warning, and every price version names the
@@ -36,6 +42,12 @@ from otel_margin.policy import Discount, ModelPricePolicy, Policy, SelfHostedPol
 logger = logging.getLogger(__name__)
 
 PriceSource = Literal["catalog", "policy", "self_hosted"]
+
+ONE_HOUR_WRITE_RULE = "+1h_write_rule"
+"""Appended to ``Cost.price_source`` when one-hour cache writes were billed by rule (no 1h price)."""
+
+ONE_HOUR_WRITE_FACTOR = Decimal(2)
+"""Anthropic bills one-hour cache writes at 2x the base input price (five-minute ones at 1.25x)."""
 
 CATALOG_VERSION = f"genai-prices-{genai_prices.__version__}"
 """The catalog part of every price version."""
@@ -97,6 +109,9 @@ class ResolvedPrice:
     """``None``: cache reads are billed at the input price."""
     cache_write: UnitPrice | None = None
     """``None``: cache writes are billed at the input price."""
+    cache_write_1h: UnitPrice | None = None
+    """One-hour cache writes. ``None``: billed at twice the input price (Anthropic's rule), or at
+    the cache-write price when that is higher."""
     reasoning: UnitPrice | None = None
     """``None``: reasoning tokens are billed inside output at the output price."""
     request_usd: Decimal | None = None
@@ -229,6 +244,7 @@ class PriceCatalog:
             output=unit["output_mtok"],
             cache_read=unit["cache_read_mtok"],
             cache_write=unit["cache_write_mtok"],
+            cache_write_1h=unit["cache_write_1h_mtok"],
             reasoning=unit["output_reasoning_mtok"],
             request_usd=_MONEY.divide(requests, 1000) if isinstance(requests, Decimal) else None,
         )
@@ -251,6 +267,7 @@ class PriceCatalog:
             output=UnitPrice(custom.output_per_mtok),
             cache_read=_optional_unit(custom.cache_read_per_mtok),
             cache_write=_optional_unit(custom.cache_write_per_mtok),
+            cache_write_1h=_optional_unit(custom.cache_write_1h_per_mtok),
         )
 
     def _self_hosted_price(self, hosted: SelfHostedPolicy) -> ResolvedPrice:
@@ -265,6 +282,7 @@ class PriceCatalog:
             output=_optional_unit(hosted.output_per_mtok),
             cache_read=_optional_unit(hosted.cache_read_per_mtok),
             cache_write=_optional_unit(hosted.cache_write_per_mtok),
+            cache_write_1h=_optional_unit(hosted.cache_write_1h_per_mtok),
             gpu_second_usd=hosted.gpu_second_usd,
             gpus=hosted.gpus,
         )
@@ -322,7 +340,16 @@ def _cost(resolved: ResolvedPrice, usage: Usage, duration_s: float | None) -> Co
 
     input_cost = per_mtok(usage.uncached_input_tokens, None, input_price)
     cache_read = per_mtok(usage.cache_read_tokens, resolved.cache_read, input_price)
-    cache_write = per_mtok(usage.cache_write_tokens, resolved.cache_write, input_price)
+    one_hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
+    cache_write = per_mtok(usage.cache_write_tokens - one_hour, resolved.cache_write, input_price)
+    source = resolved.source
+    if one_hour:
+        by_rule = _ZERO
+        if resolved.cache_write_1h is None:  # no listed 1h price: Anthropic's rule, and the cost says so
+            five_minute = resolved.cache_write.at(total_input) if resolved.cache_write is not None else input_price
+            by_rule = max(_MONEY.multiply(input_price, ONE_HOUR_WRITE_FACTOR), five_minute)
+            source = f"{source}{ONE_HOUR_WRITE_RULE}"
+        cache_write = _MONEY.add(cache_write, per_mtok(one_hour, resolved.cache_write_1h, by_rule))
     output_price = resolved.output.at(total_input) if resolved.output is not None else _ZERO
     if resolved.reasoning is not None:
         reasoning = min(usage.reasoning_tokens, usage.output_tokens)
@@ -346,14 +373,16 @@ def _cost(resolved: ResolvedPrice, usage: Usage, duration_s: float | None) -> Co
         output=output,
         other=other,
         price_version=resolved.version,
-        price_source=resolved.source,
+        price_source=source,
         priced_as=resolved.priced_as,
     )
 
 
 # --- resolution details ------------------------------------------------------------------------
 
-_CATALOG_PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "output_reasoning_mtok")
+_CATALOG_PRICE_KEYS = (
+    "input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok", "output_reasoning_mtok"
+)
 
 _CATALOG_PROVIDER_ALIASES = {
     # gen_ai.provider.name values genai-prices does not match by itself.
@@ -454,6 +483,7 @@ def _apply_discount(resolved: ResolvedPrice, discount: Discount, version: str, p
         output=scaled(resolved.output),
         cache_read=scaled(resolved.cache_read),
         cache_write=scaled(resolved.cache_write),
+        cache_write_1h=scaled(resolved.cache_write_1h),
         reasoning=scaled(resolved.reasoning),
         request_usd=_MONEY.multiply(resolved.request_usd, factor) if resolved.request_usd is not None else None,
         discount=discount,

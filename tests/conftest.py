@@ -179,6 +179,8 @@ class Expected:
     cache_read: int = 0
     cache_write: int = 0
     reasoning: int = 0
+    cache_write_1h: int = 0
+    """The one-hour part of ``cache_write`` (included in it)."""
 
 
 class Oracle:
@@ -215,11 +217,16 @@ class Oracle:
 
     @staticmethod
     def anthropic(usage: Any) -> Expected:
-        """Anthropic: ``input_tokens`` excludes cache reads and writes; semconv input includes them."""
+        """Anthropic: ``input_tokens`` excludes cache reads and writes; semconv input includes them.
+
+        ``cache_creation_input_tokens`` includes the one-hour writes, ``cache_creation.ephemeral_1h_input_tokens``.
+        """
         read = usage.cache_read_input_tokens or 0
         write = usage.cache_creation_input_tokens or 0
+        split = getattr(usage, "cache_creation", None)
+        one_hour = (split.ephemeral_1h_input_tokens or 0) if split is not None else 0
         return Expected(input_tokens=usage.input_tokens + read + write, output_tokens=usage.output_tokens,
-                        cache_read=read, cache_write=write)
+                        cache_read=read, cache_write=write, cache_write_1h=one_hour)
 
     @staticmethod
     def cost(expected: Expected, model: str, provider: str) -> Decimal:
@@ -231,12 +238,23 @@ class Oracle:
             values["cache_read_tokens"] = expected.cache_read
         if expected.cache_write:
             values["cache_write_tokens"] = expected.cache_write
+        if expected.cache_write_1h:  # genai-prices prices it apart and the rest of cache_write_tokens at 5m
+            values["cache_write_1h_tokens"] = expected.cache_write_1h
         if expected.reasoning:
             values["output_reasoning_tokens"] = expected.reasoning
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # an unsupported usage key must fail the test, not warn
             usage = genai_prices.Usage(**values)
         return genai_prices.calc_price(usage, model_ref=model, provider_id=provider).total_price
+
+    @staticmethod
+    def check_usage(usage: Any, expected: Expected) -> None:
+        """Assert an ``otel_margin.call.Usage`` equals ``expected`` field for field (the span lacks the 1h split)."""
+        assert usage is not None and usage.source == "provider"
+        got = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+               usage.cache_write_1h_tokens, usage.reasoning_tokens)
+        assert got == (expected.input_tokens, expected.output_tokens, expected.cache_read, expected.cache_write,
+                       expected.cache_write_1h, expected.reasoning)
 
     def check_span(self, span: ReadableSpan, expected: Expected, *, model: str, provider: str) -> None:
         """Assert the span's usage equals ``expected`` exactly and its cost matches to 1e-9 dollars."""

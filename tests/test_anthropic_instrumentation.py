@@ -8,13 +8,14 @@ Anthropic's ``input_tokens`` excludes cache reads and writes; the span's
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import anthropic
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_margin import attribute
+from otel_margin import attribute, hookimpl
 from otel_margin.standin import anthropic_client
 
 SCENARIO = "x-standin-scenario"
@@ -51,6 +52,32 @@ def cached_system(marker: str) -> list[dict[str, Any]]:
     """A system prompt with a cache breakpoint, unique per test so the stand-in's cache starts cold."""
     text = f"You are the support assistant of tenant {marker}. " + "Policy text. " * 40
     return [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}]
+
+
+def one_hour_then_five_minute(marker: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system, messages) with a 1h breakpoint then a 5m one (Anthropic wants longer TTLs first)."""
+    text = f"Contract terms of tenant {marker}. " + "Clause text. " * 60
+    system = [{"type": "text", "text": text, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    question = {"type": "text", "text": "Summarise the clauses about refunds. " * 10,
+                "cache_control": {"type": "ephemeral"}}
+    messages = [{"role": "user", "content": [question]}]
+    return system, messages
+
+
+class CallRecords:
+    """A test guardrail plugin keeping each finished call record (usage and cost as priced)."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    @hookimpl
+    def margin_record(self, call: Any, response: Any) -> None:
+        self.calls.append(call)
+
+
+@pytest.fixture
+def records(register_plugin: Any) -> CallRecords:
+    return register_plugin(CallRecords())
 
 
 def streamed_expectation(oracle: Any, events: list[Any]) -> Any:
@@ -253,3 +280,42 @@ def test_sdk_self_tracing_is_visible_without_us(standin_server, sink) -> None:
     original(client.messages, model="claude-sonnet-4-5", max_tokens=20, messages=MESSAGES)
     spans = sink.llm_spans()
     assert [s.instrumentation_scope.name for s in spans] == ["com.anthropic.sdk.python"]
+
+
+@pytest.mark.parametrize("how", ["create", "create-stream", "stream-helper"])
+def test_one_hour_cache_writes_are_priced_at_the_one_hour_rate(client, sink, oracle, records, how) -> None:
+    system, messages = one_hour_then_five_minute(uuid.uuid4().hex)
+    kwargs = {"model": "claude-sonnet-4-5", "max_tokens": 200, "system": system, "messages": messages}
+    if how == "create":
+        message = client.messages.create(**kwargs)
+    elif how == "create-stream":
+        events = list(client.messages.create(stream=True, **kwargs))
+        message = next(e for e in events if e.type == "message_start").message
+        last = [e for e in events if e.type == "message_delta"][-1]
+        message = message.model_copy(update={"usage": message.usage.model_copy(
+            update={"output_tokens": last.usage.output_tokens})})
+    else:
+        with client.messages.stream(**kwargs) as stream:
+            message = stream.get_final_message()
+    usage, model = message.usage, message.model
+    # The provider's own split: both TTLs written, together the cache-creation total.
+    split = usage.cache_creation
+    assert split.ephemeral_1h_input_tokens > 0 and split.ephemeral_5m_input_tokens > 0
+    assert split.ephemeral_1h_input_tokens + split.ephemeral_5m_input_tokens == usage.cache_creation_input_tokens
+    expected = oracle.anthropic(usage)
+    assert expected.cache_write_1h == split.ephemeral_1h_input_tokens
+
+    span = sink.one_llm_span()
+    oracle.check_span(span, expected, model=model, provider="anthropic")  # genai-prices with the 1h split
+    (call,) = records.calls
+    oracle.check_usage(call.usage, expected)
+    cost = call.cost
+    assert (cost.status, cost.price_source) == ("priced", "catalog")  # the catalog's 1h price, not the rule
+    want = oracle.cost(expected, model, "anthropic")
+    assert abs(cost.total - want) <= Decimal("1e-9")
+    # Sonnet 4.5 below 200k input: 5m writes $3.75/MTok, 1h writes $6/MTok, both in the cache_write component.
+    five_minute = expected.cache_write - expected.cache_write_1h
+    assert cost.cache_write == (five_minute * Decimal("3.75") + expected.cache_write_1h * 6) / 1_000_000
+    assert Decimal(span.attributes["margin.cost.cache_write.usd"]) == cost.cache_write
+    all_at_five_minute = expected.cache_write * Decimal("3.75") / 1_000_000
+    assert cost.cache_write - all_at_five_minute == expected.cache_write_1h * Decimal("2.25") / 1_000_000

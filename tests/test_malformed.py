@@ -211,6 +211,7 @@ junk = st.recursive(
         st.dictionaries(st.sampled_from(["usage", "model", "choices", "delta", "type", "message", "content",
                                          "prompt_tokens", "completion_tokens", "input_tokens", "output_tokens",
                                          "cache_read_input_tokens", "cache_creation_input_tokens", "id",
+                                         "cache_creation", "ephemeral_1h_input_tokens",
                                          "finish_reason", "stop_reason", "response", "text", "index"]),
                         children, max_size=6).map(lambda d: SimpleNamespace(**d)),
     ),
@@ -233,8 +234,9 @@ def valid_usage(usage: Usage | None) -> bool:
     if usage is None:
         return True
     values = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
-              usage.reasoning_tokens)
-    return all(type(v) is int and v >= 0 for v in values) and usage.cache_read_tokens <= usage.input_tokens
+              usage.reasoning_tokens, usage.cache_write_1h_tokens)
+    return (all(type(v) is int and v >= 0 for v in values) and usage.cache_read_tokens <= usage.input_tokens
+            and usage.cache_write_1h_tokens <= usage.cache_write_tokens)
 
 
 @settings(max_examples=150, deadline=None)
@@ -289,19 +291,58 @@ def test_chat_usage_is_exact_or_absent(prompt, completion, cached, reasoning, de
     assert same == result
 
 
+# ``cache_creation``: the SDK's model, the wire dict (where the SDK does not type it), absent, or junk.
+cache_creations = st.one_of(
+    st.none(), scalars,
+    st.builds(lambda h: SimpleNamespace(ephemeral_5m_input_tokens=0, ephemeral_1h_input_tokens=h), counts),
+    st.builds(lambda one_hour: {"ephemeral_1h_input_tokens": one_hour}, counts),
+)
+
+
 @settings(max_examples=300, deadline=None)
-@given(uncached=counts, output=counts, read=counts, write=counts)
-def test_anthropic_usage_adds_cache_to_input(uncached, output, read, write) -> None:
-    result = messages_usage(SimpleNamespace(input_tokens=uncached, output_tokens=output,
-                                            cache_read_input_tokens=read, cache_creation_input_tokens=write))
+@given(uncached=counts, output=counts, read=counts, write=counts, creation=cache_creations)
+def test_anthropic_usage_adds_cache_to_input(uncached, output, read, write, creation) -> None:
+    result = messages_usage(SimpleNamespace(input_tokens=uncached, output_tokens=output, cache_read_input_tokens=read,
+                                            cache_creation_input_tokens=write, cache_creation=creation))
     ok = lambda v: type(v) is int and v >= 0  # noqa: E731
     if not (ok(uncached) and ok(output)):
         assert result is None
         return
     r = read if ok(read) else 0
     w = write if ok(write) else 0
+    one_hour = creation.get("ephemeral_1h_input_tokens") if isinstance(creation, dict) else getattr(
+        creation, "ephemeral_1h_input_tokens", None)
+    h = min(one_hour, w) if ok(one_hour) else 0  # part of the writes: never more than their total
     assert result == Usage(input_tokens=uncached + r + w, output_tokens=output, cache_read_tokens=r,
-                           cache_write_tokens=w)
+                           cache_write_tokens=w, cache_write_1h_tokens=h)
+
+
+def test_anthropic_stream_keeps_the_one_hour_split_when_the_delta_repeats_totals() -> None:
+    # Newer API versions repeat the input counts in message_delta, but not the TTL split.
+    from anthropic.types import RawMessageDeltaEvent, RawMessageStartEvent, RawMessageStopEvent
+
+    usage = {"input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 900,
+             "cache_creation": {"ephemeral_5m_input_tokens": 300, "ephemeral_1h_input_tokens": 600}}
+    start = RawMessageStartEvent.model_validate({"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [],
+        "stop_reason": None, "stop_sequence": None, "usage": usage}})
+    delta = RawMessageDeltaEvent.model_validate({
+        "type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"input_tokens": 12, "output_tokens": 77, "cache_read_input_tokens": 0,
+                  "cache_creation_input_tokens": 900}})
+    whole = Usage(input_tokens=912, output_tokens=77, cache_write_tokens=900, cache_write_1h_tokens=600)
+    for events, expected in [
+        ([start, delta, RawMessageStopEvent(type="message_stop")], whole),
+        # a stream cut before message_stop keeps the split on its estimated usage
+        ([start], Usage(input_tokens=912, output_tokens=1, cache_write_tokens=900, cache_write_1h_tokens=600,
+                        source="estimated")),
+    ]:
+        call = new_call(Messages())
+        observer = Messages().stream_observer(call)
+        for event in events:
+            observer.observe(call, event)
+        observer.finish(call)
+        assert call.usage == expected
 
 
 # --- failures inside otel-margin ------------------------------------------------------------------

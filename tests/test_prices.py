@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal, localcontext
 
@@ -25,11 +26,11 @@ from otel_margin.prices import CATALOG_VERSION, PriceCatalog, get_catalog, set_c
 AT = datetime(2025, 6, 2, 12, 0, tzinfo=timezone.utc)
 """A fixed request time, so time-dependent catalog prices are the same on both sides."""
 
-_TOKEN_KEYS = {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"}
+_TOKEN_KEYS = {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok"}
 
 
 def _eligible_models(*, tiered: bool | None) -> list[tuple[str, str]]:
-    """Catalog models priced only by the four token components we compare."""
+    """Catalog models priced only by the token components we compare (five, with 1h cache writes)."""
     found = []
     for provider in data_snapshot.get_snapshot().providers:
         for model in provider.models:
@@ -54,13 +55,20 @@ TIERED_MODELS = _eligible_models(tiered=True)
 
 @st.composite
 def usages(draw: st.DrawFn, max_input: int = 400_000) -> Usage:
-    """Consistent usage: cache reads + writes never exceed input, reasoning never exceeds output."""
+    """Consistent usage: cache reads + writes never exceed input, the 1h part of the writes never
+    exceeds the writes, reasoning never exceeds output."""
     input_tokens = draw(st.integers(0, max_input))
     cache_read = draw(st.integers(0, input_tokens))
     cache_write = draw(st.integers(0, input_tokens - cache_read))
+    cache_write_1h = draw(st.integers(0, cache_write))
     output_tokens = draw(st.integers(0, 100_000))
     reasoning = draw(st.integers(0, output_tokens))
-    return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+    return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning, cache_write_1h_tokens=cache_write_1h)
+
+
+def _has_one_hour_price(catalog: PriceCatalog, provider: str, model: str) -> bool:
+    resolved = catalog.lookup(provider, model, at=AT)
+    return resolved is not None and resolved.cache_write_1h is not None
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +95,16 @@ def test_agrees_with_genai_prices_calc_price(
     catalog: PriceCatalog, model: tuple[str, str], usage: Usage
 ) -> None:
     provider_id, model_id = model
+    if not _has_one_hour_price(catalog, provider_id, model_id):
+        # genai-prices bills 1h writes at the 5m price then; ours follows Anthropic's rule (tested below).
+        usage = replace(usage, cache_write_1h_tokens=0)
     expected = genai_prices.calc_price(
         genai_prices.Usage(
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
+            cache_write_tokens=usage.cache_write_tokens,  # the total, 1h included, as ours
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
         ),
         model_id,
         provider_id=provider_id,
@@ -108,11 +120,24 @@ def test_agrees_with_genai_prices_for_every_eligible_model(catalog: PriceCatalog
     reference = genai_prices.Usage(
         input_tokens=250_000, output_tokens=3_000, cache_read_tokens=40_000, cache_write_tokens=9_000
     )
+    one_hour = replace(usage, cache_write_1h_tokens=4_000)
+    one_hour_reference = genai_prices.Usage(
+        input_tokens=250_000, output_tokens=3_000, cache_read_tokens=40_000, cache_write_tokens=9_000,
+        cache_write_1h_tokens=4_000,
+    )
+    with_one_hour_price = 0
     for provider_id, model_id in ALL_MODELS:
         expected = genai_prices.calc_price(
             reference, model_id, provider_id=provider_id, genai_request_timestamp=AT
         ).total_price
         assert catalog.price(provider_id, model_id, usage, at=AT).total == expected, (provider_id, model_id)
+        if _has_one_hour_price(catalog, provider_id, model_id):
+            with_one_hour_price += 1
+            expected = genai_prices.calc_price(
+                one_hour_reference, model_id, provider_id=provider_id, genai_request_timestamp=AT
+            ).total_price
+            assert catalog.price(provider_id, model_id, one_hour, at=AT).total == expected, (provider_id, model_id)
+    assert with_one_hour_price >= 10  # the Anthropic models are among those compared
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -126,6 +151,7 @@ def test_cost_is_linear_in_tokens_for_untiered_models(
         a.cache_read_tokens + b.cache_read_tokens,
         a.cache_write_tokens + b.cache_write_tokens,
         a.reasoning_tokens + b.reasoning_tokens,
+        cache_write_1h_tokens=a.cache_write_1h_tokens + b.cache_write_1h_tokens,
     )
     cost_a, cost_b, cost_both = (catalog.price(*model, u, at=AT) for u in (a, b, both))
     assert cost_both.total == cost_a.total + cost_b.total
@@ -153,6 +179,82 @@ def test_cache_write_without_a_catalog_price_falls_back_to_input(catalog: PriceC
     cost = catalog.price("openai", "gpt-4o", Usage(input_tokens=1_000, cache_write_tokens=1_000))
     assert cost.cache_write == 1_000 * resolved.input.base / Decimal(1_000_000)
     assert cost.input == 0
+
+
+def test_one_hour_cache_writes_are_priced_apart_at_the_catalog_price(catalog: PriceCatalog) -> None:
+    resolved = catalog.lookup("anthropic", "claude-sonnet-4-5", at=AT)
+    assert resolved is not None and resolved.cache_write is not None and resolved.cache_write_1h is not None
+    assert (resolved.cache_write.base, resolved.cache_write_1h.base) == (Decimal("3.75"), Decimal("6"))
+    usage = Usage(input_tokens=10_000, output_tokens=100, cache_write_tokens=4_000, cache_write_1h_tokens=1_000)
+    cost = catalog.price("anthropic", "claude-sonnet-4-5", usage, at=AT)
+    assert cost.cache_write == (3_000 * Decimal("3.75") + 1_000 * Decimal("6")) / 1_000_000
+    assert cost.input == 6_000 * Decimal("3") / 1_000_000
+    assert cost.price_source == "catalog"
+    # Tiered like the rest: above 200k input tokens every 1h write costs the tier's price.
+    above = catalog.price("anthropic", "claude-sonnet-4-5", replace(usage, input_tokens=250_000), at=AT)
+    assert resolved.cache_write_1h.at(250_000) == Decimal("12")
+    assert above.cache_write == (3_000 * resolved.cache_write.at(250_000) + 1_000 * Decimal("12")) / 1_000_000
+
+
+def test_one_hour_cache_writes_without_a_one_hour_price_cost_twice_the_input_price(catalog: PriceCatalog) -> None:
+    # Claude on Vertex AI: the catalog has a 5m cache-write price but no 1h one.
+    resolved = catalog.lookup("google", "claude-3-5-sonnet", at=AT)
+    assert resolved is not None and resolved.cache_write_1h is None
+    assert (resolved.input.base, resolved.cache_write.base) == (Decimal("3"), Decimal("3.75"))
+    usage = Usage(input_tokens=10_000, output_tokens=100, cache_write_tokens=4_000, cache_write_1h_tokens=1_000)
+    cost = catalog.price("google", "claude-3-5-sonnet", usage, at=AT)
+    # Anthropic's rule: 1h writes at 2x the input price ($6), the rest at the 5m write price.
+    assert cost.cache_write == (3_000 * Decimal("3.75") + 1_000 * 2 * Decimal("3")) / 1_000_000
+    assert cost.total == cost.input + cost.cache_read + cost.cache_write + cost.output + cost.other
+    assert (cost.status, cost.price_source) == ("priced", "catalog" + prices.ONE_HOUR_WRITE_RULE)
+    # Never silent, never an under-charge: more than genai-prices' 5m price for the 1h part.
+    five_minute_only = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=10_000, output_tokens=100, cache_write_tokens=4_000,
+                           cache_write_1h_tokens=1_000),
+        "claude-3-5-sonnet", provider_id="google", genai_request_timestamp=AT,
+    ).total_price
+    assert cost.total - five_minute_only == 1_000 * (6 - Decimal("3.75")) / 1_000_000
+    # Without 1h writes the rule is not used and not mentioned.
+    plain = catalog.price("google", "claude-3-5-sonnet", replace(usage, cache_write_1h_tokens=0), at=AT)
+    assert plain.price_source == "catalog"
+    assert plain.cache_write == 4_000 * Decimal("3.75") / 1_000_000
+
+
+def test_one_hour_rule_and_prices_take_the_contract_discount(catalog: PriceCatalog) -> None:
+    policy = parse_policy(
+        '[[prices.discounts]]\nprovider = "google"\npercent = 10\n\n'
+        '[[prices.discounts]]\nprovider = "anthropic"\npercent = 20\n',
+        source="acme.toml",
+    )
+    discounted = PriceCatalog(policy, log_unpriced=False)
+    usage = Usage(input_tokens=10_000, output_tokens=100, cache_write_tokens=4_000, cache_write_1h_tokens=1_000)
+    for provider, model, factor in [("google", "claude-3-5-sonnet", Decimal("0.9")),  # by the rule
+                                    ("anthropic", "claude-sonnet-4-5", Decimal("0.8"))]:  # the catalog's 1h price
+        listed = catalog.price(provider, model, usage, at=AT)
+        paid = discounted.price(provider, model, usage, at=AT)
+        assert paid.cache_write == listed.cache_write * factor
+        assert paid.total == listed.total * factor
+        assert paid.price_source == listed.price_source
+    resolved = discounted.lookup("anthropic", "claude-sonnet-4-5", at=AT)
+    assert resolved is not None and resolved.cache_write_1h is not None
+    assert resolved.cache_write_1h.base == Decimal("6") * Decimal("0.8")
+
+
+def test_policy_one_hour_cache_write_price_and_rule() -> None:
+    policy = parse_policy(
+        '[prices.models."claude-private"]\nprovider = "anthropic"\ninput_per_mtok = "1"\noutput_per_mtok = "5"\n'
+        'cache_write_per_mtok = "1.25"\ncache_write_1h_per_mtok = "1.9"\n\n'
+        '[prices.models."odd-cache"]\ninput_per_mtok = "1"\noutput_per_mtok = "5"\ncache_write_per_mtok = "3"\n',
+        source="acme.toml",
+    )
+    catalog = PriceCatalog(policy, log_unpriced=False)
+    usage = Usage(input_tokens=2_000_000, output_tokens=0, cache_write_tokens=2_000_000,
+                  cache_write_1h_tokens=1_000_000)
+    priced = catalog.price("anthropic", "claude-private", usage)
+    assert (priced.cache_write, priced.price_source) == (Decimal("1.25") + Decimal("1.9"), "policy")
+    # No 1h price and a 5m price above 2x input: 1h writes are never cheaper than 5m ones.
+    odd = catalog.price("openai", "odd-cache", usage)
+    assert (odd.cache_write, odd.price_source) == (Decimal("6"), "policy" + prices.ONE_HOUR_WRITE_RULE)
 
 
 def test_tier_is_chosen_by_total_input_tokens_for_all_tokens(catalog: PriceCatalog) -> None:
@@ -257,7 +359,8 @@ def test_discount_is_exact_percentage_of_catalog_price(
         assert paid.total == listed.total * factor
         assert paid.cache_read == listed.cache_read * factor
         assert paid.price_version == f"{CATALOG_VERSION}+policy-{policy_catalog.policy.version}"
-        assert paid.price_source == "catalog"
+        assert paid.price_source == listed.price_source  # "catalog", "+1h_write_rule" where gpt-4o* has 1h writes
+        assert paid.price_source.startswith("catalog")
 
 
 def test_discount_applies_only_to_its_provider_and_models(

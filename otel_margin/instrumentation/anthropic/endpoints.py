@@ -3,11 +3,15 @@
 Token facts kept here: Anthropic's ``input_tokens`` EXCLUDES cache reads and cache writes,
 so the semantic-convention input count is ``input_tokens + cache_read_input_tokens +
 cache_creation_input_tokens``; a streamed message's output count is the LAST
-``message_delta`` usage (cumulative), not ``message_start`` + deltas.
+``message_delta`` usage (cumulative), not ``message_start`` + deltas. Cache writes with a
+one-hour TTL are billed higher than five-minute ones: their count,
+``cache_creation.ephemeral_1h_input_tokens``, is part of ``cache_creation_input_tokens`` and
+only ``message_start`` carries it in a stream (``message_delta`` repeats the totals only).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from otel_margin.call import LLMCall, Usage
@@ -90,14 +94,7 @@ class MessagesStreamObserver(StreamObserver):
             from otel_margin.tokens import estimate_output_tokens
 
             counted = estimate_output_tokens(self.text(), call.model) if self.parts else 0
-            usage = call.usage
-            call.usage = Usage(
-                input_tokens=usage.input_tokens,
-                output_tokens=max(usage.output_tokens, counted),
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                source="estimated",
-            )
+            call.usage = replace(call.usage, output_tokens=max(call.usage.output_tokens, counted), source="estimated")
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -116,6 +113,7 @@ def messages_usage(usage: Any) -> Usage | None:
         output_tokens=output,
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
+        cache_write_1h_tokens=min(_one_hour_writes(usage) or 0, cache_write),
     )
 
 
@@ -129,11 +127,13 @@ def _streamed_usage(start: Any, delta: Any) -> Usage | None:
     output = fields.count(getattr(delta, "output_tokens", None))
     merged = messages_usage(delta) if fields.count(getattr(delta, "input_tokens", None)) is not None else None
     if merged is not None:
+        if _one_hour_writes(delta) is None:  # the delta repeats totals only; the TTL split is the start's
+            merged = replace(merged, cache_write_1h_tokens=min(usage.cache_write_1h_tokens, merged.cache_write_tokens))
         return merged
-    return Usage(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens if output is None else output,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-    )
+    return usage if output is None else replace(usage, output_tokens=output)
+
+
+def _one_hour_writes(usage: Any) -> int | None:
+    """``cache_creation.ephemeral_1h_input_tokens`` (a model, or a dict where the SDK does not type it)."""
+    return fields.count(fields.get(fields.get(usage, "cache_creation"), "ephemeral_1h_input_tokens"))
 
