@@ -483,6 +483,20 @@ def test_cli_shows_tiers(capsys: pytest.CaptureFixture[str]) -> None:
     assert "above 200,000 input tokens" in capsys.readouterr().out
 
 
+def test_cli_shows_the_one_hour_cache_write_price_where_the_catalog_lists_one(
+        catalog: PriceCatalog, capsys: pytest.CaptureFixture[str]) -> None:
+    listed = catalog.lookup("anthropic", "claude-sonnet-4-5")
+    assert listed is not None and listed.cache_write_1h is not None
+    assert main(["prices", "claude-sonnet-4-5", "--provider", "anthropic", "--json"]) == 0
+    one_hour = json.loads(capsys.readouterr().out)["per_mtok_usd"]["cache_write_1h"]
+    assert Decimal(one_hour["base"]) == listed.cache_write_1h.base
+    assert main(["prices", "claude-sonnet-4-5", "--provider", "anthropic"]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "cache write (1 hour)" in line]
+    assert f"${listed.cache_write_1h.base} " in line
+    assert main(["prices", "gpt-4o-mini", "--json"]) == 0
+    assert "cache_write_1h" not in json.loads(capsys.readouterr().out)["per_mtok_usd"]
+
+
 def test_cli_json_with_policy_discount(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "acme.toml"
     path.write_text(POLICY)

@@ -80,6 +80,8 @@ def _report(model: str, provider: str, resolved: ResolvedPrice, sample_total: De
         "cache_write": _unit_json(resolved.cache_write or resolved.input),
         "output": _unit_json(resolved.output),
     }
+    if resolved.cache_write_1h is not None:
+        components["cache_write_1h"] = _unit_json(resolved.cache_write_1h)
     if resolved.reasoning is not None:
         components["reasoning"] = _unit_json(resolved.reasoning)
     report: dict[str, Any] = {
@@ -144,6 +146,8 @@ def _print_tables(report: dict[str, Any], resolved: ResolvedPrice) -> None:
          "billed at the input price (no cache-write price)" if resolved.cache_write is None else ""),
         ("output (incl. reasoning)" if resolved.reasoning is None else "output", resolved.output, ""),
     ]
+    if resolved.cache_write_1h is not None:
+        rows.insert(3, ("cache write (1 hour)", resolved.cache_write_1h, "Anthropic's ttl: \"1h\" writes"))
     if resolved.reasoning is not None:
         rows.append(("reasoning", resolved.reasoning, ""))
     if resolved.gpu_second_usd is not None:
