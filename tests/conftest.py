@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any, Iterator
 
 import pytest
-from otel_margin import flush
+from otel_margin import flush, hookimpl
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -165,6 +165,22 @@ def register_plugin() -> Iterator[Any]:
     for plugin in reversed(registered):
         if pm.is_registered(plugin):
             pm.unregister(plugin)
+
+class CallRecords:
+    """A test guardrail plugin keeping each finished call record (usage and cost as priced)."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    @hookimpl
+    def margin_record(self, call: Any, response: Any) -> None:
+        self.calls.append(call)
+
+
+@pytest.fixture
+def records(register_plugin: Any) -> CallRecords:
+    """Every call finished during the test, as recorded by a ``margin_record`` plugin."""
+    return register_plugin(CallRecords(), name="test-call-records")
 
 
 # --- the oracle: expected numbers computed without otel-margin ------------------------------------

@@ -15,7 +15,7 @@ import anthropic
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from otel_margin import attribute, hookimpl
+from otel_margin import attribute
 from otel_margin.standin import anthropic_client
 
 SCENARIO = "x-standin-scenario"
@@ -62,22 +62,6 @@ def one_hour_then_five_minute(marker: str) -> tuple[list[dict[str, Any]], list[d
                 "cache_control": {"type": "ephemeral"}}
     messages = [{"role": "user", "content": [question]}]
     return system, messages
-
-
-class CallRecords:
-    """A test guardrail plugin keeping each finished call record (usage and cost as priced)."""
-
-    def __init__(self) -> None:
-        self.calls: list[Any] = []
-
-    @hookimpl
-    def margin_record(self, call: Any, response: Any) -> None:
-        self.calls.append(call)
-
-
-@pytest.fixture
-def records(register_plugin: Any) -> CallRecords:
-    return register_plugin(CallRecords())
 
 
 def streamed_expectation(oracle: Any, events: list[Any]) -> Any:

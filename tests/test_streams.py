@@ -22,7 +22,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_margin import hookimpl
 from otel_margin.standin import anthropic_client, openai_client
 
 SCENARIO = "x-standin-scenario"
@@ -33,27 +32,6 @@ RESPONSES = openai.resources.responses.responses.Responses
 MESSAGES_API = anthropic.resources.messages.messages.Messages
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
-
-
-class RecordCounter:
-    """A test guardrail plugin counting ``margin_record`` calls (one per finished call)."""
-
-    def __init__(self) -> None:
-        self.calls: list[Any] = []
-
-    @hookimpl
-    def margin_record(self, call: Any, response: Any) -> None:
-        self.calls.append(call)
-
-
-@pytest.fixture(autouse=True)
-def _instrumented(instrumented_module: Any, sink: Any) -> None:
-    """otel-margin on for this module; spans and metrics cleared before each test."""
-
-
-@pytest.fixture
-def records(register_plugin: Any) -> RecordCounter:
-    return register_plugin(RecordCounter(), name="test-record-counter")
 
 
 @pytest.fixture(scope="module")
