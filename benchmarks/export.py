@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="a real ClickHouse server instead of the loopback one")
     parser.add_argument("--drain-interval", type=float, default=DEFAULT_DRAIN_INTERVAL,
                         help=f"the exporter's drain_interval in seconds (default {DEFAULT_DRAIN_INTERVAL:g}); in chDB "
-                             "mode each drain opens chDB, so this trades freshness for CPU")
+                             "mode each drain inserts (and opens chDB when it holds no lease), so this trades "
+                             "freshness for CPU")
     args = parser.parse_args(argv)
     console = Console(width=160)
     template = real_attributes()

@@ -11,11 +11,16 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
   stored once, in the raw table and in the rollups.
 * **Embedded chDB** (one process at a time may open the directory): ``export()`` only
   appends the batch to the spool; a background drainer (every ``drain_interval`` seconds,
-  sooner once :data:`EAGER_DRAIN_BYTES` wait) takes the spool's file lock, opens chDB
-  briefly, inserts the spooled batches in order — many at a time, sealed into one insert,
-  because each insert and each opening has a fixed cost in this process — deletes them
-  after the insert committed, and closes. If the directory is busy (``otel-margin report``
-  running, another worker draining), the files wait for the next round.
+  sooner once :data:`EAGER_DRAIN_BYTES` wait) takes the spool's file lock, opens chDB,
+  inserts the spooled batches in order — many at a time, sealed into one insert, because
+  each insert and each opening has a fixed cost in this process — and deletes them after
+  the insert committed. While spans keep coming it keeps chDB open across drains (a
+  *lease*) and closes it after :data:`LEASE_IDLE_DRAINS` drain intervals without an insert,
+  after :data:`LEASE_MAX_SECONDS`, on an insert error, at shutdown, or as soon as another
+  process asks for the directory (``otel-margin report``: see
+  :func:`~otel_margin.exporters.storage.open_client`); it looks for such requests every
+  :data:`LEASE_CHECK_SECONDS`. A worker that finds the directory held leaves its files to
+  the holder, which drains the shared spool.
 * **ClickHouse server**: ``export()`` inserts directly, retrying with jittered exponential
   backoff under one overall deadline (``timeout``). If the server stays unreachable the
   batch is spilled to the same spool and replayed in order when it returns; while anything
@@ -48,7 +53,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_margin.attributes import METRIC_EXPORT_DROPPED
 from otel_margin.exporters.rows import COLUMN_NAMES, INSERT_FORMAT, TABLE, encode_rows, insert_block, span_to_row
 from otel_margin.exporters.spool import Spool, SpoolCorruption
-from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, open_client
+from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, open_client, release_requested
 from otel_margin.schema import quote_identifier
 
 logger = logging.getLogger(__name__)
@@ -59,8 +64,16 @@ INSERT_SETTINGS = {
 }
 
 DEFAULT_DRAIN_INTERVAL = 5.0
-"""Seconds between looks at the spool. In embedded mode each drain opens chDB and inserts
-(about 0.05-0.15 s of CPU however few rows wait), so this trades freshness for CPU."""
+"""Seconds between looks at the spool. In embedded mode each drain inserts (about 0.01-0.03 s
+of CPU however few rows wait, and 0.05-0.15 s more when it has to open chDB), so this trades
+freshness for CPU."""
+LEASE_IDLE_DRAINS = 2
+"""Embedded mode: close chDB after this many drain intervals in which nothing was inserted."""
+LEASE_MAX_SECONDS = 60.0
+"""Embedded mode: close chDB after holding it this long (the next drain reopens it), so one
+process never keeps the directory from the others for good."""
+LEASE_CHECK_SECONDS = 0.2
+"""Embedded mode: while holding chDB, look this often for another process asking for it."""
 EAGER_DRAIN_BYTES = 4 * 1024 * 1024
 """Embedded mode: wake the drainer before its interval once this many spooled bytes wait."""
 INGEST_MAX_ROWS = 65_536
@@ -92,6 +105,8 @@ class ExportStats:
     inserts: int = 0
     """ClickHouse inserts that committed (a group of spooled batches counts once)."""
     dropped_spans: int = 0
+    openings: int = 0
+    """Times the drainer opened chDB (embedded mode; a held lease is reused, not counted again)."""
     problems: dict[str, int] = field(default_factory=dict)
     """Coerced or emptied attributes, ``"<column>:coerced"`` / ``"<column>:invalid"`` → count."""
 
@@ -145,7 +160,8 @@ class ClickHouseSpanExporter(SpanExporter):
         self._dropped_counter = meter.create_counter(
             METRIC_EXPORT_DROPPED, unit="{span}", description="LLM spans the ClickHouse exporter dropped"
         )
-        self._client: Any = None  # the long-lived HTTP client (never held for chDB)
+        self._client: Any = None  # the long-lived HTTP client
+        self._lease: _Lease | None = None  # chDB held across drains; only under _drain_mutex
         self._client_lock = threading.Lock()
         self._drain_mutex = threading.Lock()
         self._stats_lock = threading.Lock()
@@ -213,6 +229,11 @@ class ClickHouseSpanExporter(SpanExporter):
                 )
         with self._client_lock:
             self._close_client()
+        if self._drain_mutex.acquire(timeout=max(deadline - time.monotonic(), 0.1)):
+            try:
+                self._end_lease("shutdown")
+            finally:
+                self._drain_mutex.release()
 
     # --- observability of the exporter itself ---------------------------------------------
 
@@ -225,6 +246,7 @@ class ClickHouseSpanExporter(SpanExporter):
                 spooled_batches=self._counts["spooled"],
                 inserts=self._counts["inserts"],
                 dropped_spans=self._counts["dropped"],
+                openings=self._counts["openings"],
                 problems=dict(self._problems),
             )
 
@@ -320,14 +342,34 @@ class ClickHouseSpanExporter(SpanExporter):
         with suppress_instrumentation():
             while not self._stop.is_set():
                 try:
-                    self._drain(time.monotonic() + self.config.timeout)
+                    self._drain(time.monotonic() + self.config.timeout, hold=True)
                 except Exception:  # noqa: BLE001 - the drainer must survive anything
                     logger.exception("otel-margin spool drainer failed; retrying")
-                self._wake.wait(self._drain_interval)
-                self._wake.clear()
+                self._wait_for_next_drain()
+            with self._drain_mutex:
+                self._end_lease("shutdown")
 
-    def _drain(self, deadline: float) -> bool:
-        """Insert spooled batches in order; True if the spool is empty afterwards."""
+    def _wait_for_next_drain(self) -> None:
+        # While chDB is held, wake often: another process may be waiting for the directory.
+        until = time.monotonic() + self._drain_interval
+        while (remaining := until - time.monotonic()) > 0:
+            if self._lease is None:
+                woken = self._wake.wait(remaining)
+            else:
+                woken = self._wake.wait(min(remaining, LEASE_CHECK_SECONDS))
+                try:
+                    self._review_lease()
+                except Exception:  # noqa: BLE001 - the drainer must survive anything
+                    logger.exception("otel-margin: checking the chDB lease failed")
+            if woken:
+                break
+        self._wake.clear()
+
+    def _drain(self, deadline: float, *, hold: bool = False) -> bool:
+        """Insert spooled batches in order; True if the spool is empty afterwards.
+
+        ``hold`` (the drainer thread only): in embedded mode, keep chDB open afterwards.
+        """
         with self._drain_mutex, self._spool.drain_lock() as acquired:
             if not acquired:
                 return False  # another process is draining
@@ -335,15 +377,7 @@ class ClickHouseSpanExporter(SpanExporter):
             if not self._spool.pending():
                 return True
             if self.config.embedded:
-                try:
-                    client = self._client_factory(self.config)
-                except StorageUnavailable as error:
-                    logger.debug("otel-margin: chDB busy, spool waits: %s", error)
-                    return False
-                try:
-                    return self._drain_files(client, deadline)
-                finally:
-                    client.close()
+                return self._drain_embedded(deadline, hold=hold and not self._stop.is_set())
             with self._client_lock:
                 try:
                     client = self._http_client()
@@ -355,6 +389,58 @@ class ClickHouseSpanExporter(SpanExporter):
                 except Exception:
                     self._close_client()
                     raise
+
+    def _drain_embedded(self, deadline: float, *, hold: bool) -> bool:
+        lease = self._lease
+        if lease is None:
+            asked_since = time.time_ns()  # a request made while we open counts too
+            try:
+                client = self._client_factory(self.config)
+            except StorageUnavailable as error:
+                # Never asks: a worker holding the directory drains the shared spool anyway.
+                logger.debug("otel-margin: chDB busy, spool waits: %s", error)
+                return False
+            self._count("openings", 1)
+            now = time.monotonic()
+            lease = _Lease(client=client, opened=now, asked_since_ns=asked_since, last_insert=now)
+        inserts = self._counts["inserts"]
+        try:
+            empty = self._drain_files(lease.client, deadline)
+        except Exception as error:
+            # As over HTTP: the next drain starts on a fresh client.
+            self._lease = lease
+            self._end_lease(f"an insert failed ({error})")
+            if isinstance(error, _NotWritten):
+                return False
+            raise
+        if self._counts["inserts"] > inserts:
+            lease.last_insert = time.monotonic()
+        if hold or self._lease is lease:
+            self._lease = lease  # a lease the drainer holds stays the drainer's to end
+        else:
+            _close_quietly(lease.client)
+        return empty
+
+    def _review_lease(self) -> None:
+        """End the held chDB lease if someone asked for the directory, it idled, or it is too old."""
+        with self._drain_mutex:
+            lease = self._lease
+            if lease is None:
+                return
+            now = time.monotonic()
+            if release_requested(self.config, lease.asked_since_ns):
+                self._end_lease("another process asked for the directory")
+            elif now - lease.last_insert >= LEASE_IDLE_DRAINS * self._drain_interval:
+                self._end_lease("idle")
+            elif now - lease.opened >= LEASE_MAX_SECONDS:
+                self._end_lease(f"held for {LEASE_MAX_SECONDS:g} s")
+
+    def _end_lease(self, reason: str) -> None:
+        # Callers hold _drain_mutex.
+        if self._lease is not None:
+            logger.debug("otel-margin: closing chDB (%s)", reason)
+            _close_quietly(self._lease.client)
+            self._lease = None
 
     def _drain_files(self, client: Any, deadline: float) -> bool:
         # Over HTTP a spooled batch may already be stored: its direct insert can have committed
@@ -389,7 +475,7 @@ class ClickHouseSpanExporter(SpanExporter):
                 logger.debug("otel-margin: spooled batch %s not written yet: %s", batch.path.name, error)
                 if not self.config.embedded:
                     raise
-                return False
+                raise _NotWritten(str(error)) from error
             self._spool.remove(batch)
             self._count("exported", batch.rows)
         return not self._spool.pending()
@@ -407,10 +493,7 @@ class ClickHouseSpanExporter(SpanExporter):
 
     def _close_client(self) -> None:
         if self._client is not None:
-            try:
-                self._client.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
-                pass
+            _close_quietly(self._client)
             self._client = None
 
     def _count(self, name: str, amount: int) -> None:
@@ -422,6 +505,29 @@ class ClickHouseSpanExporter(SpanExporter):
         if spans:
             self._dropped_counter.add(spans)
         logger.warning("otel-margin dropped %d LLM span(s): %s", spans, reason)
+
+
+@dataclass(slots=True)
+class _Lease:
+    """chDB held across drains (embedded mode)."""
+
+    client: Any
+    opened: float
+    """``time.monotonic()`` when it was opened."""
+    asked_since_ns: int
+    """Release requests touched at or after this ``time.time_ns()`` are honoured; older ones are stale."""
+    last_insert: float
+
+
+class _NotWritten(Exception):
+    """An embedded insert failed; the spooled files wait for a later drain."""
+
+
+def _close_quietly(client: Any) -> None:
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+        pass
 
 
 def batch_token(rows: Sequence[Sequence[Any]]) -> str:

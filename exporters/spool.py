@@ -2,7 +2,7 @@
 
 It is two things at once. In embedded (chDB) mode it is how several processes share one
 chDB directory that only one of them may open at a time: every process appends here, and
-whoever takes the drain lock opens chDB briefly and ingests. For a ClickHouse server it is
+whoever takes the drain lock and can open chDB (or already holds it) ingests. For a ClickHouse server it is
 the outage buffer: batches that could not be written within the deadline wait here and
 are replayed, in order, when the server is back.
 

@@ -5,16 +5,21 @@ embedded, persistent chDB database; ``http(s)://host:port`` is a ClickHouse serv
 go through clickhouse-connect, so every query and insert is the same code either way.
 
 chDB lets one process at a time open a data directory, and ``close()`` releases it
-(measured with chdb 4.4: open ~0.35 s cold, ~0.05-0.09 s warm, close ~0.01 s). Nothing
-here keeps it open: readers use :func:`session` (open, query, close) and the exporter
-writes through its spool (see :mod:`otel_margin.exporters.spool`).
+(measured with chdb 4.4: open ~0.35 s cold, ~0.05-0.09 s warm, close ~0.01 s). Readers use
+:func:`session` (open, query, close). The exporter writes through its spool (see
+:mod:`otel_margin.exporters.spool`) and, while spans flow, keeps the directory open across
+drains (a *lease*), so it gives the directory up when asked: a :func:`session` that finds
+the directory held by another process touches :data:`RELEASE_MARKER` in it and retries,
+and the holder, which looks at the marker a few times a second, closes its client.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -34,6 +39,23 @@ DEFAULT_SPOOL_DIR = "./.otel-margin/spool"
 DEFAULT_SPOOL_MAX_MB = 256.0
 
 _SCHEMES = ("chdb", "http", "https")
+
+RELEASE_MARKER = ".otel-margin-release"
+"""A file in the chDB data directory whose modification time asks the process holding the
+directory to close it. Askers touch it every retry while they wait and remove it once they
+got in or gave up. A holder honours only a touch made after it opened, and an exporter does
+not open the directory while a touch is younger than :data:`REQUEST_FRESH_SECONDS` (so the
+asker gets in before the holder's next drain reopens it). A marker left by an asker that
+died is thus ignored by every later holder, and by openers after a moment."""
+REQUEST_FRESH_SECONDS = 2.0
+"""How long a touch of :data:`RELEASE_MARKER` keeps exporters from opening the directory
+(askers touch it at least every :data:`_ASK_BACKOFF_CAP` seconds while they wait)."""
+_CHDB_LOCK_FILE = "status"
+"""The file chDB ``flock``s while it has the directory open (ClickHouse's status file)."""
+_ASK_BACKOFF_FIRST = 0.05
+_ASK_BACKOFF_CAP = 0.4
+_STRAY_FAILURES = 3
+"""Failed openings of a directory nobody holds before an asker gives up early."""
 
 
 class StorageUnavailable(Exception):
@@ -134,23 +156,28 @@ class StorageConfig:
         return Path(self.spool_dir).expanduser().resolve()
 
 
-def open_client(config: StorageConfig, **client_options: Any):
+def open_client(config: StorageConfig, *, request_release: bool = False, **client_options: Any):
     """An open clickhouse-connect client for ``config`` (chDB or HTTP(S)).
 
     The caller closes it; for chDB, prefer :func:`session`, which always does. Extra
     ``client_options`` go to ``clickhouse_connect.get_client`` (for example
     ``compress="lz4"`` over HTTP). Raises :class:`StorageUnavailable` when the
     endpoint cannot be reached or the chDB directory is held by another process.
+
+    ``request_release`` matters for chDB only, when another process holds the directory.
+    ``False`` (the exporter's drains: another worker holding it drains the shared spool
+    anyway): raise at once, without trying to open it, and also while another process is
+    asking for the directory. ``True`` (:func:`session`): ask the
+    holder to give it up (:data:`RELEASE_MARKER`) and retry with a short backoff for up to
+    ``config.timeout`` seconds.
     """
+    if config.embedded:
+        return _open_chdb(config, request_release, client_options)
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import Error as ClickHouseError
     from urllib3 import Timeout
 
     try:
-        if config.embedded:
-            path = config.chdb_path
-            path.mkdir(parents=True, exist_ok=True)
-            return clickhouse_connect.get_client(interface="chdb", path=str(path), **client_options)
         parsed = urlparse(config.endpoint)
         # clickhouse-connect takes whole seconds at construction; the exact (float) timeout
         # is set on the client right after.
@@ -183,13 +210,113 @@ def session(config: StorageConfig, **client_options: Any) -> Iterator[Any]:
     """Open a client, yield it, and always close it.
 
     For chDB this is what lets a report run beside a live service: the data directory
-    is held only for the duration of the ``with`` block.
+    is held only for the duration of the ``with`` block, and if an exporter in another
+    process holds it, that exporter is asked to give it up (see :func:`open_client`,
+    ``request_release=True``).
     """
-    client = open_client(config, **client_options)
+    client = open_client(config, request_release=True, **client_options)
     try:
         yield client
     finally:
         client.close()
+
+
+def release_requested(config: StorageConfig, since_ns: int) -> bool:
+    """True if a process asked for ``config``'s chDB directory at or after ``since_ns`` (``time.time_ns()``).
+
+    One ``stat``: cheap enough for a holder to call a few times a second.
+    """
+    try:
+        return (config.chdb_path / RELEASE_MARKER).stat().st_mtime_ns >= since_ns
+    except FileNotFoundError:
+        return False
+
+
+# --- chDB: opening a directory one process at a time ----------------------------------------
+
+
+def _open_chdb(config: StorageConfig, request_release: bool, client_options: dict[str, Any]):
+    path = config.chdb_path
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / RELEASE_MARKER
+    if not request_release:
+        if _held_by_a_process(path):
+            # Not even tried: a refused opening costs ~20 ms of CPU and chDB prints an error.
+            raise StorageUnavailable(_unavailable_message(config, "another process has it open"))
+        if _asked_within(marker, REQUEST_FRESH_SECONDS):
+            raise StorageUnavailable(_unavailable_message(config, "another process is waiting for it"))
+        return _chdb_client(config, path, client_options)
+    deadline = time.monotonic() + config.timeout
+    delay, asked, strays, first = _ASK_BACKOFF_FIRST, False, 0, True
+    last: BaseException | str = "another process has it open"
+    try:
+        while True:
+            # The first attempt always opens: a directory this process already has open
+            # looks held too, and chDB shares it within a process.
+            if first or not _held_by_a_process(path):
+                try:
+                    return _chdb_client(config, path, client_options)
+                except StorageUnavailable as error:
+                    if not _held_by_a_process(path):
+                        last = error.__cause__ or error
+                        strays += 1  # not the lock: give up soon
+                        if strays >= _STRAY_FAILURES:
+                            raise
+            first = False
+            _touch(marker)
+            asked = True
+            if time.monotonic() + delay > deadline:
+                raise StorageUnavailable(_unavailable_message(config, last))
+            time.sleep(delay)
+            delay = min(delay * 2, _ASK_BACKOFF_CAP)
+    finally:
+        if asked:
+            marker.unlink(missing_ok=True)
+
+
+def _chdb_client(config: StorageConfig, path: Path, client_options: dict[str, Any]):
+    import clickhouse_connect
+    from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+    try:
+        return clickhouse_connect.get_client(interface="chdb", path=str(path), **client_options)
+    except (ClickHouseError, OSError, RuntimeError) as error:
+        raise StorageUnavailable(_unavailable_message(config, error)) from error
+
+
+def _held_by_a_process(path: Path) -> bool:
+    """True if some process (this one included) has chDB open on ``path``: its lock file is ``flock``ed.
+
+    The probe takes the lock for an instant and lets it go; ``flock`` locks belong to the
+    open file, so this never disturbs a lock this process's chDB holds.
+    """
+    try:
+        fd = os.open(path / _CHDB_LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing the only descriptor of the open file drops the probe's lock
+    return False
+
+
+def _asked_within(marker: Path, seconds: float) -> bool:
+    try:
+        return marker.stat().st_mtime_ns >= time.time_ns() - seconds * 1e9
+    except FileNotFoundError:
+        return False
+
+
+def _touch(marker: Path) -> None:
+    try:
+        with open(marker, "ab"):
+            pass
+        os.utime(marker)
+    except OSError as error:  # a read-only directory: the holder will not be asked
+        logger.debug("cannot write the release request %s: %s", marker, error)
 
 
 # --- parsing and messages ------------------------------------------------------------------
@@ -244,7 +371,7 @@ _ENV_FIELDS = (
 )
 
 
-def _unavailable_message(config: StorageConfig, error: BaseException) -> str:
+def _unavailable_message(config: StorageConfig, error: BaseException | str) -> str:
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if config.embedded:
         return (

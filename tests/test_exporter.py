@@ -41,7 +41,7 @@ from otel_margin.exporters.clickhouse import (
 )
 from otel_margin.exporters.rows import COLUMN_NAMES, COLUMNS, FORMAT, encode_rows, span_to_row
 from otel_margin.exporters.spool import Spool
-from otel_margin.exporters.storage import StorageConfig, session
+from otel_margin.exporters.storage import RELEASE_MARKER, StorageConfig, StorageUnavailable, open_client, session
 from otel_margin.schema import apply_schema
 
 from reference_rows import reference_row
@@ -439,6 +439,203 @@ for i in range(offset, offset + total):
     if i %% 50 == 0:
         time.sleep(0.005)  # a steady producer, not one burst
 provider.shutdown()
+""" % str(TESTS)
+
+
+# --- the chDB lease: held across drains, given up when asked ----------------------------------
+
+
+def held(config: StorageConfig) -> bool:
+    """Some process has the chDB directory open (its lock file is flock'ed)."""
+    from otel_margin.exporters.storage import _held_by_a_process
+
+    return _held_by_a_process(config.chdb_path)
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def lease_child(chdb_config, tmp_path):
+    """Starts :class:`LeaseChild` workers; kills any left running when the test ends."""
+    children: list[LeaseChild] = []
+
+    def start() -> LeaseChild:
+        children.append(LeaseChild(chdb_config, tmp_path))
+        return children[-1]
+
+    yield start
+    for child in children:
+        if child.process.poll() is None:
+            child.process.kill()
+            child.process.wait()
+
+
+class LeaseChild:
+    """A worker process exporting a steady stream into chDB until told to pause or stop."""
+
+    def __init__(self, config: StorageConfig, tmp_path: Path, drain_interval: float = 0.1) -> None:
+        self.pause, self.stop = tmp_path / "pause", tmp_path / "stop"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", LEASE_CHILD, config.endpoint, config.spool_dir, str(self.pause), str(self.stop),
+             str(drain_interval)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+        self.openings = self.emitted = self.exported = 0
+
+    def read_until(self, condition) -> None:
+        """Read the child's progress lines until ``condition(self)`` holds."""
+        deadline = time.monotonic() + 30
+        while not condition(self):
+            assert time.monotonic() < deadline and self.process.poll() is None, "the child stalled"
+            _, emitted, openings, exported = self.process.stdout.readline().split()
+            self.emitted, self.openings, self.exported = int(emitted), int(openings), int(exported)
+
+    def finish(self) -> int:
+        """Stop it; the spans it emitted (all flushed at its shutdown)."""
+        self.stop.touch()
+        out, _ = self.process.communicate(timeout=60)
+        assert self.process.returncode == 0
+        _, emitted, openings, exported = out.splitlines()[-1].split()
+        self.emitted, self.openings, self.exported = int(emitted), int(openings), int(exported)
+        return self.emitted
+
+
+def test_drains_reuse_one_chdb_opening_and_a_stale_release_request_is_ignored(chdb_config):
+    stale = chdb_config.chdb_path / RELEASE_MARKER
+    stale.parent.mkdir(parents=True)
+    stale.touch()
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))  # left by an asker that died
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
+                                      drain_interval=0.1)
+    for start in range(0, 300, 20):
+        exporter.export([finished_span(llm_attributes(i)) for i in range(start, start + 20)])
+        time.sleep(0.03)
+    assert exporter.force_flush(20_000)
+    stats = exporter.stats()
+    exporter.shutdown()
+    assert stats.inserts > 3 and stats.openings < stats.inserts  # drains reused the opening
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (300, 300)
+
+
+def test_an_insert_error_closes_the_held_client_and_the_next_drain_reopens(tmp_path):
+    opened: list[object] = []
+
+    class Client:
+        def __init__(self):
+            self.closed = False
+            self.fail = not opened  # the first client's insert fails once
+
+        def raw_insert(self, *args, **kwargs):
+            if self.fail:
+                self.fail = False
+                raise ConnectionError("engine hiccup")
+
+        def command(self, *args, **kwargs):
+            return None
+
+        def query(self, *args, **kwargs):
+            raise AssertionError("not expected")
+
+        def close(self):
+            self.closed = True
+
+    def factory(config):
+        opened.append(Client())
+        return opened[-1]
+
+    exporter = ClickHouseSpanExporter(endpoint=f"chdb://{tmp_path / 'db'}", spool_dir=str(tmp_path / "s"),
+                                      drain_interval=0.05, client_factory=factory)
+    exporter._schema_ready = True  # the fake client has no schema to apply
+    assert exporter.export([finished_span(llm_attributes(0))]) is SpanExportResult.SUCCESS
+    wait_until(lambda: exporter.stats().exported_spans == 1)
+    assert len(opened) == 2 and opened[0].closed and not opened[1].closed  # held after the good drain
+    exporter.shutdown()
+    assert opened[1].closed
+
+
+def test_a_report_in_another_process_gets_the_directory_from_the_holder(chdb_config, tmp_path, lease_child):
+    child = lease_child()
+    child.read_until(lambda c: c.exported >= 300)
+    assert held(chdb_config)  # spans flow: the exporter keeps chDB open between drains
+    with pytest.raises(StorageUnavailable):
+        open_client(chdb_config)  # an exporter's own drain does not ask; it waits its turn
+    report = subprocess.run(
+        [sys.executable, "-m", "otel_margin.cli", "report", "--since", "1", "--format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "OTEL_EXPORTER_CLICKHOUSE_ENDPOINT": chdb_config.endpoint,
+             "OTEL_EXPORTER_CLICKHOUSE_TIMEOUT": "10"})
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["total"][0]["calls"] > 0
+    assert not (chdb_config.chdb_path / RELEASE_MARKER).exists()
+    openings = child.openings
+    child.read_until(lambda c: c.openings > openings)  # it gave chDB up, and opened it again to go on
+    emitted = child.finish()
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (emitted, emitted)
+
+
+def test_the_holder_closes_chdb_once_spans_stop(chdb_config, tmp_path, lease_child):
+    child = lease_child()
+    child.read_until(lambda c: c.exported >= 300)
+    assert held(chdb_config)
+    child.pause.touch()
+    wait_until(lambda: not held(chdb_config))  # idle for two drain intervals: closed
+    assert child.process.poll() is None
+    client = open_client(chdb_config)  # without asking
+    client.close()
+    assert not (chdb_config.chdb_path / RELEASE_MARKER).exists()
+    emitted = child.finish()
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (emitted, emitted)
+
+
+def test_kill_9_of_the_holder_frees_the_directory(chdb_config, tmp_path, lease_child):
+    child = lease_child()
+    child.read_until(lambda c: c.exported >= 100)
+    assert held(chdb_config)
+    os.kill(child.process.pid, signal.SIGKILL)
+    child.process.wait()
+    assert not held(chdb_config)  # chDB's lock is an flock: the kernel dropped it with the process
+    with session(chdb_config) as client:
+        rows, distinct = counts(client, "otel_margin")
+    assert rows == distinct >= 100
+
+
+LEASE_CHILD = r"""
+import os, sys, time
+sys.path.insert(0, %r)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from otel_margin import attributes as a
+from otel_margin.exporters.clickhouse import ClickHouseSpanExporter
+
+endpoint, spool, pause, stop, interval = sys.argv[1:6]
+exporter = ClickHouseSpanExporter(endpoint=endpoint, spool_dir=spool, drain_interval=float(interval))
+provider = TracerProvider(resource=Resource.create({"service.name": "worker"}))
+provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=20, max_export_batch_size=50))
+tracer = provider.get_tracer("child")
+i = 0
+while not os.path.exists(stop):
+    if os.path.exists(pause):
+        time.sleep(0.02)
+        continue
+    for _ in range(10):  # about 1,000 spans a second
+        with tracer.start_as_current_span("chat m", attributes={
+                a.GEN_AI_OPERATION_NAME: "chat", a.MARGIN_CUSTOMER: "c%%d" %% i, a.MARGIN_COST_USD: "0.5"}):
+            pass
+        i += 1
+    time.sleep(0.01)
+    if i %% 100 == 0:
+        stats = exporter.stats()
+        print("progress", i, stats.openings, stats.exported_spans, flush=True)
+provider.shutdown()
+stats = exporter.stats()
+print("done", i, stats.openings, stats.exported_spans, flush=True)
 """ % str(TESTS)
 
 

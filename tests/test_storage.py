@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from otel_margin import environment_variables as env
 from otel_margin.exporters.storage import (
+    RELEASE_MARKER,
     StorageConfig,
     StorageUnavailable,
     open_client,
@@ -91,13 +92,14 @@ def test_session_releases_the_chdb_directory_for_other_processes(tmp_path):
         "import sys; sys.path.insert(0, %r)\n"
         "from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, session\n"
         "try:\n"
-        "    with session(StorageConfig(endpoint=%r)) as c: print('opened', c.command('SELECT 41 + 1'))\n"
+        "    with session(StorageConfig(endpoint=%r, timeout=1)) as c: print('opened', c.command('SELECT 41 + 1'))\n"
         "except StorageUnavailable as e: print('unavailable', e)\n"
     ) % (str(Path(__file__).parent), config.endpoint)
     with session(config) as client:
         client.command("CREATE TABLE IF NOT EXISTS default.t (a UInt8) ENGINE = MergeTree ORDER BY a")
         held = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert held.stdout.startswith("unavailable")
+    assert held.stdout.startswith("unavailable")  # a session does not give the directory up
+    assert not (config.chdb_path / RELEASE_MARKER).exists()  # the asker took its request back
     assert str(config.chdb_path) in held.stdout and env.OTEL_EXPORTER_CLICKHOUSE_ENDPOINT in held.stdout
     released = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert released.stdout.strip() == "opened 42"
