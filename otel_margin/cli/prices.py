@@ -144,10 +144,10 @@ def _print_tables(report: dict[str, Any], resolved: ResolvedPrice) -> None:
          "billed at the input price (no cache-read price)" if resolved.cache_read is None else ""),
         ("cache write", resolved.cache_write or resolved.input,
          "billed at the input price (no cache-write price)" if resolved.cache_write is None else ""),
+        *([("cache write (1 hour)", resolved.cache_write_1h, "Anthropic's ttl: \"1h\" writes")]
+          if resolved.cache_write_1h is not None else []),
         ("output (incl. reasoning)" if resolved.reasoning is None else "output", resolved.output, ""),
     ]
-    if resolved.cache_write_1h is not None:
-        rows.insert(3, ("cache write (1 hour)", resolved.cache_write_1h, "Anthropic's ttl: \"1h\" writes"))
     if resolved.reasoning is not None:
         rows.append(("reasoning", resolved.reasoning, ""))
     if resolved.gpu_second_usd is not None:
