@@ -28,9 +28,9 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
 * The spool is bounded (``spool_max_mb``); a batch that does not fit is dropped, logged at
   warning level and counted in the ``margin.export.dropped`` metric (unit ``{span}``).
 
-Rows travel as :data:`~otel_margin.exporters.rows.FORMAT` text built once per batch
-(:mod:`otel_margin.exporters.rows`); the spool stores the same bytes, and ``raw_insert``
-sends them behind a line of column names (:data:`~otel_margin.exporters.rows.INSERT_FORMAT`).
+Rows travel as one ``Native`` block per batch (:data:`~otel_margin.exporters.rows.FORMAT`,
+built by :mod:`otel_margin.exporters.rows`); the spool stores the same bytes, and
+``raw_insert`` sends them as they are.
 ``export()`` never raises. The exporter's own ClickHouse traffic is not traced.
 """
 
@@ -51,7 +51,16 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_margin.attributes import METRIC_EXPORT_DROPPED
-from otel_margin.exporters.rows import COLUMN_NAMES, INSERT_FORMAT, TABLE, encode_rows, insert_block, span_to_row
+from otel_margin.exporters.rows import (
+    COLUMN_NAMES,
+    Block,
+    FORMAT,
+    JSON_INSERT_FORMAT,
+    TABLE,
+    encode_rows,
+    json_insert_block,
+    span_to_row,
+)
 from otel_margin.exporters.spool import Spool, SpoolCorruption
 from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, open_client, release_requested
 from otel_margin.schema import quote_identifier
@@ -61,6 +70,7 @@ logger = logging.getLogger(__name__)
 INSERT_SETTINGS = {
     "insert_deduplicate": 1,
     "deduplicate_blocks_in_dependent_materialized_views": 1,
+    "input_format_native_allow_types_conversion": 1,  # String → LowCardinality(String) (rows.py)
 }
 
 DEFAULT_DRAIN_INTERVAL = 5.0
@@ -254,18 +264,18 @@ class ClickHouseSpanExporter(SpanExporter):
 
     def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         rows, skipped, problems = _rows_of(spans)
-        body = encode_rows(rows, problems) if rows else b""
+        block = encode_rows(rows, problems) if rows else None
         with self._stats_lock:
             self._counts["skipped"] += skipped
             self._problems.update(problems)
         if problems:
             logger.debug("otel-margin exporter coerced or emptied span attributes: %s", dict(problems))
-        if not rows:
+        if block is None:
             return SpanExportResult.SUCCESS
         token = batch_token(rows)
         # Embedded: never open chDB on the caller's thread. Server: keep order behind a backlog.
         if not self.config.embedded and not self._spool.pending():
-            if self._insert_with_retries(body, token, time.monotonic() + self.config.timeout):
+            if self._insert_with_retries(block.body, token, time.monotonic() + self.config.timeout):
                 self._count("exported", len(rows))
                 return SpanExportResult.SUCCESS
             logger.warning(
@@ -275,11 +285,11 @@ class ClickHouseSpanExporter(SpanExporter):
                 len(rows),
                 self.config.spool_path,
             )
-        return self._spool_batch(body, len(rows), token)
+        return self._spool_batch(block, token)
 
-    def _spool_batch(self, body: bytes, rows: int, token: str) -> SpanExportResult:
-        if self._spool.append(token, COLUMN_NAMES, body, rows) is None:
-            self._drop(rows, f"the spool {self.config.spool_path} is full ({self.config.spool_max_mb} MiB)")
+    def _spool_batch(self, block: Block, token: str) -> SpanExportResult:
+        if self._spool.append(token, block) is None:
+            self._drop(block.rows, f"the spool {self.config.spool_path} is full ({self.config.spool_max_mb} MiB)")
             return SpanExportResult.FAILURE
         self._count("spooled", 1)
         # Embedded: let batches gather, so one chDB opening and one insert carry many of them.
@@ -304,9 +314,12 @@ class ClickHouseSpanExporter(SpanExporter):
             if time.monotonic() + delay >= deadline or self._stop.wait(delay):
                 return False
 
-    def _insert(self, client: Any, columns: Sequence[str], body: bytes, token: str) -> None:
+    def _insert(self, client: Any, columns: Sequence[str], body: bytes, token: str, fmt: str = FORMAT) -> None:
         self._ensure_schema(client)
-        block = insert_block(columns, body)
+        if fmt == FORMAT:
+            block = body
+        else:  # a batch an earlier release spooled as JSON rows
+            block, fmt = json_insert_block(columns, body), JSON_INSERT_FORMAT
         # Over HTTP the block is compressed as clickhouse-connect would compress its own inserts.
         compression = getattr(client, "write_compression", None)
         if self.config.embedded or compression not in ("lz4", "zstd"):
@@ -318,7 +331,7 @@ class ClickHouseSpanExporter(SpanExporter):
         client.raw_insert(
             self._table,
             insert_block=block,
-            fmt=INSERT_FORMAT,
+            fmt=fmt,
             compression=compression,
             settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
         )
@@ -459,7 +472,7 @@ class ClickHouseSpanExporter(SpanExporter):
             if batch is None:
                 return True
             try:
-                self._insert(client, batch.columns, batch.body, batch.token)
+                self._insert(client, batch.columns, batch.body, batch.token, batch.format)
             except Exception as error:  # noqa: BLE001 - classified: refuse or wait
                 if _is_data_error(error):
                     if len(batch.members) > 1:

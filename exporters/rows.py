@@ -6,13 +6,21 @@ the wrong type is coerced when the meaning is unambiguous (``"12"`` tokens → 1
 column gets its empty value (NULL for the nullable money columns, never 0), and the
 problem is counted. A row is never dropped for a bad attribute, and nothing here raises.
 
-Rows are built straight into their wire form, because this runs once per span and its
-cost is the exporter's cost: a list of JSON values in :data:`COLUMN_NAMES` order — the
-timestamp as UTC text with microseconds, money as exact decimal text with at most 12
-decimals (never a float; ``None`` for NULL), tokens as integers. :func:`encode_rows` turns
-a batch into one :data:`FORMAT` body (one C-level ``json`` call), which ClickHouse parses
-natively, embedded and over HTTP alike. Well-formed values — what our instrumentors
-write — are checked and passed through; no ``Decimal`` or ``datetime`` is made for them.
+Rows are built straight into plain values, because this runs once per span and its cost
+is the exporter's cost: a list in :data:`COLUMN_NAMES` order — the timestamp as Unix
+microseconds (``DateTime64(6)``'s own value), money as exact decimal text with at most 12
+decimals (never a float; ``None`` for NULL), tokens as integers. Well-formed values — what
+our instrumentors write — are checked and passed through; no ``Decimal`` or ``datetime`` is
+made for them.
+
+:func:`encode_rows` turns a batch into one ClickHouse ``Native`` block (:data:`FORMAT`):
+column by column, each column's distinct values encoded once. It is the format ClickHouse
+reads cheapest — a row format costs the engine several times more per row, and in embedded
+mode that engine runs in this process (``benchmarks/README.md``) — and it costs less to
+build in Python than JSON text did. The low-cardinality string columns travel as
+``String`` and are converted by ClickHouse on insert (``input_format_native_allow_types_conversion``,
+which the exporter sets). Batches spooled by earlier releases (JSON rows) are still read and
+inserted as they are (:data:`JSON_FORMAT`).
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ from __future__ import annotations
 import functools
 import json
 import math
+import operator
 import re
 import time
+from array import array
 from collections import Counter
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any, Mapping, Sequence
 
@@ -32,12 +43,14 @@ from opentelemetry.trace import StatusCode
 from otel_margin import attributes as a
 
 TABLE = "llm_calls"
-FORMAT = "JSONCompactEachRow"
-"""The ClickHouse input format of :func:`encode_rows` bodies (rows ``[…]`` separated by ``,`` or newlines)."""
-INSERT_FORMAT = "JSONCompactEachRowWithNames"
-"""The format an insert sends: :func:`insert_block` puts the column names in a first line, so
-the statement stays short (over HTTP a compressed insert's statement is a URL parameter, which
-urllib3 re-encodes character by character: 34 quoted column names cost ~1 ms per insert)."""
+FORMAT = "Native"
+"""The ClickHouse input format of :func:`encode_rows` bodies: a block that names its columns
+(so the insert statement stays short: over HTTP a compressed insert's statement is a URL
+parameter, which urllib3 re-encodes character by character). Blocks concatenate."""
+JSON_FORMAT = "JSONCompactEachRow"
+"""The format of batches spooled by releases before the Native one (rows ``[…]`` joined by ``,``
+or newlines); :func:`json_insert_block` makes them insertable."""
+JSON_INSERT_FORMAT = "JSONCompactEachRowWithNames"
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("timestamp", "DateTime64(6, 'UTC')"),
@@ -139,8 +152,6 @@ _SCALE = Decimal(1).scaleb(-12)  # Decimal(38, 12)
 _MAX_MONEY = Decimal(10) ** 26  # 38 digits, 12 after the point
 _MAX_UINT64 = 2**64 - 1
 _MAX_NS = 2**63  # span times are int64 nanoseconds; DateTime64(6) reaches 2299
-_SECONDS_TEXT: dict[int, str] = {}  # "YYYY-MM-DD hh:mm:ss" by Unix second: batches share a few seconds
-_dumps = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
 
 
 def span_to_row(span: ReadableSpan, *, service_name: str, problems: Counter[str] | None = None) -> list[Any] | None:
@@ -184,7 +195,7 @@ def span_to_row(span: ReadableSpan, *, service_name: str, problems: Counter[str]
     if type(stream) is not bool:
         stream = _flag(stream, "stream", counter)
     row: list[Any] = [
-        timestamp_text(start),
+        start // 1000,
         format(context.trace_id, "032x") if context else "",
         format(context.span_id, "016x") if context else "",
         service_name,
@@ -206,30 +217,225 @@ def span_to_row(span: ReadableSpan, *, service_name: str, problems: Counter[str]
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Rows as one :data:`FORMAT` (``Native``) block, and the size of each column's data in it.
+
+    The sizes are what lets :func:`merge_blocks` join blocks without decoding them: one
+    insert must be one block, because ClickHouse deduplicates a retried insert of several
+    blocks by their number as well as its token.
+    """
+
+    columns: tuple[str, ...]
+    rows: int
+    body: bytes
+    sizes: tuple[int, ...]
+
+
 def encode_rows(
     rows: Sequence[Sequence[Any]], problems: Counter[str] | None = None, columns: Sequence[str] = COLUMN_NAMES
-) -> bytes:
-    """A :data:`FORMAT` body of ``rows`` (lists of JSON values in ``columns`` order), UTF-8.
+) -> Block:
+    """``rows`` (lists of values in ``columns`` order, as :func:`span_to_row` makes them) as one block.
 
-    Bodies can be concatenated with a newline between them. A string that UTF-8 cannot
-    carry (a lone surrogate) has the offending characters replaced by U+FFFD and is counted
-    in ``problems`` as ``"<column>:coerced"``.
+    A string that UTF-8 cannot carry (a lone surrogate) has the offending characters replaced
+    by U+FFFD and is counted in ``problems`` as ``"<column>:coerced"``; a value of another
+    type than the column's is coerced the way :func:`span_to_row` coerces attributes.
+    Raises ``KeyError`` for a column ``llm_calls`` does not have.
     """
-    text = _dumps(rows)[1:-1]  # "[…],[…]": no outer brackets in this format
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return _dumps(_repair_unicode(rows, problems, columns))[1:-1].encode()
+    counter: Counter[str] = problems if problems is not None else Counter()
+    values = list(zip(*rows)) if rows else [()] * len(columns)
+    data = [_ENCODERS[_WIRE_TYPES[column]](column_values, column, counter)
+            for column, column_values in zip(columns, values, strict=True)]
+    return _block(tuple(columns), len(rows), data)
 
 
-def insert_block(columns: Sequence[str], body: bytes) -> bytes:
-    """``body`` (a :data:`FORMAT` body, or several joined by newlines) as one :data:`INSERT_FORMAT` block."""
+def merge_blocks(blocks: Sequence[Block]) -> Block:
+    """One block of the rows of ``blocks`` (same columns), in order: equal to encoding all their rows at once.
+
+    Raises ``ValueError`` when a block's sizes do not add up to its body (a damaged batch).
+    """
+    first = blocks[0]
+    if len(blocks) == 1:
+        return first
+    pieces = [_column_data(block) for block in blocks]
+    data = []
+    for index, column in enumerate(first.columns):
+        parts = [piece[index] for piece in pieces]
+        if _WIRE_TYPES[column].startswith("Nullable("):  # every block's null map, then every block's values
+            parts = [part[: block.rows] for part, block in zip(parts, blocks)] + [
+                part[block.rows :] for part, block in zip(parts, blocks)]
+        data.append(b"".join(parts))
+    return _block(first.columns, sum(block.rows for block in blocks), data)
+
+
+def check_block(block: Block) -> None:
+    """Raise ``ValueError`` unless ``block``'s columns and sizes describe its body (a damaged batch)."""
+    _column_data(block)
+
+
+def _block(columns: tuple[str, ...], rows: int, data: list[bytes]) -> Block:
+    out = [_varint(len(columns)), _varint(rows)]
+    for column, column_data in zip(columns, data):
+        out += (_HEADERS[column], column_data)
+    return Block(columns, rows, b"".join(out), tuple(map(len, data)))
+
+
+def _column_data(block: Block) -> list[memoryview]:
+    body = memoryview(block.body)
+    at = len(_varint(len(block.columns))) + len(_varint(block.rows))
+    data = []
+    for column, size in zip(block.columns, block.sizes, strict=True):
+        header = _HEADERS[column]
+        if body[at : at + len(header)] != header:
+            raise ValueError(f"column {column!r} is not where the sizes put it")
+        at += len(header)
+        data.append(body[at : at + size])
+        at += size
+    if at != len(body):
+        raise ValueError(f"the column sizes add up to {at} bytes, the block has {len(body)}")
+    return data
+
+
+def json_insert_block(columns: Sequence[str], body: bytes) -> bytes:
+    """A :data:`JSON_FORMAT` body (an earlier release's batch, or several joined by newlines)
+    as one :data:`JSON_INSERT_FORMAT` block: the column names in a first line."""
     return _names_line(tuple(columns)) + body
 
 
 @functools.lru_cache(maxsize=16)
 def _names_line(columns: tuple[str, ...]) -> bytes:
-    return (_dumps(list(columns)) + "\n").encode()
+    return (json.dumps(list(columns), separators=(",", ":")) + "\n").encode()
+
+
+# --- Native encoding ---------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    """ClickHouse's unsigned LEB128."""
+    if n < 0x80:
+        return _SMALL_VARINTS[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [bytes((n,)) for n in range(0x80)]
+
+
+def _string_bytes(text: str) -> bytes:
+    data = text.encode()
+    return _varint(len(data)) + data
+
+
+class _Encoded(dict):
+    """Value → its wire bytes, for one column of one batch: each distinct value is encoded once."""
+
+    __slots__ = ("convert",)
+
+    def __init__(self, convert: Any) -> None:
+        super().__init__()
+        self.convert = convert
+
+    def __missing__(self, value: Any) -> bytes:
+        encoded = self[value] = self.convert(value)
+        return encoded
+
+
+def _strings(values: Sequence[Any], column: str, problems: Counter[str]) -> bytes:
+    if set(map(type, values)) - _STR:
+        values = [value if type(value) is str else _string(value, column, problems) for value in values]
+    repaired: set[str] = set()
+
+    def convert(text: str) -> bytes:
+        try:
+            return _string_bytes(text)
+        except UnicodeEncodeError:
+            # Valid surrogate pairs become their character, lone ones U+FFFD.
+            repaired.add(text)
+            return _string_bytes(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+
+    data = b"".join(map(_Encoded(convert).__getitem__, values))
+    if repaired:
+        problems[f"{column}:coerced"] += sum(value in repaired for value in values)
+    return data
+
+
+def _uint64s(values: Sequence[Any], column: str, problems: Counter[str]) -> bytes:
+    try:
+        return array("Q", values).tobytes()
+    except (TypeError, OverflowError):
+        return array("Q", [_tokens(value, column, problems) for value in values]).tobytes()
+
+
+def _float64s(values: Sequence[Any], column: str, problems: Counter[str]) -> bytes:
+    try:
+        return array("d", values).tobytes()
+    except (TypeError, OverflowError):
+        return array("d", [value if type(value) is float else _number(value, column, problems)
+                           for value in values]).tobytes()
+
+
+def _micros(values: Sequence[Any], column: str, problems: Counter[str]) -> bytes:
+    return array("q", values).tobytes()  # span_to_row's own values: a bad one is a bug, not input
+
+
+def _flags(values: Sequence[Any], column: str, problems: Counter[str]) -> bytes:
+    if set(map(type, values)) - _BOOL:
+        values = [_flag(value, column, problems) for value in values]
+    return bytes(values)
+
+
+def _decimal_bytes(text: str) -> bytes:
+    """Plain decimal text (:data:`_PLAIN_DECIMAL`) as Decimal(38, 12)'s Int128, little-endian."""
+    whole, _, fraction = text.partition(".")
+    return int(whole + fraction.ljust(12, "0")).to_bytes(16, "little", signed=True)
+
+
+def _money_encoder(column: str, problems: Counter[str]) -> _Encoded:
+    def convert(value: Any) -> bytes:
+        if type(value) is not str or not _PLAIN_DECIMAL(value):
+            value = _money(value, column, problems)  # an earlier release's text ("0E-12")
+        return _ZERO_DECIMAL if value is None else _decimal_bytes(value)
+
+    return _Encoded(convert)
+
+
+def _decimals(values: Sequence[Any], column: str, problems: Counter[str]) -> bytes:
+    return b"".join(map(_money_encoder(column, problems).__getitem__, values))
+
+
+def _nullable_decimals(values: Sequence[Any], column: str, problems: Counter[str]) -> bytes:
+    encoded = _money_encoder(column, problems)
+    data = b"".join(map(encoded.__getitem__, values))
+    return bytes(map(_IS_NONE, values)) + data  # the null map, then the values (0 under a NULL)
+
+
+def _number(value: Any, column: str, problems: Counter[str]) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    problems[f"{column}:invalid"] += 1
+    return 0.0
+
+
+_ZERO_DECIMAL = bytes(16)
+_IS_NONE = functools.partial(operator.is_, None)
+_BOOL = {bool}
+_ENCODERS = {
+    "String": _strings,
+    "UInt64": _uint64s,
+    "Float64": _float64s,
+    "Bool": _flags,
+    "DateTime64(6, 'UTC')": _micros,
+    "Decimal(38, 12)": _decimals,
+    "Nullable(Decimal(38, 12))": _nullable_decimals,
+}
+_WIRE_TYPES = {name: "String" if kind.startswith("LowCardinality(") else kind for name, kind in COLUMNS}
+"""The type each column travels as (ClickHouse converts ``String`` to ``LowCardinality``)."""
+_HEADERS = {name: _string_bytes(name) + _string_bytes(kind) for name, kind in _WIRE_TYPES.items()}
+assert set(_WIRE_TYPES.values()) <= set(_ENCODERS)
 
 
 # --- coercion ----------------------------------------------------------------------------
@@ -244,17 +450,6 @@ def _as_dict(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     copy = getattr(attributes, "copy", None)
     plain = copy() if callable(copy) else None
     return plain if type(plain) is dict else dict(attributes)
-
-
-def timestamp_text(ns: int) -> str:
-    """``ns`` (Unix nanoseconds, 0 ≤ ns < 2**63) as DateTime64(6) text: ``YYYY-MM-DD hh:mm:ss.ffffff`` UTC."""
-    seconds, micros = divmod(ns // 1000, 1_000_000)
-    text = _SECONDS_TEXT.get(seconds)
-    if text is None:
-        if len(_SECONDS_TEXT) > 4096:
-            _SECONDS_TEXT.clear()
-        text = _SECONDS_TEXT[seconds] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
-    return f"{text}.{micros:06d}"
 
 
 def _string(value: Any, column: str, problems: Counter[str]) -> str:
@@ -330,21 +525,3 @@ def _flag(value: Any, column: str, problems: Counter[str]) -> bool:
         return False
     problems[f"{column}:invalid"] += 1
     return False
-
-
-def _repair_unicode(
-    rows: Sequence[Sequence[Any]], problems: Counter[str] | None, columns: Sequence[str]
-) -> list[list[Any]]:
-    repaired = [list(row) for row in rows]
-    for row in repaired:
-        for i, value in enumerate(row):
-            if type(value) is not str:
-                continue
-            try:
-                value.encode()
-            except UnicodeEncodeError:
-                # Valid surrogate pairs become their character, lone ones U+FFFD.
-                row[i] = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-                if problems is not None:
-                    problems[f"{columns[i]}:coerced"] += 1
-    return repaired

@@ -15,8 +15,10 @@ Layout of the directory::
     <spool>/rejected/                                       batches ClickHouse refused for good
 
 A batch file is a header line (``v``, ``token``, ``format``, ``columns``, ``rows``, ``bytes``)
-followed by the body exactly as ClickHouse ingests it (:data:`~otel_margin.exporters.rows.FORMAT`),
-so replaying it costs no decoding.
+followed by the body exactly as ClickHouse ingests it (a ``Native`` block,
+:data:`~otel_margin.exporters.rows.FORMAT`), so replaying it costs no decoding. Batches of
+earlier releases stay readable: version 2 (JSON rows, inserted as they are) and version 1
+(JSON lines, re-encoded on reading).
 
 Every insert has a fixed cost (in chDB mode, engine work in this process), so the drainer
 inserts many small batches as one: :meth:`Spool.next_ingest` seals the oldest batches into
@@ -51,9 +53,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
-from otel_margin.exporters.rows import FORMAT, encode_rows, timestamp_text
+from otel_margin.exporters.rows import FORMAT, JSON_FORMAT, Block, check_block, encode_rows, merge_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,8 @@ TMP_SUFFIX = ".tmp"
 LOCK_NAME = ".drain.lock"
 REJECTED_DIR = "rejected"
 STALE_TMP_SECONDS = 60.0
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+_JSON_VERSION = 2  # batches of releases before the Native format
 _RESCAN_SECONDS = 1.0
 
 
@@ -86,9 +89,17 @@ class SpooledBatch:
     columns: tuple[str, ...]
     rows: int
     body: bytes
-    """The rows, ready to insert in :data:`~otel_margin.exporters.rows.FORMAT`."""
+    """The rows, ready to insert in ``format``."""
     members: tuple[Path, ...]
     """The batch files whose rows these are (``(path,)`` for a single batch)."""
+    format: str = FORMAT
+    """:data:`~otel_margin.exporters.rows.FORMAT`, or :data:`~otel_margin.exporters.rows.JSON_FORMAT`
+    for a batch an earlier release spooled."""
+    sizes: tuple[int, ...] = ()
+    """The size of each column's data in a Native body (:class:`~otel_margin.exporters.rows.Block`)."""
+
+    def block(self) -> Block:
+        return Block(self.columns, self.rows, self.body, self.sizes)
 
 
 class Spool:
@@ -105,15 +116,11 @@ class Spool:
 
     # --- writing --------------------------------------------------------------------------
 
-    def append(self, token: str, columns: Sequence[str], body: bytes, rows: int) -> Path | None:
-        """Durably add one batch; its file path, or ``None`` if it would exceed ``max_bytes``.
-
-        ``body`` holds ``rows`` rows in :data:`~otel_margin.exporters.rows.FORMAT`, values in
-        ``columns`` order.
-        """
-        header = {"v": FORMAT_VERSION, "token": token, "format": FORMAT, "columns": list(columns),
-                  "rows": rows, "bytes": len(body)}
-        payload = json.dumps(header).encode() + b"\n" + body
+    def append(self, token: str, block: Block) -> Path | None:
+        """Durably add one batch; its file path, or ``None`` if it would exceed ``max_bytes``."""
+        header = {"v": FORMAT_VERSION, "token": token, "format": FORMAT, "columns": list(block.columns),
+                  "rows": block.rows, "bytes": len(block.body), "sizes": list(block.sizes)}
+        payload = json.dumps(header).encode() + b"\n" + block.body
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
             if self._current_size() + len(payload) > self.max_bytes:
@@ -151,16 +158,19 @@ class Spool:
             body = data[newline + 1 :]
             complete = (
                 newline >= 0
-                and header.get("v") == FORMAT_VERSION
-                and header.get("format") == FORMAT
+                and (header.get("v"), header.get("format")) in ((FORMAT_VERSION, FORMAT), (_JSON_VERSION, JSON_FORMAT))
                 and header.get("bytes") == len(body)
                 and isinstance(header.get("rows"), int)
             )
             if not complete:
                 raise ValueError("header and body do not match")
-            return SpooledBatch(path=path, token=str(header["token"]), columns=tuple(header["columns"]),
-                                rows=header["rows"], body=body, members=(path,))
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            batch = SpooledBatch(path=path, token=str(header["token"]), columns=tuple(header["columns"]),
+                                rows=header["rows"], body=body, members=(path,), format=header["format"],
+                                sizes=tuple(header.get("sizes", ())))
+            if batch.format == FORMAT:
+                check_block(batch.block())
+            return batch
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
             raise SpoolCorruption(path, f"is not a complete version-{FORMAT_VERSION} batch ({error})") from None
 
     def next_ingest(self, *, max_rows: int, max_bytes: int) -> SpooledBatch | None:
@@ -168,7 +178,7 @@ class Spool:
 
         A group sealed by an earlier drain comes first, unchanged. Otherwise the oldest batch
         files are taken while they fit in ``max_rows`` / ``max_bytes`` (at least one) and have
-        the same columns; several are sealed into a group first. Raises
+        the same columns and format; several are sealed into a group first. Raises
         :class:`SpoolCorruption` when the oldest batch cannot be read.
         """
         for manifest in self._listing(GROUP_SUFFIX):
@@ -186,8 +196,8 @@ class Spool:
                 break
             if batch is None:
                 continue
-            if taken and (batch.columns != taken[0].columns or rows + batch.rows > max_rows
-                          or size + len(batch.body) > max_bytes):
+            if taken and (batch.columns != taken[0].columns or batch.format != taken[0].format
+                          or rows + batch.rows > max_rows or size + len(batch.body) > max_bytes):
                 break
             taken.append(batch)
             rows, size = rows + batch.rows, size + len(batch.body)
@@ -199,8 +209,7 @@ class Spool:
         manifest = self.directory / (taken[0].path.name[: -len(SUFFIX)] + GROUP_SUFFIX)
         names = [b.path.name for b in taken]
         self._write_atomically(manifest, json.dumps({"v": FORMAT_VERSION, "token": token, "members": names}).encode())
-        return SpooledBatch(path=manifest, token=token, columns=taken[0].columns, rows=rows,
-                            body=b"\n".join(b.body for b in taken), members=tuple(b.path for b in taken))
+        return _group(manifest, token, taken)
 
     def remove(self, batch: SpooledBatch) -> None:
         """Delete a batch (or a group and its members) after its insert committed."""
@@ -314,9 +323,7 @@ class Spool:
             return None
         # Members that are gone were committed with this token, so re-inserting the rest with
         # it is deduplicated by ClickHouse.
-        return SpooledBatch(path=manifest, token=token, columns=members[0].columns,
-                            rows=sum(b.rows for b in members), body=b"\n".join(b.body for b in members),
-                            members=tuple(b.path for b in members))
+        return _group(manifest, token, members)
 
     def _write_atomically(self, final: Path, payload: bytes) -> None:
         tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
@@ -341,6 +348,19 @@ class Spool:
         return f"{self._last_ns:020d}-{os.getpid():08d}-{self._sequence:06d}{suffix}"
 
 
+def _group(manifest: Path, token: str, members: list[SpooledBatch]) -> SpooledBatch:
+    """One insert of ``members`` (of one format and columns): their Native blocks merged into one, or
+    their JSON rows joined by lines."""
+    first = members[0]
+    paths = tuple(b.path for b in members)
+    if first.format == JSON_FORMAT:
+        return SpooledBatch(path=manifest, token=token, columns=first.columns, rows=sum(b.rows for b in members),
+                            body=b"\n".join(b.body for b in members), members=paths, format=JSON_FORMAT)
+    merged = merge_blocks([b.block() for b in members])
+    return SpooledBatch(path=manifest, token=token, columns=merged.columns, rows=merged.rows, body=merged.body,
+                        members=paths, sizes=merged.sizes)
+
+
 def _fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -350,15 +370,11 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _read_version_1(path: Path, header: dict[str, Any], rest: bytes) -> SpooledBatch:
-    """A batch spooled by otel-margin before version 2: JSON lines, timestamps in Unix µs."""
+    """A batch spooled by otel-margin before version 2: JSON lines, timestamps in Unix µs (as today's rows)."""
     lines = rest.decode().splitlines()
     if header.get("rows") != len(lines):
         raise ValueError(f"{header.get('rows')} rows announced, {len(lines)} found")
     columns = tuple(header["columns"])
-    rows = [json.loads(line) for line in lines]
-    if "timestamp" in columns:
-        at = columns.index("timestamp")
-        for row in rows:
-            row[at] = timestamp_text(row[at] * 1000)
-    return SpooledBatch(path=path, token=str(header["token"]), columns=columns, rows=len(rows),
-                        body=encode_rows(rows, columns=columns), members=(path,))
+    block = encode_rows([json.loads(line) for line in lines], columns=columns)
+    return SpooledBatch(path=path, token=str(header["token"]), columns=columns, rows=block.rows, body=block.body,
+                        members=(path,), sizes=block.sizes)
