@@ -379,6 +379,35 @@ def test_a_batch_spooled_by_the_previous_release_is_replayed_exactly(chdb_config
                       for i in range(4)]
 
 
+def test_a_json_batch_spooled_by_the_previous_release_is_inserted_beside_native_ones(chdb_config):
+    """Version-2 spool files: JSONCompactEachRow rows, timestamps as text; inserted as they are."""
+    now_us = time.time_ns() // 1000
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now_us // 1_000_000)) + f".{now_us % 1_000_000:06d}"
+    rows = [[text, f"{i:032x}", f"{i:016x}", "old", 1.5, "summarize", f"c{i}", "chat",
+             7, "0.000000000123", None] for i in range(3)]
+    columns = ["timestamp", "trace_id", "span_id", "service_name", "duration_ms", "feature", "customer",
+               "operation", "input_tokens", "cost_usd", "revenue_usd"]
+    body = ",".join(json.dumps(row) for row in rows).encode()
+    header = {"v": 2, "token": "v2-token", "format": "JSONCompactEachRow", "columns": columns, "rows": 3,
+              "bytes": len(body)}
+    path = Path(chdb_config.spool_dir) / "00000000000000000001-00000001-000001.batch"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(json.dumps(header).encode() + b"\n" + body)
+    Spool(chdb_config.spool_path, max_bytes=10**8).append(
+        "native", encode_rows([span_to_row(finished_span(llm_attributes(9)), service_name="svc")]))
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
+                                      drain_interval=30)
+    assert exporter.force_flush(20_000)
+    exporter.shutdown()
+    with session(chdb_config) as client:
+        stored = client.query("SELECT toUnixTimestamp64Micro(timestamp), customer, cost_usd, revenue_usd"
+                              " FROM otel_margin.llm_calls ORDER BY customer").result_rows
+    old = now_us
+    assert stored == [(old, "c0", Decimal("0.000000000123"), None), (old, "c1", Decimal("0.000000000123"), None),
+                      (old, "c2", Decimal("0.000000000123"), None), (stored[3][0], "c9", Decimal("0.000123456789"),
+                                                                      None)]
+
+
 def test_two_processes_and_a_reader_share_one_chdb_directory(chdb_config, tmp_path):
     children = [
         subprocess.Popen([sys.executable, "-c", CHILD, chdb_config.endpoint, chdb_config.spool_dir, "400", "0.05",
