@@ -26,7 +26,12 @@ wrapper's ``__wrapped__`` and bound to the same client), flipping which goes fir
 pair, and reports the median and p99 of the per-pair differences of wall-clock time. It also
 reports the median paired difference of the calling thread's CPU time (``time.thread_time_ns``),
 which other processes on a shared machine cannot inflate: a steadier second opinion. The SDK talks to the stand-in
-server through an in-process HTTP transport, so no socket or network time dilutes the figures.
+server through an in-process HTTP transport, so no socket or network time dilutes the figures;
+the stand-in computes its reply to each distinct request once and replays it after that, so
+its own work — which a real provider does on its own machines — is charged to neither side
+of a pair (it used to be: the stand-in spent ~18 µs of the calling thread rendering the usage
+chunk and the ``"usage":null`` fields that otel-margin's ``include_usage`` asks for). The
+SDK still receives, parses and hands over every byte of every reply.
 
 Every contender exports through a real ``TracerProvider`` + ``BatchSpanProcessor`` to an
 exporter that counts and discards spans, and records metrics into a ``MeterProvider`` with an
@@ -260,7 +265,7 @@ def _run_child(args: argparse.Namespace) -> int:
         print(missing)
         return _SKIPPED
 
-    client = openai_client(in_process_transport())
+    client = openai_client(_replaying(in_process_transport()))
     resource = client.chat.completions
     instrumented = resource.create
     original, wrappers = _original(resource, "create")
@@ -299,6 +304,24 @@ def _run_child(args: argparse.Namespace) -> int:
     }))
     tracer_provider.shutdown()
     return 0
+
+
+def _replaying(transport: Any) -> Any:
+    """``transport`` with its stand-in answering each distinct request once, then replaying that reply."""
+    from otel_margin.standin import OUTPUT_TOKENS_HEADER
+
+    handle = transport.standin.handle
+    replies: dict[tuple[Any, ...], Any] = {}
+
+    def replay(method: str, path: str, headers: Any, body: bytes) -> Any:
+        key = (method, path, body, headers.get(OUTPUT_TOKENS_HEADER))
+        reply = replies.get(key)
+        if reply is None:
+            reply = replies[key] = handle(method, path, headers, body)
+        return reply
+
+    transport.standin.handle = replay
+    return transport
 
 
 def _paired(
