@@ -46,7 +46,8 @@ TABLE = "llm_calls"
 FORMAT = "Native"
 """The ClickHouse input format of :func:`encode_rows` bodies: a block that names its columns
 (so the insert statement stays short: over HTTP a compressed insert's statement is a URL
-parameter, which urllib3 re-encodes character by character). Blocks concatenate."""
+parameter, which urllib3 re-encodes character by character). Several batches go into one
+insert as one block (:func:`merge_blocks`), never as concatenated blocks."""
 JSON_FORMAT = "JSONCompactEachRow"
 """The format of batches spooled by releases before the Native one (rows ``[…]`` joined by ``,``
 or newlines); :func:`json_insert_block` makes them insertable."""

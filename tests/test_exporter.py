@@ -364,14 +364,9 @@ def test_a_batch_spooled_by_the_previous_release_is_replayed_exactly(chdb_config
                "input_tokens", "cost_usd", "revenue_usd", "saved_usd", "duration_ms", "stream"]
     rows = [[now_us + i, f"{i:032x}", f"{i:016x}", "old", "summarize", f"c{i}", "chat", 7, "0.000000000123",
              None, "0E-12", 1.5, False] for i in range(4)]
-    path = Path(chdb_config.spool_dir) / "00000000000000000001-00000001-000001.batch"
-    path.parent.mkdir(parents=True)
     header = {"v": 1, "token": "v1-token", "columns": columns, "rows": len(rows)}
-    path.write_text("\n".join(json.dumps(line) for line in [header, *rows]) + "\n")
-    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
-                                      drain_interval=30)
-    assert exporter.force_flush(20_000)
-    exporter.shutdown()
+    write_old_batch(chdb_config, header, "\n".join(json.dumps(row) for row in rows).encode() + b"\n")
+    replay_spool(chdb_config)
     with session(chdb_config) as client:
         stored = client.query("SELECT toUnixTimestamp64Micro(timestamp), span_id, customer, cost_usd, revenue_usd,"
                               " saved_usd, cost_status FROM otel_margin.llm_calls ORDER BY span_id").result_rows
@@ -390,22 +385,28 @@ def test_a_json_batch_spooled_by_the_previous_release_is_inserted_beside_native_
     body = ",".join(json.dumps(row) for row in rows).encode()
     header = {"v": 2, "token": "v2-token", "format": "JSONCompactEachRow", "columns": columns, "rows": 3,
               "bytes": len(body)}
-    path = Path(chdb_config.spool_dir) / "00000000000000000001-00000001-000001.batch"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(json.dumps(header).encode() + b"\n" + body)
+    write_old_batch(chdb_config, header, body)
     Spool(chdb_config.spool_path, max_bytes=10**8).append(
         "native", encode_rows([span_to_row(finished_span(llm_attributes(9)), service_name="svc")]))
-    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
-                                      drain_interval=30)
+    replay_spool(chdb_config)
+    with session(chdb_config) as client:
+        stored = client.query("SELECT customer, cost_usd, toUnixTimestamp64Micro(timestamp) = {t:Int64}"
+                              " FROM otel_margin.llm_calls ORDER BY customer", parameters={"t": now_us}).result_rows
+    assert stored == [("c0", Decimal("0.000000000123"), 1), ("c1", Decimal("0.000000000123"), 1),
+                      ("c2", Decimal("0.000000000123"), 1), ("c9", Decimal("0.000123456789"), 0)]
+
+
+def write_old_batch(config, header: dict, body: bytes) -> None:
+    """A batch file as an earlier release wrote it: a JSON header line, then ``body``."""
+    path = Path(config.spool_dir) / "00000000000000000001-00000001-000001.batch"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(json.dumps(header).encode() + b"\n" + body)
+
+
+def replay_spool(config) -> None:
+    exporter = ClickHouseSpanExporter(endpoint=config.endpoint, spool_dir=config.spool_dir, drain_interval=30)
     assert exporter.force_flush(20_000)
     exporter.shutdown()
-    with session(chdb_config) as client:
-        stored = client.query("SELECT toUnixTimestamp64Micro(timestamp), customer, cost_usd, revenue_usd"
-                              " FROM otel_margin.llm_calls ORDER BY customer").result_rows
-    old = now_us
-    assert stored == [(old, "c0", Decimal("0.000000000123"), None), (old, "c1", Decimal("0.000000000123"), None),
-                      (old, "c2", Decimal("0.000000000123"), None), (stored[3][0], "c9", Decimal("0.000123456789"),
-                                                                      None)]
 
 
 def test_two_processes_and_a_reader_share_one_chdb_directory(chdb_config, tmp_path):
