@@ -13,8 +13,8 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
   appends the batch to the spool; a background drainer (every ``drain_interval`` seconds,
   sooner once :data:`EAGER_DRAIN_BYTES` wait) takes the spool's file lock, opens chDB,
   inserts the spooled batches in order — many at a time, sealed into one insert, because
-  each insert and each opening has a fixed cost in this process — and deletes them after
-  the insert committed. While spans keep coming it keeps chDB open across drains (a
+  each insert and each opening has a fixed cost in this process; those that arrive during
+  a drain wait for the next one — and deletes them after the insert committed. While spans keep coming it keeps chDB open across drains (a
   *lease*) and closes it after :data:`LEASE_IDLE_DRAINS` drain intervals without an insert,
   after :data:`LEASE_MAX_SECONDS`, on an insert error, at shutdown, or as soon as another
   process asks for the directory (``otel-margin report``: see
@@ -418,7 +418,7 @@ class ClickHouseSpanExporter(SpanExporter):
             lease = _Lease(client=client, opened=now, asked_since_ns=asked_since, last_insert=now)
         inserts = self._counts["inserts"]
         try:
-            empty = self._drain_files(lease.client, deadline)
+            empty = self._drain_files(lease.client, deadline, settle=hold)
         except Exception as error:
             # As over HTTP: the next drain starts on a fresh client.
             self._lease = lease
@@ -455,22 +455,27 @@ class ClickHouseSpanExporter(SpanExporter):
             _close_quietly(self._lease.client)
             self._lease = None
 
-    def _drain_files(self, client: Any, deadline: float) -> bool:
+    def _drain_files(self, client: Any, deadline: float, *, settle: bool = False) -> bool:
         # Over HTTP a spooled batch may already be stored: its direct insert can have committed
         # before the response was lost. Only its own token makes the replay a no-op, so batches
         # go one by one. Embedded batches were never inserted before the spool: they may gather.
         one_at_a_time = not self.config.embedded
+        # settle (the drainer's periodic drains): insert what waited when the drain began.
+        # Batches arriving meanwhile wait for the next drain, to go in together, instead of
+        # each paying an insert of its own while a backlog is being exported.
+        waiting = self._spool.pending() if settle else []
+        newest = waiting[-1].name if waiting else None
         for _ in range(_MAX_INSERTS_PER_DRAIN):
             if time.monotonic() > deadline:
                 return False
             try:
                 batch = self._spool.next_ingest(
-                    max_rows=1 if one_at_a_time else INGEST_MAX_ROWS, max_bytes=INGEST_MAX_BYTES)
+                    max_rows=1 if one_at_a_time else INGEST_MAX_ROWS, max_bytes=INGEST_MAX_BYTES, newest=newest)
             except SpoolCorruption as error:
                 self._reject(error.path, 0, str(error))
                 continue
             if batch is None:
-                return True
+                break
             try:
                 self._insert(client, batch.columns, batch.body, batch.token, batch.format)
             except Exception as error:  # noqa: BLE001 - classified: refuse or wait

@@ -173,12 +173,13 @@ class Spool:
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
             raise SpoolCorruption(path, f"is not a complete version-{FORMAT_VERSION} batch ({error})") from None
 
-    def next_ingest(self, *, max_rows: int, max_bytes: int) -> SpooledBatch | None:
+    def next_ingest(self, *, max_rows: int, max_bytes: int, newest: str | None = None) -> SpooledBatch | None:
         """The next rows to insert, or ``None`` when nothing waits. Only the drain-lock holder calls this.
 
         A group sealed by an earlier drain comes first, unchanged. Otherwise the oldest batch
         files are taken while they fit in ``max_rows`` / ``max_bytes`` (at least one) and have
-        the same columns and format; several are sealed into a group first. Raises
+        the same columns and format; several are sealed into a group first. ``newest``: take
+        no batch file whose name sorts after it (files that arrived later). Raises
         :class:`SpoolCorruption` when the oldest batch cannot be read.
         """
         for manifest in self._listing(GROUP_SUFFIX):
@@ -188,6 +189,8 @@ class Spool:
         taken: list[SpooledBatch] = []
         rows = size = 0
         for path in self.pending():
+            if newest is not None and path.name > newest:
+                break
             try:
                 batch = self.read(path)
             except SpoolCorruption:

@@ -37,8 +37,10 @@ from otel_margin.environment_variables import (
 )
 from otel_margin.finisher import FINISHER
 from otel_margin.pluginhost import pm
+from otel_margin.prices import get_catalog
 from otel_margin.streams import EventTap, tap_events, wrap_manager, wrap_raw_response, wrap_stream
 from otel_margin.telemetry import PEER_WRAPPER_MODULES, Telemetry
+from otel_margin.tokens import estimate_chat_input_tokens, estimate_output_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,11 @@ class Settings:
         if policy is None:
             policy = load_policy_or_empty()
         load_plugins(policy)
+        # Built here, not by the first call's finishing job: on the finisher thread, beside a
+        # caller that keeps the interpreter busy, every system call of the build (imports,
+        # file reads) waits up to the switch interval for the interpreter, and the first
+        # calls' telemetry waited seconds for it (benchmarks/README.md, "The finisher").
+        get_catalog(policy)
         return cls(
             telemetry=Telemetry(tracer_provider, meter_provider),
             routes=dict(policy.routes),
@@ -493,8 +500,6 @@ class CallFlow:
             _internal_error(self.settings, "stream")
 
     def _estimate_usage(self, output_text: str) -> None:
-        from otel_margin.tokens import estimate_chat_input_tokens, estimate_output_tokens
-
         call = self.call
         if call.estimated_input_tokens is None:
             call.estimated_input_tokens = estimate_chat_input_tokens(call.provider, call.params)
@@ -516,15 +521,11 @@ def _new_call(endpoint: Endpoint, settings: Settings, kwargs: dict) -> LLMCall:
     )
     if not pm.hooks_in_use().isdisjoint(("margin_limit_check", "margin_cache_lookup")):
         # Guardrails want a pre-call size; counting costs time, so only when someone reads it.
-        from otel_margin.tokens import estimate_chat_input_tokens
-
         call.estimated_input_tokens = estimate_chat_input_tokens(call.provider, params)
     return call
 
 
 def _price(call: LLMCall) -> None:
-    from otel_margin.prices import get_catalog
-
     catalog = get_catalog()
     model = call.response_model or call.model
     call.cost = catalog.price(call.provider, model, call.usage, duration_s=call.duration_s)

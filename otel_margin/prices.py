@@ -294,18 +294,19 @@ class PriceCatalog:
         logger.warning("otel-margin: calls to %r at %r are unpriced: %s", model, provider, reason)
 
 
-def get_catalog() -> PriceCatalog:
-    """The process-wide catalog, built on first use (thread-safe) from the policy file.
+def get_catalog(policy: Policy | None = None) -> PriceCatalog:
+    """The process-wide catalog, built on first use (thread-safe) from ``policy``.
 
-    A policy file that fails validation is logged and ignored
-    (:func:`~otel_margin.policy.load_policy_or_empty`).
+    ``policy`` defaults to the policy file; a file that fails validation is logged and
+    ignored (:func:`~otel_margin.policy.load_policy_or_empty`). Once built, the catalog is
+    returned as it is, whatever ``policy`` says.
     """
     catalog = _default_catalog
     if catalog is not None:
         return catalog
     with _default_lock:
         if _default_catalog is None:
-            set_catalog(PriceCatalog(load_policy_or_empty()))
+            set_catalog(PriceCatalog(load_policy_or_empty() if policy is None else policy))
         assert _default_catalog is not None
         return _default_catalog
 

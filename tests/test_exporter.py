@@ -334,6 +334,41 @@ def test_spooled_batches_gather_into_one_insert_with_exact_money(chdb_config):
         assert total == Decimal("0.000123456789") * 1000 and tokens == sum(100 + i for i in range(1000))
 
 
+def test_a_periodic_drain_inserts_what_waited_and_leaves_arrivals_for_the_next(chdb_config):
+    exporter = None
+
+    class ArrivalPerInsert:
+        """chDB, and one more batch exported while each insert runs (a backlog being exported)."""
+
+        def __init__(self, client):
+            self.client, self.arrived = client, 0
+
+        def raw_insert(self, *args, **kwargs):
+            if self.arrived < 5:
+                start = 100 + 20 * self.arrived
+                self.arrived += 1
+                exporter.export([finished_span(llm_attributes(i)) for i in range(start, start + 20)])
+            return self.client.raw_insert(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
+                                      drain_interval=600, client_factory=lambda c: ArrivalPerInsert(open_client(c)))
+    time.sleep(0.2)  # the drainer's first look, at start, found nothing; the next is 600 s away
+    for start in (0, 50):
+        exporter.export([finished_span(llm_attributes(i)) for i in range(start, start + 50)])
+    # The drainer's periodic drain: both waiting batches in one insert; the one that arrived
+    # during it waits (without the bound, the drain went on with an insert per arrival).
+    assert exporter._drain(time.monotonic() + 20, hold=True) is False
+    assert (exporter.stats().inserts, exporter.stats().exported_spans) == (1, 100)
+    assert exporter.force_flush(20_000)  # a flush empties the spool, arrivals included
+    exporter.shutdown()
+    assert exporter.stats().exported_spans == 200
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (200, 200)
+
+
 def test_a_group_committed_before_the_drainer_died_is_not_stored_twice(chdb_config):
     spool = Spool(chdb_config.spool_path, max_bytes=10**8)
     for start in range(0, 60, 20):
@@ -539,15 +574,14 @@ def test_drains_reuse_one_chdb_opening_and_a_stale_release_request_is_ignored(ch
     os.utime(stale, (time.time() - 3600, time.time() - 3600))  # left by an asker that died
     exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
                                       drain_interval=0.1)
-    for start in range(0, 300, 20):
+    for start in range(0, 100, 20):
         exporter.export([finished_span(llm_attributes(i)) for i in range(start, start + 20)])
-        time.sleep(0.03)
-    assert exporter.force_flush(20_000)
+        wait_until(lambda: exporter.stats().exported_spans == start + 20)  # a drain of its own
     stats = exporter.stats()
     exporter.shutdown()
-    assert stats.inserts > 3 and stats.openings < stats.inserts  # drains reused the opening
+    assert stats.inserts == 5 and stats.openings < stats.inserts  # drains reused the opening
     with session(chdb_config) as client:
-        assert counts(client, "otel_margin") == (300, 300)
+        assert counts(client, "otel_margin") == (100, 100)
 
 
 def test_an_insert_error_closes_the_held_client_and_the_next_drain_reopens(tmp_path):

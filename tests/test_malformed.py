@@ -355,7 +355,7 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
 def test_catalog_failure_never_reaches_caller_and_is_counted(oai, sink, monkeypatch) -> None:
     bare = CHAT.create.__wrapped__(oai.chat.completions, model="gpt-4o-mini", messages=MESSAGES)
     sink.clear()
-    monkeypatch.setattr("otel_margin.prices.get_catalog", _boom)
+    monkeypatch.setattr("otel_margin.pipeline.get_catalog", _boom)
     response = oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert scrub(response) == scrub(bare)
     span = sink.one_llm_span()

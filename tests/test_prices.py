@@ -445,6 +445,26 @@ def test_get_catalog_survives_a_broken_policy(tmp_path, monkeypatch, caplog) -> 
         set_catalog(None)
 
 
+def test_instrumenting_builds_the_catalog_from_the_policy_before_any_call(tmp_path, monkeypatch) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_margin.instrumentation.anthropic import AnthropicMarginInstrumentor
+
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY)
+    monkeypatch.setenv(OTEL_MARGIN_POLICY, str(path))
+    set_catalog(None)
+    instrumentor = AnthropicMarginInstrumentor()
+    try:
+        # Not left to the first call's finishing job, on a thread that may get little time.
+        instrumentor.instrument(tracer_provider=TracerProvider())
+        assert prices._default_catalog is not None and prices._default_catalog.policy.source == str(path)
+        assert get_catalog(parse_policy("")) is prices._default_catalog  # built once; later policies do not rebuild
+    finally:
+        instrumentor.uninstrument()
+        set_catalog(None)
+
+
 def test_set_catalog_replaces_the_default(policy_catalog: PriceCatalog) -> None:
     set_catalog(policy_catalog)
     try:

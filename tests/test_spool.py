@@ -98,6 +98,17 @@ def test_oldest_batches_are_sealed_into_one_group_within_the_limits(tmp_path):
     assert spool.next_ingest(max_rows=100, max_bytes=10**6) is None
 
 
+def test_newest_bounds_what_is_taken_to_the_batches_that_were_waiting(tmp_path):
+    spool = Spool(tmp_path, max_bytes=10**6)
+    waiting = [spool.append(f"t{i}", block(f"w{i}")) for i in range(2)]
+    later = spool.append("late", block("late"))  # arrived after the drain looked
+    first = spool.next_ingest(max_rows=100, max_bytes=10**6, newest=waiting[-1].name)
+    assert first.members == tuple(waiting)
+    spool.remove(first)
+    assert spool.next_ingest(max_rows=100, max_bytes=10**6, newest=waiting[-1].name) is None
+    assert spool.next_ingest(max_rows=100, max_bytes=10**6).path == later
+
+
 def test_a_lone_batch_keeps_its_own_token_and_groups_do_not_mix_columns(tmp_path):
     spool = Spool(tmp_path, max_bytes=10**6)
     spool.append("solo", block("a"))

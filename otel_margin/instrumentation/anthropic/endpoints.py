@@ -17,6 +17,7 @@ from typing import Any
 from otel_margin.call import LLMCall, Usage
 from otel_margin.instrumentation import fields
 from otel_margin.pipeline import Endpoint, StreamObserver
+from otel_margin.tokens import estimate_output_tokens
 
 
 class Messages(Endpoint):
@@ -91,8 +92,6 @@ class MessagesStreamObserver(StreamObserver):
             complete = self.stopped
         if call.usage is not None and not complete:
             # The provider never sent its final count: what we have is a lower bound.
-            from otel_margin.tokens import estimate_output_tokens
-
             counted = estimate_output_tokens(self.text(), call.model) if self.parts else 0
             call.usage = replace(call.usage, output_tokens=max(call.usage.output_tokens, counted), source="estimated")
 
