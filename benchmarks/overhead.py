@@ -23,7 +23,12 @@ Method (per-process comparisons swung 20–50 % on the project's shared 2-core m
 *paired* design inside one process. Each child instruments its contender alone, then alternates
 calls between the instrumented method and the original it wraps (taken from the wrapt
 wrapper's ``__wrapped__`` and bound to the same client), flipping which goes first on every
-pair, and reports the median and p99 of the per-pair differences of wall-clock time. It also
+pair, and reports the median and p99 of the per-pair differences of wall-clock time. The
+children run in ``--rounds`` rounds (default 3), every contender once per round, taking turns,
+and the figures pool the pairs of all rounds: a drift of the machine's speed over the minutes
+of a run (seen here: the same contender's median moving by 50 % between consecutive runs),
+or one process landing on a slow memory layout, then weighs on every contender alike instead
+of on whichever ran during it. It also
 reports the median paired difference of the calling thread's CPU time (``time.thread_time_ns``),
 which other processes on a shared machine cannot inflate: a steadier second opinion. The SDK talks to the stand-in
 server through an in-process HTTP transport, so no socket or network time dilutes the figures;
@@ -64,7 +69,9 @@ TARGET_RATIO = 0.5
 """The issue's target: otel-margin adds at most half the overhead of the best peer."""
 
 DEFAULT_CALLS = 1200
-"""Pairs per mode and contender; all six contenders then take about two minutes here."""
+"""Pairs per mode and contender (split over the rounds); all six contenders then take about
+two minutes here."""
+DEFAULT_ROUNDS = 3
 
 WARMUP_CALLS = 150
 PROCESS_CPU_ROUNDS = 5
@@ -94,8 +101,18 @@ class ModeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Samples:
+    """What one child measured for one mode: every pair, in nanoseconds, and its process-CPU figure."""
+
+    bare_ns: list[int]
+    instrumented_ns: list[int]
+    added_cpu_ns: list[int]
+    added_process_cpu_us: float
+
+
+@dataclass(frozen=True, slots=True)
 class ContenderResult:
-    """What one child process measured for its contender."""
+    """What the children measured for one contender, pooled over the rounds."""
 
     contender: str
     version: str
@@ -103,6 +120,25 @@ class ContenderResult:
     stream: ModeResult
     spans_exported: int
     chunks_seen: int
+    rounds: int
+
+
+def _summarize(samples: list[Samples]) -> ModeResult:
+    """The figures of one mode over the pairs of every round (process CPU: the median of the rounds')."""
+    bare = [x for s in samples for x in s.bare_ns]
+    wrapped = [x for s in samples for x in s.instrumented_ns]
+    added = sorted(w - b for s in samples for w, b in zip(s.instrumented_ns, s.bare_ns))
+    added_cpu = [x for s in samples for x in s.added_cpu_ns]
+    return ModeResult(
+        bare_median_us=round(statistics.median(bare) / 1000, 1),
+        instrumented_median_us=round(statistics.median(wrapped) / 1000, 1),
+        added_median_us=round(statistics.median(added) / 1000, 1),
+        added_p99_us=round(_percentile(added, 0.99) / 1000, 1),
+        added_mean_us=round(statistics.fmean(added) / 1000, 1),
+        added_cpu_median_us=round(statistics.median(added_cpu) / 1000, 1),
+        added_process_cpu_us=round(statistics.median(s.added_process_cpu_us for s in samples), 1),
+        pairs=len(added),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,19 +147,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.contender:
         return _run_child(args)
     started = time.perf_counter()
-    results: dict[str, ContenderResult] = {}
+    per_round = max(args.calls // args.rounds, 10)
+    runs: dict[str, list[dict[str, Any]]] = {}
     notes: list[str] = []
-    for name in args.contenders:
-        outcome = _spawn(name, args)
-        if isinstance(outcome, str):
-            notes.append(f"{name}: skipped — {outcome}")
-        else:
-            results[name] = outcome
+    skipped: set[str] = set()
+    for round_number in range(1, args.rounds + 1):
+        for name in args.contenders:  # taking turns, so a slow spell of the machine hits everyone
+            if name in skipped:
+                continue
+            outcome = _spawn(name, args, per_round, round_number)
+            if isinstance(outcome, str):
+                notes.append(f"{name}: skipped from round {round_number} — {outcome}")
+                skipped.add(name)
+            else:
+                runs.setdefault(name, []).append(outcome)
+    results = {name: _pool(child_runs) for name, child_runs in runs.items()}
     elapsed = time.perf_counter() - started
     if args.json:
         print(json.dumps(
             {
                 "calls": args.calls,
+                "rounds": args.rounds,
                 "elapsed_s": round(elapsed, 1),
                 "results": {name: asdict(result) for name, result in results.items()},
                 "ratios": _ratios(results),
@@ -136,31 +180,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _pool(child_runs: list[dict[str, Any]]) -> ContenderResult:
+    """One contender's result from its children's outputs (one per round)."""
+    first = child_runs[0]
+    return ContenderResult(
+        contender=first["contender"],
+        version=first["version"],
+        non_stream=_summarize([Samples(**run["non_stream"]) for run in child_runs]),
+        stream=_summarize([Samples(**run["stream"]) for run in child_runs]),
+        spans_exported=sum(run["spans_exported"] for run in child_runs),
+        chunks_seen=first["chunks_seen"],
+        rounds=len(child_runs),
+    )
+
+
 # ---------------------------------------------------------------- the parent: spawn and report
 
 
-def _spawn(name: str, args: argparse.Namespace) -> ContenderResult | str:
-    """Measure one contender in a fresh interpreter; a string result says why it was skipped."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--contender", name, "--calls", str(args.calls)]
+def _spawn(name: str, args: argparse.Namespace, calls: int, round_number: int) -> dict[str, Any] | str:
+    """Measure one contender in a fresh interpreter; its raw output, or a string saying why it was skipped."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--contender", name, "--calls", str(calls)]
     if args.openlit_path:
         command += ["--openlit-path", args.openlit_path]
     if not args.json:
-        print(f"measuring {name} ({args.calls} pairs per mode)…", file=sys.stderr, flush=True)
+        print(f"round {round_number}/{args.rounds}: measuring {name} ({calls} pairs per mode)…",
+              file=sys.stderr, flush=True)
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if done.returncode == _SKIPPED:
         return done.stdout.strip() or "not available"
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return f"child failed (exit {done.returncode}): " + " | ".join(tail)
-    data = json.loads(done.stdout)
-    return ContenderResult(
-        contender=data["contender"],
-        version=data["version"],
-        non_stream=ModeResult(**data["non_stream"]),
-        stream=ModeResult(**data["stream"]),
-        spans_exported=data["spans_exported"],
-        chunks_seen=data["chunks_seen"],
-    )
+    return json.loads(done.stdout)
 
 
 def _ratios(results: dict[str, ContenderResult]) -> dict[str, Any]:
@@ -189,7 +240,9 @@ def _print_report(results: dict[str, ContenderResult], notes: list[str], calls: 
     from rich.table import Table
 
     console = Console(width=max(Console().width, 140))
-    table = Table(title=f"Added latency per openai chat call, µs ({calls} paired calls per mode)")
+    rounds = max((r.rounds for r in results.values()), default=0)
+    table = Table(title=f"Added latency per openai chat call, µs ({calls} paired calls per mode, "
+                        f"in {rounds} rounds)")
     table.add_column("contender", no_wrap=True)
     table.add_column("version", no_wrap=True)
     table.add_column("non-stream median", justify="right")
@@ -326,8 +379,8 @@ def _replaying(transport: Any) -> Any:
 
 def _paired(
     call: Callable[[Callable[..., Any]], int], instrumented: Any, original: Any, pairs: int, provider: Any = None
-) -> ModeResult:
-    """Alternate instrumented / original calls (order flipped every pair); figures of the differences."""
+) -> Samples:
+    """Alternate instrumented / original calls (order flipped every pair); the timings of every pair."""
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     bare: list[int] = []
     wrapped: list[int] = []
@@ -345,17 +398,8 @@ def _paired(
         bare.append(b if instrumented_first else a)
         cpu_a, cpu_b = c1 - c0, c2 - c1
         added_cpu.append(cpu_a - cpu_b if instrumented_first else cpu_b - cpu_a)
-    added = sorted(w - b for w, b in zip(wrapped, bare))
-    return ModeResult(
-        bare_median_us=round(statistics.median(bare) / 1000, 1),
-        instrumented_median_us=round(statistics.median(wrapped) / 1000, 1),
-        added_median_us=round(statistics.median(added) / 1000, 1),
-        added_p99_us=round(_percentile(added, 0.99) / 1000, 1),
-        added_mean_us=round(statistics.fmean(added) / 1000, 1),
-        added_cpu_median_us=round(statistics.median(added_cpu) / 1000, 1),
-        added_process_cpu_us=round(_process_cpu(call, instrumented, original, pairs, provider), 1),
-        pairs=pairs,
-    )
+    process_cpu = _process_cpu(call, instrumented, original, pairs, provider) if provider is not None else 0.0
+    return Samples(bare_ns=bare, instrumented_ns=wrapped, added_cpu_ns=added_cpu, added_process_cpu_us=process_cpu)
 
 
 def _process_cpu(call: Callable[[Callable[..., Any]], int], instrumented: Any, original: Any, calls: int,
@@ -370,13 +414,11 @@ def _process_cpu(call: Callable[[Callable[..., Any]], int], instrumented: Any, o
     """
 
     def run(method: Callable[..., Any]) -> int:
-        if provider is not None:
-            provider.force_flush()
+        provider.force_flush()
         start = time.process_time_ns()
         for _ in range(calls):
             call(method)
-        if provider is not None:
-            provider.force_flush()
+        provider.force_flush()
         return time.process_time_ns() - start
 
     calls = max(calls // 2, 10)
@@ -517,7 +559,9 @@ class _DiscardingExporter:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=DEFAULT_CALLS,
-                        help=f"paired calls per mode and contender (default {DEFAULT_CALLS})")
+                        help=f"paired calls per mode and contender, split over the rounds (default {DEFAULT_CALLS})")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"child processes per contender, run in turns with the others' (default {DEFAULT_ROUNDS})")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS),
                         help="which contenders to run (default: all)")
@@ -527,8 +571,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", choices=("non-stream", "stream"),
                         help="with --contender: also cProfile the instrumented loop (report on stderr)")
     args = parser.parse_args(argv)
-    if args.calls < 10:
-        parser.error(f"--calls {args.calls} is too few for a p99; use at least 10")
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds} must be at least 1")
+    children = 1 if args.contender else args.rounds  # a child measures its own share of the calls
+    if args.calls < 10 * children:
+        parser.error(f"--calls {args.calls} is too few for a p99 over {children} round(s); "
+                     f"use at least {10 * children}")
     return args
 
 
