@@ -251,9 +251,10 @@ def _open_chdb(config: StorageConfig, request_release: bool, client_options: dic
     last: BaseException | str = "another process has it open"
     try:
         while True:
-            # The first attempt always opens: a directory this process already has open
-            # looks held too, and chDB shares it within a process.
-            if first or not _held_by_a_process(path):
+            # A directory this process already has open looks held too, and chDB shares it
+            # within a process: the first attempt opens unless the lock is known to be
+            # another process's (an opening it refuses makes chDB print an error).
+            if not _held_by_a_process(path) or (first and not _held_by_another_process(path)):
                 try:
                     return _chdb_client(config, path, client_options)
                 except StorageUnavailable as error:
@@ -301,6 +302,26 @@ def _held_by_a_process(path: Path) -> bool:
     finally:
         os.close(fd)  # closing the only descriptor of the open file drops the probe's lock
     return False
+
+
+def _held_by_another_process(path: Path) -> bool:
+    """True if ``/proc/locks`` shows chDB's lock on ``path`` taken by another process.
+
+    False when it shows this process's, and also when it cannot tell (no ``/proc/locks``).
+    """
+    try:
+        inode = os.stat(path / _CHDB_LOCK_FILE).st_ino
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            table = locks.read()
+    except OSError:
+        return False
+    holders = set()
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 12345 fe:00:2509152 0 EOF": pid, then major:minor:inode
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+            holders.add(fields[4])
+    return bool(holders) and str(os.getpid()) not in holders
 
 
 def _asked_within(marker: Path, seconds: float) -> bool:
