@@ -14,8 +14,8 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
   sooner once :data:`EAGER_DRAIN_BYTES` wait) takes the spool's file lock, opens chDB,
   inserts the spooled batches in order — many at a time, sealed into one insert, because
   each insert and each opening has a fixed cost in this process; those that arrive during
-  a drain wait for the next one — and deletes them after the insert committed. While spans keep coming it keeps chDB open across drains (a
-  *lease*) and closes it after :data:`LEASE_IDLE_DRAINS` drain intervals without an insert,
+  a drain wait for the next one — and deletes them after the insert committed. While spans
+  keep coming it keeps chDB open across drains (a *lease*) and closes it after :data:`LEASE_IDLE_DRAINS` drain intervals without an insert,
   after :data:`LEASE_MAX_SECONDS`, on an insert error, at shutdown, or as soon as another
   process asks for the directory (``otel-margin report``: see
   :func:`~otel_margin.exporters.storage.open_client`); it looks for such requests every

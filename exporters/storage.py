@@ -310,16 +310,18 @@ def _held_by_another_process(path: Path) -> bool:
     False when it shows this process's, and also when it cannot tell (no ``/proc/locks``).
     """
     try:
-        inode = os.stat(path / _CHDB_LOCK_FILE).st_ino
+        status = os.stat(path / _CHDB_LOCK_FILE)
         with open("/proc/locks", encoding="ascii", errors="replace") as locks:
             table = locks.read()
     except OSError:
         return False
+    # "1: FLOCK  ADVISORY  WRITE 12345 fe:00:2509152 0 EOF": the holder's pid, then the file
+    # as major:minor:inode (a process waiting for the lock has "->" before FLOCK).
+    file = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
     holders = set()
     for line in table.splitlines():
         fields = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 12345 fe:00:2509152 0 EOF": pid, then major:minor:inode
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == file:
             holders.add(fields[4])
     return bool(holders) and str(os.getpid()) not in holders
 

@@ -90,7 +90,7 @@ class Settings:
         # Built here, not by the first call's finishing job: on the finisher thread, beside a
         # caller that keeps the interpreter busy, every system call of the build (imports,
         # file reads) waits up to the switch interval for the interpreter, and the first
-        # calls' telemetry waited seconds for it (benchmarks/README.md, "The finisher").
+        # calls' telemetry waited seconds for it (benchmarks/README.md, "A caller that never waits").
         get_catalog(policy)
         return cls(
             telemetry=Telemetry(tracer_provider, meter_provider),
