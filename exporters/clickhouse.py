@@ -463,8 +463,10 @@ class ClickHouseSpanExporter(SpanExporter):
         # settle (the drainer's periodic drains): insert what waited when the drain began.
         # Batches arriving meanwhile wait for the next drain, to go in together, instead of
         # each paying an insert of its own while a backlog is being exported.
-        waiting = self._spool.pending() if settle else []
-        newest = waiting[-1].name if waiting else None
+        newest = None
+        if settle:
+            waiting = self._spool.pending()
+            newest = waiting[-1].name if waiting else ""  # "" sorts before every batch: take none
         for _ in range(_MAX_INSERTS_PER_DRAIN):
             if time.monotonic() > deadline:
                 return False

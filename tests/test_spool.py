@@ -219,3 +219,21 @@ def test_any_batch_round_trips_and_any_group_is_its_members_in_order(tmp_path_fa
     taken = spool.next_ingest(max_rows=10**6, max_bytes=10**6)
     everything = encode_rows([list(row) for batch in batches for row in batch], columns=columns)
     assert taken.block() == everything == merge_blocks(blocks)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 4), min_size=1, max_size=8), waiting=st.integers(0, 8),
+       max_rows=st.integers(1, 12))
+def test_a_bounded_drain_takes_exactly_the_waiting_batches_oldest_first(tmp_path_factory, sizes, waiting, max_rows):
+    spool = Spool(tmp_path_factory.mktemp("spool"), max_bytes=10**7)
+    paths = [spool.append(f"t{i}", block(*[f"s{i}-{j}" for j in range(n)])) for i, n in enumerate(sizes)]
+    waiting = min(waiting, len(paths))
+    # What a drain saw when it began: the first ``waiting`` batches ("" sorts before every name).
+    newest = paths[waiting - 1].name if waiting else ""
+    taken = []
+    while (batch := spool.next_ingest(max_rows=max_rows, max_bytes=10**7, newest=newest)) is not None:
+        assert batch.rows <= max_rows or len(batch.members) == 1  # one batch goes alone, whatever its size
+        taken.extend(batch.members)
+        spool.remove(batch)
+    assert taken == paths[:waiting]
+    assert spool.pending() == paths[waiting:]
