@@ -26,7 +26,7 @@ wrapper's ``__wrapped__`` and bound to the same client), flipping which goes fir
 pair, and reports the median and p99 of the per-pair differences of wall-clock time. The
 children run in ``--rounds`` rounds (default 3), every contender once per round, taking turns,
 and the figures pool the pairs of all rounds: a drift of the machine's speed over the minutes
-of a run (seen here: the same contender's median moving by 50 % between consecutive runs),
+of a run (seen here: the same contender's median moving by 50 % between runs minutes apart),
 or one process landing on a slow memory layout, then weighs on every contender alike instead
 of on whichever ran during it. It also
 reports the median paired difference of the calling thread's CPU time (``time.thread_time_ns``),
@@ -69,8 +69,8 @@ TARGET_RATIO = 0.5
 """The issue's target: otel-margin adds at most half the overhead of the best peer."""
 
 DEFAULT_CALLS = 1200
-"""Pairs per mode and contender (split over the rounds); all six contenders then take about
-two minutes here."""
+"""Pairs per mode and contender (split over the rounds). All six contenders took 6.7 minutes
+here with ``--calls 1500``, most of it in the slowest peers."""
 DEFAULT_ROUNDS = 3
 
 WARMUP_CALLS = 150
@@ -241,7 +241,8 @@ def _print_report(results: dict[str, ContenderResult], notes: list[str], calls: 
 
     console = Console(width=max(Console().width, 140))
     rounds = max((r.rounds for r in results.values()), default=0)
-    table = Table(title=f"Added latency per openai chat call, µs ({calls} paired calls per mode, "
+    pairs = max((r.non_stream.pairs for r in results.values()), default=calls)
+    table = Table(title=f"Added latency per openai chat call, µs ({pairs} paired calls per mode, "
                         f"in {rounds} rounds)")
     table.add_column("contender", no_wrap=True)
     table.add_column("version", no_wrap=True)
@@ -380,7 +381,8 @@ def _replaying(transport: Any) -> Any:
 def _paired(
     call: Callable[[Callable[..., Any]], int], instrumented: Any, original: Any, pairs: int, provider: Any = None
 ) -> Samples:
-    """Alternate instrumented / original calls (order flipped every pair); the timings of every pair."""
+    """Alternate instrumented / original calls (order flipped every pair); the timings of every pair,
+    and with ``provider`` the process-CPU figure too (:func:`_process_cpu`)."""
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     bare: list[int] = []
     wrapped: list[int] = []
