@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -355,7 +356,9 @@ def test_a_periodic_drain_inserts_what_waited_and_leaves_arrivals_for_the_next(c
 
     exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
                                       drain_interval=600, client_factory=lambda c: ArrivalPerInsert(open_client(c)))
-    time.sleep(0.2)  # the drainer's first look, at start, found nothing; the next is 600 s away
+    # The drainer's first look, at start, found nothing; the next is 600 s away.
+    wait_until(lambda: any(frame.f_code.co_name == "_wait_for_next_drain"
+                           for frame, _ in traceback.walk_stack(sys._current_frames()[exporter._drainer.ident])))
     for start in (0, 50):
         exporter.export([finished_span(llm_attributes(i)) for i in range(start, start + 50)])
     # The drainer's periodic drain: both waiting batches in one insert; the one that arrived
