@@ -91,7 +91,10 @@ class Settings:
         # caller that keeps the interpreter busy, every system call of the build (imports,
         # file reads) waits up to the switch interval for the interpreter, and the first
         # calls' telemetry waited seconds for it (benchmarks/README.md, "A caller that never waits").
-        get_catalog(policy)
+        try:
+            get_catalog(policy)
+        except Exception:  # noqa: BLE001 - calls still run; pricing each one retries it and counts the failure
+            logger.exception("otel-margin: the price catalog could not be built; calls stay unpriced until it can")
         return cls(
             telemetry=Telemetry(tracer_provider, meter_provider),
             routes=dict(policy.routes),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -364,6 +365,16 @@ def test_catalog_failure_never_reaches_caller_and_is_counted(oai, sink, monkeypa
     points = sink.metric_points("margin.internal.errors")
     assert sum(p.value for p in points) == 1
     assert points[0].attributes["margin.where"] == "finish"
+
+
+def test_a_catalog_that_cannot_be_built_at_instrument_time_leaves_instrumentation_on(monkeypatch, caplog) -> None:
+    from otel_margin.pipeline import Settings
+
+    monkeypatch.setattr("otel_margin.pipeline.get_catalog", _boom)
+    with caplog.at_level(logging.ERROR, logger="otel_margin.pipeline"):
+        settings = Settings.load()  # what each instrumentor runs first; raising here would leave the SDK bare
+    assert settings.enabled.is_set()
+    assert "price catalog could not be built" in caplog.text and "injected by the test" in caplog.text
 
 
 @pytest.mark.parametrize("target, where", [
