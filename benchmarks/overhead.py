@@ -69,8 +69,8 @@ TARGET_RATIO = 0.5
 """The issue's target: otel-margin adds at most half the overhead of the best peer."""
 
 DEFAULT_CALLS = 1200
-"""Pairs per mode and contender (split over the rounds). All six contenders took 6.7 minutes
-here with ``--calls 1500``, most of it in the slowest peers."""
+"""Pairs per mode and contender (split over the rounds). All six contenders took 4.7 minutes
+here (6.7 with ``--calls 1500``), most of it in the slowest peers."""
 DEFAULT_ROUNDS = 3
 
 WARMUP_CALLS = 150
