@@ -2,7 +2,8 @@
 
 Reads through a short storage session, so it works beside a running service (chDB is held
 only while the queries run). It only reads: a database without the schema is an error that
-says how to create it, not something the report creates. ``--format json`` emits the same numbers, Decimals as strings.
+says how to create it, not something the report creates. ``--format json`` emits the same
+numbers, Decimals as strings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from otel_margin import margin
 _NO_SCHEMA_CODES = (60, 81)
 """ClickHouse's UNKNOWN_TABLE and UNKNOWN_DATABASE (and UNKNOWN_FUNCTION, 46, naming one of
 the database's parameterized views)."""
-
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
