@@ -355,7 +355,7 @@ class ClickHouseSpanExporter(SpanExporter):
         with suppress_instrumentation():
             while not self._stop.is_set():
                 try:
-                    self._drain(time.monotonic() + self.config.timeout, hold=True)
+                    self._drain(time.monotonic() + self.config.timeout, periodic=True)
                 except Exception:  # noqa: BLE001 - the drainer must survive anything
                     logger.exception("otel-margin spool drainer failed; retrying")
                 self._wait_for_next_drain()
@@ -363,13 +363,12 @@ class ClickHouseSpanExporter(SpanExporter):
                 self._end_lease("shutdown")
 
     def _wait_for_next_drain(self) -> None:
-        # While chDB is held, wake often: another process may be waiting for the directory.
+        # Wake often: while chDB is held (by this thread's drain or by a flush), another process
+        # may be waiting for the directory.
         until = time.monotonic() + self._drain_interval
         while (remaining := until - time.monotonic()) > 0:
-            if self._lease is None:
-                woken = self._wake.wait(remaining)
-            else:
-                woken = self._wake.wait(min(remaining, LEASE_CHECK_SECONDS))
+            woken = self._wake.wait(min(remaining, LEASE_CHECK_SECONDS))
+            if self._lease is not None:
                 try:
                     self._review_lease()
                 except Exception:  # noqa: BLE001 - the drainer must survive anything
@@ -378,10 +377,11 @@ class ClickHouseSpanExporter(SpanExporter):
                 break
         self._wake.clear()
 
-    def _drain(self, deadline: float, *, hold: bool = False) -> bool:
+    def _drain(self, deadline: float, *, periodic: bool = False) -> bool:
         """Insert spooled batches in order; True if the spool is empty afterwards.
 
-        ``hold`` (the drainer thread only): in embedded mode, keep chDB open afterwards.
+        ``periodic`` (the drainer thread's drains): insert only what waited when the drain
+        began. Otherwise (a flush) insert until the spool is empty.
         """
         with self._drain_mutex, self._spool.drain_lock() as acquired:
             if not acquired:
@@ -390,7 +390,7 @@ class ClickHouseSpanExporter(SpanExporter):
             if not self._spool.pending():
                 return True
             if self.config.embedded:
-                return self._drain_embedded(deadline, hold=hold and not self._stop.is_set())
+                return self._drain_embedded(deadline, periodic=periodic)
             with self._client_lock:
                 try:
                     client = self._http_client()
@@ -403,7 +403,7 @@ class ClickHouseSpanExporter(SpanExporter):
                     self._close_client()
                     raise
 
-    def _drain_embedded(self, deadline: float, *, hold: bool) -> bool:
+    def _drain_embedded(self, deadline: float, *, periodic: bool) -> bool:
         lease = self._lease
         if lease is None:
             asked_since = time.time_ns()  # a request made while we open counts too
@@ -418,7 +418,7 @@ class ClickHouseSpanExporter(SpanExporter):
             lease = _Lease(client=client, opened=now, asked_since_ns=asked_since, last_insert=now)
         inserts = self._counts["inserts"]
         try:
-            empty = self._drain_files(lease.client, deadline, settle=hold)
+            empty = self._drain_files(lease.client, deadline, settle=periodic)
         except Exception as error:
             # As over HTTP: the next drain starts on a fresh client.
             self._lease = lease
@@ -428,10 +428,9 @@ class ClickHouseSpanExporter(SpanExporter):
             raise
         if self._counts["inserts"] > inserts:
             lease.last_insert = time.monotonic()
-        if hold or self._lease is lease:
-            self._lease = lease  # a lease the drainer holds stays the drainer's to end
-        else:
-            _close_quietly(lease.client)
+        self._lease = lease  # a flush's opening is kept too: the drainer reviews and ends it
+        if self._stop.is_set():
+            self._end_lease("shutdown")
         return empty
 
     def _review_lease(self) -> None:

@@ -363,7 +363,7 @@ def test_a_periodic_drain_inserts_what_waited_and_leaves_arrivals_for_the_next(c
         exporter.export([finished_span(llm_attributes(i)) for i in range(start, start + 50)])
     # The drainer's periodic drain: both waiting batches in one insert; the one that arrived
     # during it waits (without the bound, the drain went on with an insert per arrival).
-    assert exporter._drain(time.monotonic() + 20, hold=True) is False
+    assert exporter._drain(time.monotonic() + 20, periodic=True) is False
     assert (exporter.stats().inserts, exporter.stats().exported_spans) == (1, 100)
     assert exporter.force_flush(20_000)  # a flush empties the spool, arrivals included
     exporter.shutdown()
@@ -585,6 +585,19 @@ def test_drains_reuse_one_chdb_opening_and_a_stale_release_request_is_ignored(ch
     assert stats.inserts == 5 and stats.openings < stats.inserts  # drains reused the opening
     with session(chdb_config) as client:
         assert counts(client, "otel_margin") == (100, 100)
+
+
+def test_a_flush_keeps_its_chdb_opening_for_the_next_flush_and_the_drainer_ends_it(chdb_config):
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
+                                      drain_interval=0.5)
+    for start in (0, 20):  # a service that flushes after each request
+        exporter.export([finished_span(llm_attributes(i)) for i in range(start, start + 20)])
+        assert exporter.force_flush(20_000)
+    assert exporter.stats().openings == 1 and held(chdb_config)  # the second flush reused the first's
+    wait_until(lambda: not held(chdb_config))  # idle for two drain intervals: the drainer closed it
+    exporter.shutdown()
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (40, 40)
 
 
 def test_an_insert_error_closes_the_held_client_and_the_next_drain_reopens(tmp_path):
