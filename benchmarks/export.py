@@ -60,8 +60,8 @@ from clickhouse_http import LoopbackClickHouse  # noqa: E402
 
 from otel_margin import attribute  # noqa: E402
 from otel_margin import attributes as a  # noqa: E402
-from otel_margin.exporters.clickhouse import DEFAULT_DRAIN_INTERVAL, ClickHouseSpanExporter  # noqa: E402
-from otel_margin.exporters.storage import StorageConfig, session  # noqa: E402
+from otel_margin.exporters.clickhouse import ClickHouseSpanExporter  # noqa: E402
+from otel_margin.exporters.storage import DEFAULT_DRAIN_INTERVAL, StorageConfig, session  # noqa: E402
 from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor  # noqa: E402
 from otel_margin.standin import in_process_transport, openai_client  # noqa: E402
 

@@ -73,10 +73,6 @@ INSERT_SETTINGS = {
     "input_format_native_allow_types_conversion": 1,  # String → LowCardinality(String) (rows.py)
 }
 
-DEFAULT_DRAIN_INTERVAL = 5.0
-"""Seconds between looks at the spool. In embedded mode each drain inserts (about 0.01-0.03 s
-of CPU however few rows wait, and 0.05-0.15 s more when it has to open chDB), so this trades
-freshness for CPU."""
 LEASE_IDLE_DRAINS = 2
 """Embedded mode: close chDB after this many drain intervals in which nothing was inserted."""
 LEASE_MAX_SECONDS = 60.0
@@ -127,10 +123,10 @@ class ClickHouseSpanExporter(SpanExporter):
     Every argument defaults to its ``OTEL_EXPORTER_CLICKHOUSE_*`` environment variable
     (see :class:`~otel_margin.exporters.storage.StorageConfig`). ``client_factory`` replaces
     :func:`~otel_margin.exporters.storage.open_client` (tests). ``drain_interval`` is how
-    often, in seconds, the background drainer looks at the spool. ``meter_provider``
+    often, in seconds, the background drainer looks at the spool (default
+    :data:`~otel_margin.exporters.storage.DEFAULT_DRAIN_INTERVAL`). ``meter_provider``
     receives the ``margin.export.dropped`` counter (default: the global one). ``compress`` is passed to
     clickhouse-connect for HTTP(S) endpoints (``True``, ``"lz4"``, ``"zstd"``, ``False``).
-    ``drain_interval`` defaults to :data:`DEFAULT_DRAIN_INTERVAL`.
     """
 
     def __init__(
@@ -145,12 +141,10 @@ class ClickHouseSpanExporter(SpanExporter):
         spool_dir: str | None = None,
         spool_max_mb: float | None = None,
         compress: bool | str | None = None,
-        drain_interval: float = DEFAULT_DRAIN_INTERVAL,
+        drain_interval: float | None = None,
         client_factory: ClientFactory | None = None,
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
-        if not drain_interval > 0:
-            raise ValueError(f"drain_interval {drain_interval!r} must be a number of seconds > 0")
         self.config = StorageConfig.from_env(
             endpoint=endpoint,
             database=database,
@@ -160,11 +154,12 @@ class ClickHouseSpanExporter(SpanExporter):
             timeout=timeout,
             spool_dir=spool_dir,
             spool_max_mb=spool_max_mb,
+            drain_interval=drain_interval,
         )
         self._client_options = {} if self.config.embedded or compress is None else {"compress": compress}
         self._client_factory = client_factory or (lambda config: open_client(config, **self._client_options))
         self._spool = Spool(self.config.spool_path, max_bytes=int(self.config.spool_max_mb * 1024 * 1024))
-        self._drain_interval = drain_interval
+        self._drain_interval = self.config.drain_interval
         self._table = f"{quote_identifier(self.config.database)}.{quote_identifier(TABLE)}"
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(__name__)
         self._dropped_counter = meter.create_counter(

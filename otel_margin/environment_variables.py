@@ -44,3 +44,8 @@ OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR = "OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR"
 
 OTEL_EXPORTER_CLICKHOUSE_SPOOL_MAX_MB = "OTEL_EXPORTER_CLICKHOUSE_SPOOL_MAX_MB"
 """Upper bound of the spool directory in MiB; batches beyond it are dropped and counted. Default 256."""
+
+OTEL_EXPORTER_CLICKHOUSE_DRAIN_INTERVAL = "OTEL_EXPORTER_CLICKHOUSE_DRAIN_INTERVAL"
+"""Seconds between the exporter's drains of its spool (embedded chDB: each drain is one insert,
+whose CPU is mostly fixed; a server: replays after an outage). Default 5. Longer costs less CPU
+at a low span rate; rows reach the table later."""

@@ -636,6 +636,26 @@ def test_an_insert_error_closes_the_held_client_and_the_next_drain_reopens(tmp_p
     assert opened[1].closed
 
 
+def test_the_drain_interval_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_DRAIN_INTERVAL", "0.05")
+    inserted = threading.Event()
+
+    class Client:
+        def raw_insert(self, *args, **kwargs):
+            inserted.set()
+
+        def close(self):
+            pass
+
+    exporter = ClickHouseSpanExporter(endpoint=f"chdb://{tmp_path / 'db'}", spool_dir=str(tmp_path / "s"),
+                                      client_factory=lambda config: Client())
+    exporter._schema_ready = True  # the fake client has no schema to apply
+    assert exporter.config.drain_interval == 0.05
+    exporter.export([finished_span(llm_attributes(0))])
+    assert inserted.wait(4)  # the default interval (5 s) would not have drained yet
+    exporter.shutdown()
+
+
 def test_a_report_in_another_process_gets_the_directory_from_the_holder(chdb_config, tmp_path, lease_child):
     child = lease_child()
     child.read_until(lambda c: c.exported >= 300)

@@ -25,6 +25,7 @@ ENV_VARS = [
     env.OTEL_EXPORTER_CLICKHOUSE_USERNAME, env.OTEL_EXPORTER_CLICKHOUSE_PASSWORD,
     env.OTEL_EXPORTER_CLICKHOUSE_TTL_DAYS, env.OTEL_EXPORTER_CLICKHOUSE_TIMEOUT,
     env.OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR, env.OTEL_EXPORTER_CLICKHOUSE_SPOOL_MAX_MB,
+    env.OTEL_EXPORTER_CLICKHOUSE_DRAIN_INTERVAL,
 ]
 
 
@@ -46,9 +47,10 @@ def test_environment_then_arguments(monkeypatch):
     monkeypatch.setenv(env.OTEL_EXPORTER_CLICKHOUSE_ENDPOINT, "http://ch.internal:8123")
     monkeypatch.setenv(env.OTEL_EXPORTER_CLICKHOUSE_TIMEOUT, "2.5")
     monkeypatch.setenv(env.OTEL_EXPORTER_CLICKHOUSE_TTL_DAYS, "0")
+    monkeypatch.setenv(env.OTEL_EXPORTER_CLICKHOUSE_DRAIN_INTERVAL, "30")
     config = StorageConfig.from_env(database="margin_test", timeout=None)
-    assert (config.endpoint, config.timeout, config.ttl_days, config.database) == (
-        "http://ch.internal:8123", 2.5, 0, "margin_test")
+    assert (config.endpoint, config.timeout, config.ttl_days, config.database, config.drain_interval) == (
+        "http://ch.internal:8123", 2.5, 0, "margin_test", 30.0)
     assert not config.embedded
 
 
@@ -56,18 +58,21 @@ def test_bad_environment_values_are_logged_and_replaced(monkeypatch, caplog):
     monkeypatch.setenv(env.OTEL_EXPORTER_CLICKHOUSE_ENDPOINT, "mysql://nope")
     monkeypatch.setenv(env.OTEL_EXPORTER_CLICKHOUSE_TIMEOUT, "soon")
     monkeypatch.setenv(env.OTEL_EXPORTER_CLICKHOUSE_SPOOL_MAX_MB, "-1")
+    monkeypatch.setenv(env.OTEL_EXPORTER_CLICKHOUSE_DRAIN_INTERVAL, "0")
     with caplog.at_level(logging.WARNING):
         config = StorageConfig.from_env()
     assert config == StorageConfig()
     logged = caplog.text
     assert env.OTEL_EXPORTER_CLICKHOUSE_ENDPOINT in logged and "mysql://nope" in logged
     assert env.OTEL_EXPORTER_CLICKHOUSE_TIMEOUT in logged and env.OTEL_EXPORTER_CLICKHOUSE_SPOOL_MAX_MB in logged
+    assert env.OTEL_EXPORTER_CLICKHOUSE_DRAIN_INTERVAL in logged
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [{"endpoint": "ftp://x"}, {"endpoint": "chdb://"}, {"database": "a;drop"}, {"ttl_days": -1},
-     {"timeout": 0}, {"spool_max_mb": -2}, {"ttl_days": True}],
+     {"timeout": 0}, {"spool_max_mb": -2}, {"ttl_days": True}, {"drain_interval": 0},
+     {"drain_interval": float("inf")}],
 )
 def test_bad_arguments_raise_value_error_naming_the_value(kwargs):
     with pytest.raises(ValueError) as error:
