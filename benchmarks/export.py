@@ -144,14 +144,16 @@ def make_calls(provider: TracerProvider, count: int, instrument: bool = True, ra
                 client.chat.completions.create(model=MODEL, messages=MESSAGES)
 
 
-def instrumentation_cpu(count: int, rounds: int = 5) -> float:
+def instrumentation_cpu(count: int, rate: float | None = None, rounds: int = 5) -> float:
     """(c) µs: what otel-margin itself spends on a call, span included (an instrumented call's
-    producing CPU less a bare call's): the median over ``rounds`` alternating pairs of runs."""
+    producing CPU less a bare call's, both at most ``rate`` a second): the median over
+    ``rounds`` alternating pairs of runs."""
     per_round = max(count // rounds, 1)
     differences = []
     for _ in range(rounds):
-        bare = run(_NoOpExporter(), lambda p: make_calls(p, per_round, instrument=False), per_round)["produce"]
-        ours = run(_NoOpExporter(), lambda p: make_calls(p, per_round), per_round)["produce"]
+        bare = run(_NoOpExporter(), lambda p: make_calls(p, per_round, instrument=False, rate=rate),
+                   per_round)["produce"]
+        ours = run(_NoOpExporter(), lambda p: make_calls(p, per_round, rate=rate), per_round)["produce"]
         differences.append((ours - bare) / per_round * 1e6)
     return statistics.median(differences)
 
@@ -327,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = {source: run(_NoOpExporter(), produce, count) for source, (count, produce) in sources.items()}
     per_span = baseline["spans"]["produce"] / args.spans * 1e6
     per_call = baseline["calls"]["produce"] / args.calls * 1e6
-    own = instrumentation_cpu(args.calls)
+    own = instrumentation_cpu(args.calls, args.rate)
     memory = InMemorySpanExporter()
     warm_provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
     warm_provider.add_span_processor(SimpleSpanProcessor(memory))

@@ -43,6 +43,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from opentelemetry import metrics
@@ -62,7 +63,13 @@ from otel_margin.exporters.rows import (
     span_to_row,
 )
 from otel_margin.exporters.spool import Spool, SpoolCorruption
-from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, open_client, release_requested
+from otel_margin.exporters.storage import (
+    StorageConfig,
+    StorageUnavailable,
+    open_client,
+    release_marker,
+    release_requested,
+)
 from otel_margin.schema import quote_identifier
 
 logger = logging.getLogger(__name__)
@@ -410,7 +417,8 @@ class ClickHouseSpanExporter(SpanExporter):
                 return False
             self._count("openings", 1)
             now = time.monotonic()
-            lease = _Lease(client=client, opened=now, asked_since_ns=asked_since, last_insert=now)
+            lease = _Lease(client=client, opened=now, asked_since_ns=asked_since, last_insert=now,
+                           marker=release_marker(self.config))
         inserts = self._counts["inserts"]
         try:
             empty = self._drain_files(lease.client, deadline, settle=periodic)
@@ -435,7 +443,7 @@ class ClickHouseSpanExporter(SpanExporter):
             if lease is None:
                 return
             now = time.monotonic()
-            if release_requested(self.config, lease.asked_since_ns):
+            if release_requested(lease.marker, lease.asked_since_ns):
                 self._end_lease("another process asked for the directory")
             elif now - lease.last_insert >= LEASE_IDLE_DRAINS * self._drain_interval:
                 self._end_lease("idle")
@@ -531,6 +539,8 @@ class _Lease:
     asked_since_ns: int
     """Release requests touched at or after this ``time.time_ns()`` are honoured; older ones are stale."""
     last_insert: float
+    marker: Path
+    """Where another process asks for the directory (:func:`~otel_margin.exporters.storage.release_marker`)."""
 
 
 class _NotWritten(Exception):
