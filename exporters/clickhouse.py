@@ -11,10 +11,12 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
   stored once, in the raw table and in the rollups.
 * **Embedded chDB** (one process at a time may open the directory): ``export()`` only
   appends the batch to the spool; a background drainer (every ``drain_interval`` seconds,
-  sooner once :data:`EAGER_DRAIN_BYTES` wait) takes the spool's file lock, opens chDB,
-  inserts the spooled batches in order — many at a time, sealed into one insert, because
-  each insert and each opening has a fixed cost in this process; those that arrive during
-  a drain wait for the next one — and deletes them after the insert committed. While spans
+  sooner once :data:`EAGER_DRAIN_BYTES` wait) takes the spool's file lock and, once rows
+  have gathered (:data:`INSERT_MIN_BYTES`, or the oldest waited :data:`GATHER_DRAINS`
+  intervals), opens chDB, inserts the spooled batches in order — many at a time, sealed into
+  one insert, because each insert and each opening has a fixed cost in this process; those
+  that arrive during a drain wait for the next one — and deletes them after the insert
+  committed. While spans
   keep coming it keeps chDB open across drains (a *lease*) and closes it after :data:`LEASE_IDLE_DRAINS` drain intervals without an insert,
   after :data:`LEASE_MAX_SECONDS`, on an insert error, at shutdown, or as soon as another
   process asks for the directory (``otel-margin report``: see
@@ -89,6 +91,14 @@ LEASE_CHECK_SECONDS = 0.2
 """Embedded mode: while holding chDB, look this often for another process asking for it."""
 EAGER_DRAIN_BYTES = 4 * 1024 * 1024
 """Embedded mode: wake the drainer before its interval once this many spooled bytes wait."""
+INSERT_MIN_BYTES = 256 * 1024
+"""Embedded mode: a periodic drain inserts once this many spooled bytes wait (about 700 rows of a
+real call's attributes), or once the oldest waiting batch has waited :data:`GATHER_DRAINS` drain
+intervals. An insert's CPU is mostly fixed (docs/exporter.md), so a service exporting a few
+spans a second pays one insert a minute rather than one per drain."""
+GATHER_DRAINS = 12
+"""Embedded mode: the longest a batch waits for others to gather, in drain intervals (a minute
+at the default interval)."""
 INGEST_MAX_ROWS = 65_536
 INGEST_MAX_BYTES = 32 * 1024 * 1024
 """At most this much goes into one insert (one ClickHouse block, well below ``max_insert_block_size``)."""
@@ -392,6 +402,8 @@ class ClickHouseSpanExporter(SpanExporter):
             if not self._spool.pending():
                 return True
             if self.config.embedded:
+                if periodic and not self._worth_an_insert():
+                    return False  # let rows gather: the next drains look again
                 return self._drain_embedded(deadline, periodic=periodic)
             with self._client_lock:
                 try:
@@ -404,6 +416,13 @@ class ClickHouseSpanExporter(SpanExporter):
                 except Exception:
                     self._close_client()
                     raise
+
+    def _worth_an_insert(self) -> bool:
+        """Embedded mode: enough rows wait (:data:`INSERT_MIN_BYTES`), or the oldest waited long enough."""
+        if self._spool.pending_bytes() >= INSERT_MIN_BYTES:
+            return True
+        since = self._spool.waiting_since_ns()
+        return since is not None and time.time_ns() - since >= GATHER_DRAINS * self._drain_interval * 1e9
 
     def _drain_embedded(self, deadline: float, *, periodic: bool) -> bool:
         lease = self._lease

@@ -136,6 +136,19 @@ class Spool:
         """Complete batch files, oldest first (members of sealed groups included)."""
         return self._listing(SUFFIX)
 
+    def waiting_since_ns(self) -> int | None:
+        """When the oldest pending batch was appended (``time.time_ns()``, from its name), or ``None``.
+
+        A name that carries no time (not written by this class) counts as waiting since 0.
+        """
+        pending = self.pending()
+        if not pending:
+            return None
+        try:
+            return int(pending[0].name.split("-", 1)[0])
+        except ValueError:
+            return 0
+
     def pending_bytes(self) -> int:
         """Bytes waiting in the spool: exact for this process's own writes, other processes' seen once a second."""
         with self._lock:

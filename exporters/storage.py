@@ -46,8 +46,9 @@ _SCHEMES = ("chdb", "http", "https")
 
 RELEASE_MARKER = ".otel-margin-release"
 """A file in the chDB data directory whose modification time asks the process holding the
-directory to close it. Askers touch it every retry while they wait and remove it once they
-got in or gave up. A holder honours only a touch made after it opened, and an exporter does
+directory to close it. Askers touch it before their first attempt (unless their own process
+holds the directory) and at every retry while they wait, and remove it once they got in or
+gave up. A holder honours only a touch made after it opened, and an exporter does
 not open the directory while a touch is younger than :data:`REQUEST_FRESH_SECONDS` (so the
 asker gets in before the holder's next drain reopens it). A marker left by an asker that
 died is thus ignored by every later holder, and by openers after a moment."""
@@ -266,8 +267,15 @@ def _open_chdb(config: StorageConfig, request_release: bool, client_options: dic
             raise StorageUnavailable(_unavailable_message(config, "another process is waiting for it"))
         return _chdb_client(config, path, client_options)
     deadline = time.monotonic() + config.timeout
-    delay, asked, strays, first = _ASK_BACKOFF_FIRST, False, 0, True
+    delay, strays, first = _ASK_BACKOFF_FIRST, 0, True
     last: BaseException | str = "another process has it open"
+    # Ask before the first look: exporters do not open the directory while a request is fresh,
+    # so none can take it between our look at its lock and our opening (chDB would refuse us and
+    # print an error), and a holder gives it up at once. Not when this process holds it: chDB
+    # shares it within a process.
+    asked = not _held_by_this_process(path)
+    if asked:
+        _touch(marker)
     try:
         while True:
             # A directory this process already has open looks held too, and chDB shares it
@@ -336,12 +344,23 @@ def _held_by_another_process(path: Path) -> bool:
 
     False when it shows this process's, and also when it cannot tell (no ``/proc/locks``).
     """
+    holders = _lock_holders(path)
+    return bool(holders) and str(os.getpid()) not in holders
+
+
+def _held_by_this_process(path: Path) -> bool:
+    """True if ``/proc/locks`` shows chDB's lock on ``path`` taken by this process."""
+    return str(os.getpid()) in _lock_holders(path)
+
+
+def _lock_holders(path: Path) -> set[str]:
+    """The pids ``/proc/locks`` shows holding chDB's lock on ``path`` (empty if it cannot tell)."""
     try:
         status = os.stat(path / _CHDB_LOCK_FILE)
         with open("/proc/locks", encoding="ascii", errors="replace") as locks:
             table = locks.read()
     except OSError:
-        return False
+        return set()
     # "1: FLOCK  ADVISORY  WRITE 12345 fe:00:2509152 0 EOF": the holder's pid, then the file
     # as major:minor:inode (a process waiting for the lock has "->" before FLOCK).
     file = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
@@ -350,7 +369,7 @@ def _held_by_another_process(path: Path) -> bool:
         fields = line.split()
         if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == file:
             holders.add(fields[4])
-    return bool(holders) and str(os.getpid()) not in holders
+    return holders
 
 
 def _asked_within(marker: Path, seconds: float) -> bool:

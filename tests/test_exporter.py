@@ -33,6 +33,7 @@ from opentelemetry.trace import StatusCode
 from clickhouse_http import LoopbackClickHouse, RealClickHouse
 
 from otel_margin import attributes as a
+from otel_margin.exporters import clickhouse
 from otel_margin.exporters.clickhouse import (
     INSERT_SETTINGS,
     METRIC_EXPORT_DROPPED,
@@ -335,7 +336,8 @@ def test_spooled_batches_gather_into_one_insert_with_exact_money(chdb_config):
         assert total == Decimal("0.000123456789") * 1000 and tokens == sum(100 + i for i in range(1000))
 
 
-def test_a_periodic_drain_inserts_what_waited_and_leaves_arrivals_for_the_next(chdb_config):
+def test_a_periodic_drain_inserts_what_waited_and_leaves_arrivals_for_the_next(chdb_config, monkeypatch):
+    monkeypatch.setattr(clickhouse, "INSERT_MIN_BYTES", 0)  # no gathering: a drain inserts what waits
     exporter = None
 
     class ArrivalPerInsert:
@@ -370,6 +372,26 @@ def test_a_periodic_drain_inserts_what_waited_and_leaves_arrivals_for_the_next(c
     assert exporter.stats().exported_spans == 200
     with session(chdb_config) as client:
         assert counts(client, "otel_margin") == (200, 200)
+
+
+def test_periodic_drains_let_few_rows_gather_until_enough_wait_or_the_oldest_waited_long_enough(
+        chdb_config, monkeypatch):
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
+                                      drain_interval=600)  # the drainer sleeps; this test drains
+    exporter.export([finished_span(llm_attributes(i)) for i in range(20)])
+    assert exporter._drain(time.monotonic() + 20, periodic=True) is False  # a few rows, just spooled: they wait
+    assert exporter.stats().inserts == 0 and exporter.stats().openings == 0  # chDB not even opened
+    monkeypatch.setattr(clickhouse, "INSERT_MIN_BYTES", 1)  # enough bytes wait
+    assert exporter._drain(time.monotonic() + 20, periodic=True) is True
+    exporter.export([finished_span(llm_attributes(i)) for i in range(20, 40)])
+    monkeypatch.setattr(clickhouse, "INSERT_MIN_BYTES", 10**9)
+    assert exporter._drain(time.monotonic() + 20, periodic=True) is False
+    monkeypatch.setattr(clickhouse, "GATHER_DRAINS", 0)  # the oldest batch has waited long enough
+    assert exporter._drain(time.monotonic() + 20, periodic=True) is True
+    assert exporter.stats().inserts == 2
+    exporter.shutdown()
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (40, 40)
 
 
 def test_a_group_committed_before_the_drainer_died_is_not_stored_twice(chdb_config):
@@ -570,7 +592,8 @@ class LeaseChild:
         return self.emitted
 
 
-def test_drains_reuse_one_chdb_opening_and_a_stale_release_request_is_ignored(chdb_config):
+def test_drains_reuse_one_chdb_opening_and_a_stale_release_request_is_ignored(chdb_config, monkeypatch):
+    monkeypatch.setattr(clickhouse, "INSERT_MIN_BYTES", 0)  # each small batch gets a drain of its own
     stale = chdb_config.chdb_path / RELEASE_MARKER
     stale.parent.mkdir(parents=True)
     stale.touch()
