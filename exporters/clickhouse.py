@@ -83,7 +83,8 @@ INSERT_SETTINGS = {
 }
 
 LEASE_IDLE_DRAINS = 2
-"""Embedded mode: close chDB after this many drain intervals in which nothing was inserted."""
+"""Embedded mode: close chDB after this many drain intervals in which nothing was inserted, once
+nothing waits in the spool (rows gathering for an insert keep it open)."""
 LEASE_MAX_SECONDS = 60.0
 """Embedded mode: close chDB after holding it this long (the next drain reopens it), so one
 process never keeps the directory from the others for good."""
@@ -375,12 +376,14 @@ class ClickHouseSpanExporter(SpanExporter):
                 self._end_lease("shutdown")
 
     def _wait_for_next_drain(self) -> None:
-        # Wake often: while chDB is held (by this thread's drain or by a flush), another process
-        # may be waiting for the directory.
+        # While chDB is held, wake often: another process may be waiting for the directory. (A
+        # flush that keeps its opening as the lease wakes this thread, so it starts looking.)
         until = time.monotonic() + self._drain_interval
         while (remaining := until - time.monotonic()) > 0:
-            woken = self._wake.wait(min(remaining, LEASE_CHECK_SECONDS))
-            if self._lease is not None:
+            if self._lease is None:
+                woken = self._wake.wait(remaining)
+            else:
+                woken = self._wake.wait(min(remaining, LEASE_CHECK_SECONDS))
                 try:
                     self._review_lease()
                 except Exception:  # noqa: BLE001 - the drainer must survive anything
@@ -417,6 +420,10 @@ class ClickHouseSpanExporter(SpanExporter):
                     self._close_client()
                     raise
 
+    def _gathering(self) -> bool:
+        """Rows wait in the spool (gathering for an insert, which will need chDB)."""
+        return self._spool.pending_bytes() > 0
+
     def _worth_an_insert(self) -> bool:
         """Embedded mode: enough rows wait (:data:`INSERT_MIN_BYTES`), or the oldest waited long enough."""
         if self._spool.pending_bytes() >= INSERT_MIN_BYTES:
@@ -450,9 +457,12 @@ class ClickHouseSpanExporter(SpanExporter):
             raise
         if self._counts["inserts"] > inserts:
             lease.last_insert = time.monotonic()
+        opened_by_a_flush = self._lease is None and not periodic
         self._lease = lease  # a flush's opening is kept too: the drainer reviews and ends it
         if self._stop.is_set():
             self._end_lease("shutdown")
+        elif opened_by_a_flush:
+            self._wake.set()  # so the drainer starts looking for requests to give it up
         return empty
 
     def _review_lease(self) -> None:
@@ -464,7 +474,7 @@ class ClickHouseSpanExporter(SpanExporter):
             now = time.monotonic()
             if release_requested(lease.marker, lease.asked_since_ns):
                 self._end_lease("another process asked for the directory")
-            elif now - lease.last_insert >= LEASE_IDLE_DRAINS * self._drain_interval:
+            elif now - lease.last_insert >= LEASE_IDLE_DRAINS * self._drain_interval and not self._gathering():
                 self._end_lease("idle")
             elif now - lease.opened >= LEASE_MAX_SECONDS:
                 self._end_lease(f"held for {LEASE_MAX_SECONDS:g} s")

@@ -38,9 +38,10 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_SPOOL_DIR = "./.otel-margin/spool"
 DEFAULT_SPOOL_MAX_MB = 256.0
 DEFAULT_DRAIN_INTERVAL = 5.0
-"""Seconds between the exporter's looks at its spool. In embedded mode each drain that finds
-rows inserts them (about 0.03-0.04 s of CPU however few they are: docs/exporter.md), so this
-trades freshness for CPU."""
+"""Seconds between the exporter's looks at its spool. In embedded mode a look inserts once rows
+have gathered (:data:`~otel_margin.exporters.clickhouse.INSERT_MIN_BYTES`), and an insert costs
+about 0.03-0.04 s of CPU however few rows it carries (docs/exporter.md), so this trades
+freshness for CPU."""
 
 _SCHEMES = ("chdb", "http", "https")
 

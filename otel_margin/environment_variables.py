@@ -46,6 +46,7 @@ OTEL_EXPORTER_CLICKHOUSE_SPOOL_MAX_MB = "OTEL_EXPORTER_CLICKHOUSE_SPOOL_MAX_MB"
 """Upper bound of the spool directory in MiB; batches beyond it are dropped and counted. Default 256."""
 
 OTEL_EXPORTER_CLICKHOUSE_DRAIN_INTERVAL = "OTEL_EXPORTER_CLICKHOUSE_DRAIN_INTERVAL"
-"""Seconds between the exporter's drains of its spool (embedded chDB: each drain is one insert,
-whose CPU is mostly fixed; a server: replays after an outage). Default 5. Longer costs less CPU
-at a low span rate; rows reach the table later."""
+"""Seconds between the exporter's looks at its spool. Default 5. Embedded chDB: a look inserts
+once 256 KiB of rows wait or the oldest waited 12 intervals (an insert's CPU is mostly fixed);
+longer costs less CPU and rows reach the table later. A server: how often an outage's spool is
+replayed."""
