@@ -123,7 +123,8 @@ def paced(count: int, rate: float | None) -> Iterator[int]:
 
 
 def emit_spans(provider: TracerProvider, count: int, template: dict[str, Any], rate: float | None = None) -> None:
-    """``count`` spans with the real attribute set (customer, feature, response id varied), at most ``rate`` a second."""
+    """``count`` spans with the real attribute set (customer, feature, response id varied), at most
+    ``rate`` a second."""
     tracer = provider.get_tracer("bench")
     for i in paced(count, rate):
         attrs = dict(template)
@@ -375,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(column, justify="right")
     for r in results:
         table.add_row(r["target"], f"{r['source']} ×{r['count']}", str(r["rows"]), f"{r['rows'] / r['wall']:,.0f}",
-                      str(r["inserts"]), "–" if r["openings"] is None else str(r["openings"]), f"{r['cpu']:.2f}", f"{r['exporter_us']:.1f}", f"{r['exporter_us'] / per_span:.0%}",
+                      str(r["inserts"]), "–" if r["openings"] is None else str(r["openings"]), f"{r['cpu']:.2f}",
+                      f"{r['exporter_us']:.1f}", f"{r['exporter_us'] / per_span:.0%}",
                       f"{r['exporter_us'] / per_call:.1%}", f"{r['exporter_us'] / own:.0%}")
     console.print(table)
     console.print(f"(a) producing one LLM span ({len(template)} attributes, as a real call sets them): "

@@ -156,8 +156,8 @@ def test_opentelemetry_instrument_takes_every_otel_margin_variable_as_a_flag(tmp
     instrument = shutil.which("opentelemetry-instrument") or "opentelemetry-instrument"
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
     env.update({"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
-    shown = subprocess.run(
-        [instrument, *flags, sys.executable, "-c", f"import json, os; print(json.dumps([os.environ.get(n) for n in {names!r}]))"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    script = f"import json, os; print(json.dumps([os.environ.get(n) for n in {names!r}]))"
+    shown = subprocess.run([instrument, *flags, sys.executable, "-c", script],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout.splitlines()[-1]) == [f"value-of-{name}" for name in names]

@@ -659,6 +659,38 @@ def test_an_insert_error_closes_the_held_client_and_the_next_drain_reopens(tmp_p
     assert opened[1].closed
 
 
+def test_the_lease_is_kept_while_rows_gather_for_an_insert(chdb_config, monkeypatch):
+    monkeypatch.setattr(clickhouse, "INSERT_MIN_BYTES", 10**9)
+    monkeypatch.setattr(clickhouse, "GATHER_DRAINS", 10**6)  # rows gather until flushed
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
+                                      drain_interval=0.05)
+    exporter.export([finished_span(llm_attributes(i)) for i in range(10)])
+    assert exporter.force_flush(20_000) and held(chdb_config)
+    exporter.export([finished_span(llm_attributes(i)) for i in range(10, 20)])  # gathering
+    time.sleep(1.0)  # 20 drain intervals without an insert: idle, but rows wait
+    assert held(chdb_config) and exporter.stats().openings == 1
+    assert exporter.force_flush(20_000)
+    wait_until(lambda: not held(chdb_config))  # nothing waits any more: closed once idle
+    exporter.shutdown()
+    with session(chdb_config) as client:
+        assert counts(client, "otel_margin") == (20, 20)
+
+
+def test_a_report_in_another_process_gets_the_directory_a_flush_kept_open(chdb_config, tmp_path):
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
+                                      drain_interval=600)  # the drainer's own drains are far away
+    exporter.export([finished_span(llm_attributes(i)) for i in range(10)])
+    assert exporter.force_flush(20_000) and held(chdb_config)
+    report = subprocess.run(
+        [sys.executable, "-m", "otel_margin.cli", "report", "--since", "1", "--format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "OTEL_EXPORTER_CLICKHOUSE_ENDPOINT": chdb_config.endpoint,
+             "OTEL_EXPORTER_CLICKHOUSE_TIMEOUT": "10"})
+    assert report.returncode == 0, report.stderr  # the drainer looked, and gave the flush's opening up
+    assert json.loads(report.stdout)["total"][0]["calls"] == 10
+    exporter.shutdown()
+
+
 def test_the_drain_interval_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_DRAIN_INTERVAL", "0.05")
     inserted = threading.Event()

@@ -35,6 +35,19 @@ def test_batches_read_back_in_append_order_byte_for_byte(tmp_path):
     assert batches[3].members == (batches[3].path,)
 
 
+def test_the_oldest_pending_batch_says_since_when_rows_wait(tmp_path):
+    spool = Spool(tmp_path, max_bytes=10**6)
+    assert spool.waiting_since_ns() is None
+    before = time.time_ns()
+    first = spool.append("a", block("s"))
+    spool.append("b", block("t"))
+    assert before <= spool.waiting_since_ns() <= time.time_ns()
+    spool.remove(spool.read(first))
+    assert spool.waiting_since_ns() >= before  # now the second's
+    (tmp_path / "-foreign.batch").write_bytes(b"")  # a name without a time waits since 0
+    assert spool.waiting_since_ns() == 0
+
+
 def test_half_written_tmp_file_is_ignored_then_cleaned_when_stale(tmp_path):
     spool = Spool(tmp_path, max_bytes=10**6)
     spool.append("good", block("s"))
