@@ -16,13 +16,13 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
   intervals), opens chDB, inserts the spooled batches in order — many at a time, sealed into
   one insert, because each insert and each opening has a fixed cost in this process; those
   that arrive during a drain wait for the next one — and deletes them after the insert
-  committed. While spans
-  keep coming it keeps chDB open across drains (a *lease*) and closes it after :data:`LEASE_IDLE_DRAINS` drain intervals without an insert,
-  after :data:`LEASE_MAX_SECONDS`, on an insert error, at shutdown, or as soon as another
-  process asks for the directory (``otel-margin report``: see
-  :func:`~otel_margin.exporters.storage.open_client`); it looks for such requests every
-  :data:`LEASE_CHECK_SECONDS`. A worker that finds the directory held leaves its files to
-  the holder, which drains the shared spool.
+  committed. While spans keep coming it keeps chDB open across drains (a *lease*, which a
+  flush's opening also becomes) and closes it after :data:`LEASE_IDLE_DRAINS` drain
+  intervals without an insert once nothing waits, after :data:`LEASE_MAX_SECONDS`, on an
+  insert error, at shutdown, or as soon as another process asks for the directory
+  (``otel-margin report``: see :func:`~otel_margin.exporters.storage.open_client`); it looks
+  for such requests every :data:`LEASE_CHECK_SECONDS`. A worker that finds the directory
+  held leaves its files to the holder, which drains the shared spool.
 * **ClickHouse server**: ``export()`` inserts directly, retrying with jittered exponential
   backoff under one overall deadline (``timeout``). If the server stays unreachable the
   batch is spilled to the same spool and replayed in order when it returns; while anything
