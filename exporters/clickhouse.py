@@ -405,8 +405,6 @@ class ClickHouseSpanExporter(SpanExporter):
             if not self._spool.pending():
                 return True
             if self.config.embedded:
-                if periodic and not self._worth_an_insert():
-                    return False  # let rows gather: the next drains look again
                 return self._drain_embedded(deadline, periodic=periodic)
             with self._client_lock:
                 try:
@@ -432,8 +430,8 @@ class ClickHouseSpanExporter(SpanExporter):
         return since is not None and time.time_ns() - since >= GATHER_DRAINS * self._drain_interval * 1e9
 
     def _drain_embedded(self, deadline: float, *, periodic: bool) -> bool:
-        lease = self._lease
-        if lease is None:
+        opened_by_a_flush = self._lease is None and not periodic
+        if self._lease is None:
             asked_since = time.time_ns()  # a request made while we open counts too
             try:
                 client = self._client_factory(self.config)
@@ -443,22 +441,24 @@ class ClickHouseSpanExporter(SpanExporter):
                 return False
             self._count("openings", 1)
             now = time.monotonic()
-            lease = _Lease(client=client, opened=now, asked_since_ns=asked_since, last_insert=now,
-                           marker=release_marker(self.config))
+            self._lease = _Lease(client=client, opened=now, asked_since_ns=asked_since, last_insert=now,
+                                 marker=release_marker(self.config))
+        # The lease is held while rows gather (a flush's opening too), so that an asker gets them
+        # (see _review_lease); the drainer reviews and ends it.
+        lease = self._lease
+        if periodic and not self._worth_an_insert():
+            return False  # let rows gather: the next drains look again
         inserts = self._counts["inserts"]
         try:
             empty = self._drain_files(lease.client, deadline, settle=periodic)
         except Exception as error:
             # As over HTTP: the next drain starts on a fresh client.
-            self._lease = lease
             self._end_lease(f"an insert failed ({error})")
             if isinstance(error, _NotWritten):
                 return False
             raise
         if self._counts["inserts"] > inserts:
             lease.last_insert = time.monotonic()
-        opened_by_a_flush = self._lease is None and not periodic
-        self._lease = lease  # a flush's opening is kept too: the drainer reviews and ends it
         if self._stop.is_set():
             self._end_lease("shutdown")
         elif opened_by_a_flush:
@@ -473,11 +473,24 @@ class ClickHouseSpanExporter(SpanExporter):
                 return
             now = time.monotonic()
             if release_requested(lease.marker, lease.asked_since_ns):
+                self._insert_gathered_rows(lease)  # the asker (a report) sees every row spooled so far
                 self._end_lease("another process asked for the directory")
             elif now - lease.last_insert >= LEASE_IDLE_DRAINS * self._drain_interval and not self._gathering():
                 self._end_lease("idle")
             elif now - lease.opened >= LEASE_MAX_SECONDS:
+                self._insert_gathered_rows(lease)
                 self._end_lease(f"held for {LEASE_MAX_SECONDS:g} s")
+
+    def _insert_gathered_rows(self, lease: _Lease) -> None:
+        """Before giving chDB up: insert the rows gathering in the spool (bounded; never raises)."""
+        if not self._gathering():
+            return
+        try:
+            with self._spool.drain_lock() as acquired:
+                if acquired:
+                    self._drain_files(lease.client, time.monotonic() + min(self.config.timeout, 5.0))
+        except Exception as error:  # noqa: BLE001 - the directory is given up anyway; the rows wait
+            logger.debug("otel-margin: inserting the gathered rows before closing chDB failed: %s", error)
 
     def _end_lease(self, reason: str) -> None:
         # Callers hold _drain_mutex.

@@ -380,7 +380,7 @@ def test_periodic_drains_let_few_rows_gather_until_enough_wait_or_the_oldest_wai
                                       drain_interval=600)  # the drainer sleeps; this test drains
     exporter.export([finished_span(llm_attributes(i)) for i in range(20)])
     assert exporter._drain(time.monotonic() + 20, periodic=True) is False  # a few rows, just spooled: they wait
-    assert exporter.stats().inserts == 0 and exporter.stats().openings == 0  # chDB not even opened
+    assert exporter.stats().inserts == 0 and held(chdb_config)  # chDB held for them, should someone ask
     monkeypatch.setattr(clickhouse, "INSERT_MIN_BYTES", 1)  # enough bytes wait
     assert exporter._drain(time.monotonic() + 20, periodic=True) is True
     exporter.export([finished_span(llm_attributes(i)) for i in range(20, 40)])
@@ -688,6 +688,24 @@ def test_a_report_in_another_process_gets_the_directory_a_flush_kept_open(chdb_c
              "OTEL_EXPORTER_CLICKHOUSE_TIMEOUT": "10"})
     assert report.returncode == 0, report.stderr  # the drainer looked, and gave the flush's opening up
     assert json.loads(report.stdout)["total"][0]["calls"] == 10
+    exporter.shutdown()
+
+
+def test_a_report_in_another_process_sees_the_rows_still_gathering(chdb_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(clickhouse, "INSERT_MIN_BYTES", 10**9)
+    monkeypatch.setattr(clickhouse, "GATHER_DRAINS", 10**6)  # rows gather until flushed, or asked for
+    exporter = ClickHouseSpanExporter(endpoint=chdb_config.endpoint, spool_dir=chdb_config.spool_dir,
+                                      drain_interval=0.05)
+    exporter.export([finished_span(llm_attributes(i)) for i in range(10)])
+    assert exporter.force_flush(20_000)
+    exporter.export([finished_span(llm_attributes(i)) for i in range(10, 25)])  # gathering, lease held
+    report = subprocess.run(
+        [sys.executable, "-m", "otel_margin.cli", "report", "--since", "1", "--format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "OTEL_EXPORTER_CLICKHOUSE_ENDPOINT": chdb_config.endpoint,
+             "OTEL_EXPORTER_CLICKHOUSE_TIMEOUT": "10"})
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["total"][0]["calls"] == 25  # the holder inserted them before giving up
     exporter.shutdown()
 
 
