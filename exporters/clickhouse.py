@@ -20,8 +20,9 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
   flush's opening also becomes) and closes it after :data:`LEASE_IDLE_DRAINS` drain
   intervals without an insert once nothing waits, after :data:`LEASE_MAX_SECONDS`, on an
   insert error, at shutdown, or as soon as another process asks for the directory
-  (``otel-margin report``: see :func:`~otel_margin.exporters.storage.open_client`); it looks
-  for such requests every :data:`LEASE_CHECK_SECONDS`. A worker that finds the directory
+  (``otel-margin report``: see :func:`~otel_margin.exporters.storage.open_client`), inserting
+  the rows still gathering before it gives the directory up; it looks for such requests
+  every :data:`LEASE_CHECK_SECONDS`. A worker that finds the directory
   held leaves its files to the holder, which drains the shared spool.
 * **ClickHouse server**: ``export()`` inserts directly, retrying with jittered exponential
   backoff under one overall deadline (``timeout``). If the server stays unreachable the
