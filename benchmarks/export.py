@@ -226,20 +226,6 @@ def open_target(target: str, source: str, tmp: Path, servers: dict[str, Any], dr
     return label, exporter, delivered, cleanup
 
 
-class LoopbackServer:
-    """The loopback ClickHouse-HTTP server as a context manager (started once per benchmark)."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-
-    def __enter__(self) -> LoopbackClickHouse:
-        self.server = LoopbackClickHouse(self.data)
-        return self.server
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.stop()
-
-
 OTLP_SINK = r"""
 import sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -343,8 +329,12 @@ def main(argv: list[str] | None = None) -> int:
         if "otlp" in args.targets:
             servers["otlp"] = stack.enter_context(OtlpSink())
         if "http" in args.targets:
-            servers["http"] = (args.url, "ClickHouse HTTP") if args.url else (
-                stack.enter_context(LoopbackServer(Path(tmp) / "http")).url, "ClickHouse HTTP (loopback)")
+            if args.url:
+                servers["http"] = (args.url, "ClickHouse HTTP")
+            else:
+                loopback = LoopbackClickHouse(Path(tmp) / "http")
+                stack.callback(loopback.stop)
+                servers["http"] = (loopback.url, "ClickHouse HTTP (loopback)")
         for target in args.targets:
             for source in args.sources:
                 count, produce = sources[source]

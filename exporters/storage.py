@@ -111,21 +111,13 @@ class StorageConfig:
             )
         if isinstance(self.ttl_days, bool) or not isinstance(self.ttl_days, int) or self.ttl_days < 0:
             raise ValueError(f"ttl_days {self.ttl_days!r} must be an integer >= 0 (0 keeps rows forever)")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0:
+        if not (_is_number(self.timeout) and self.timeout > 0):
             raise ValueError(f"timeout {self.timeout!r} must be a number of seconds > 0")
-        if (
-            isinstance(self.spool_max_mb, bool)
-            or not isinstance(self.spool_max_mb, (int, float))
-            or not self.spool_max_mb >= 0
-        ):
+        if not (_is_number(self.spool_max_mb) and self.spool_max_mb >= 0):
             raise ValueError(f"spool_max_mb {self.spool_max_mb!r} must be a number of MiB >= 0")
         if not self.spool_dir:
             raise ValueError("spool_dir must name a directory")
-        if (
-            isinstance(self.drain_interval, bool)
-            or not isinstance(self.drain_interval, (int, float))
-            or not 0 < self.drain_interval < math.inf
-        ):
+        if not (_is_number(self.drain_interval) and 0 < self.drain_interval < math.inf):
             raise ValueError(f"drain_interval {self.drain_interval!r} must be a number of seconds > 0")
 
     @classmethod
@@ -415,6 +407,11 @@ def _parse_positive_float(raw: str) -> float:
     if not value > 0 or value == float("inf"):
         raise ValueError("must be a finite number > 0")
     return value
+
+
+def _is_number(value: Any) -> bool:
+    """An int or a float (not a bool, which is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _parse_nonnegative_float(raw: str) -> float:

@@ -592,6 +592,15 @@ class LeaseChild:
         return self.emitted
 
 
+def report_in_another_process(config: StorageConfig, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``otel-margin report --format json`` on ``config``'s chDB, run as another process would."""
+    return subprocess.run(
+        [sys.executable, "-m", "otel_margin.cli", "report", "--since", "1", "--format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=cwd,
+        env={**os.environ, "OTEL_EXPORTER_CLICKHOUSE_ENDPOINT": config.endpoint,
+             "OTEL_EXPORTER_CLICKHOUSE_TIMEOUT": "10"})
+
+
 def test_drains_reuse_one_chdb_opening_and_a_stale_release_request_is_ignored(chdb_config, monkeypatch):
     monkeypatch.setattr(clickhouse, "INSERT_MIN_BYTES", 0)  # each small batch gets a drain of its own
     stale = chdb_config.chdb_path / RELEASE_MARKER
@@ -681,11 +690,7 @@ def test_a_report_in_another_process_gets_the_directory_a_flush_kept_open(chdb_c
                                       drain_interval=600)  # the drainer's own drains are far away
     exporter.export([finished_span(llm_attributes(i)) for i in range(10)])
     assert exporter.force_flush(20_000) and held(chdb_config)
-    report = subprocess.run(
-        [sys.executable, "-m", "otel_margin.cli", "report", "--since", "1", "--format", "json"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        env={**os.environ, "OTEL_EXPORTER_CLICKHOUSE_ENDPOINT": chdb_config.endpoint,
-             "OTEL_EXPORTER_CLICKHOUSE_TIMEOUT": "10"})
+    report = report_in_another_process(chdb_config, tmp_path)
     assert report.returncode == 0, report.stderr  # the drainer looked, and gave the flush's opening up
     assert json.loads(report.stdout)["total"][0]["calls"] == 10
     exporter.shutdown()
@@ -699,11 +704,7 @@ def test_a_report_in_another_process_sees_the_rows_still_gathering(chdb_config, 
     exporter.export([finished_span(llm_attributes(i)) for i in range(10)])
     assert exporter.force_flush(20_000)
     exporter.export([finished_span(llm_attributes(i)) for i in range(10, 25)])  # gathering, lease held
-    report = subprocess.run(
-        [sys.executable, "-m", "otel_margin.cli", "report", "--since", "1", "--format", "json"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        env={**os.environ, "OTEL_EXPORTER_CLICKHOUSE_ENDPOINT": chdb_config.endpoint,
-             "OTEL_EXPORTER_CLICKHOUSE_TIMEOUT": "10"})
+    report = report_in_another_process(chdb_config, tmp_path)
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["total"][0]["calls"] == 25  # the holder inserted them before giving up
     exporter.shutdown()
@@ -735,11 +736,7 @@ def test_a_report_in_another_process_gets_the_directory_from_the_holder(chdb_con
     assert held(chdb_config)  # spans flow: the exporter keeps chDB open between drains
     with pytest.raises(StorageUnavailable):
         open_client(chdb_config)  # an exporter's own drain does not ask; it waits its turn
-    report = subprocess.run(
-        [sys.executable, "-m", "otel_margin.cli", "report", "--since", "1", "--format", "json"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        env={**os.environ, "OTEL_EXPORTER_CLICKHOUSE_ENDPOINT": chdb_config.endpoint,
-             "OTEL_EXPORTER_CLICKHOUSE_TIMEOUT": "10"})
+    report = report_in_another_process(chdb_config, tmp_path)
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["total"][0]["calls"] > 0
     assert "Cannot lock file" not in report.stderr  # it asked, and never tried the held directory
