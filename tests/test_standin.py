@@ -221,8 +221,17 @@ def test_malformed_chat_completion_lacks_choices(target):
     assert response.usage.prompt_tokens == CHAT_PROMPT_TOKENS
 
 
-# openai 3.x wraps a connection cut mid-stream as APIConnectionError; 2.x lets httpx's error through.
-CUT_STREAM_ERRORS = (openai.APIConnectionError, sdk_http_module("openai").RemoteProtocolError)
+def cut_stream_errors(sdk) -> tuple[type[BaseException], ...]:
+    """What a caller of ``sdk`` may see when the connection is cut mid-stream, on every supported version.
+
+    Newer releases wrap the HTTP library's error in the SDK's ``APIConnectionError`` (openai 3.x,
+    anthropic 2.17+); older ones let it through. Callers handle either, so the tests accept either
+    rather than pin one release's wrapping.
+    """
+    return (sdk.APIConnectionError, sdk_http_module(sdk.__name__).RemoteProtocolError)
+
+
+CUT_STREAM_ERRORS = cut_stream_errors(openai)
 
 
 def test_cut_stream_surfaces_as_connection_error_after_partial_chunks(target):
@@ -539,7 +548,7 @@ def test_anthropic_usage_scenarios_and_malformed(target):
 def test_anthropic_cut_stream_raises_mid_stream(target):
     client = anthropic_client(target)
     seen = []
-    with pytest.raises(httpx2.RemoteProtocolError):
+    with pytest.raises(cut_stream_errors(anthropic)):
         with client.messages.stream(
             model="claude-haiku-4-5", max_tokens=50, messages=HI, extra_headers=scenario("cut-stream")
         ) as stream:
