@@ -1,4 +1,4 @@
-"""The demo workload: real SDK calls against the local stand-in, through the guardrails.
+"""The demo workload: real SDK calls against the local stand-in, through the plugin host.
 
 A small SaaS with five LLM features, a dozen customers on three pricing tiers, OpenAI and
 Anthropic models, streaming and not, prompt caching, reasoning, and the odd provider

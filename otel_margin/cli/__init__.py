@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every sub-command module registered."""
     parser = argparse.ArgumentParser(
         prog="otel-margin",
-        description="Gross margin of LLM features: cost per call, per feature, per customer, "
-        "and the guardrails that defend it.",
+        description="Gross margin of LLM features: exact cost per call, margin per feature, tier "
+        "and customer, from the store the otel-margin exporter writes (embedded chDB by default).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
