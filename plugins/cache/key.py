@@ -1,0 +1,177 @@
+"""The response cache's key: which tenant a request belongs to, and the request itself, canonical.
+
+A key is two parts. The **namespace** is the tenant scope (by default the customer): entries of
+one namespace are never visible from another, whatever the request. The **request digest** is a
+SHA-256 of the provider, the SDK surface, the model and every parameter that can change the
+answer, serialised canonically (sorted keys, exact numbers), so two requests that differ in any
+such parameter never share an entry.
+
+A request that cannot be keyed safely is not cached: no tenant where the scope needs one, a
+parameter that has no canonical form (a generator, a file handle), or a request whose answer is
+not repeatable (temperature above 0 or left at the provider's default, tool results, several
+turns) unless the feature allows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Mapping
+
+TRANSPORT_PARAMS = frozenset({"timeout", "stream", "stream_options"})
+"""Keyword arguments that change how an answer travels, never what it says: left out of the key.
+
+``stream`` is left out because a hit is rebuilt in whichever shape the caller asked for; usage
+reporting (``stream_options``) and the client-side ``timeout`` do not change the text.
+"""
+
+KEY_VERSION = "v1"
+"""Bumped whenever the canonical form changes, so old entries are never read as new ones."""
+
+
+class Scope(str, Enum):
+    """Whose requests share entries. ``global`` shares across all tenants: only by explicit choice."""
+
+    CUSTOMER = "customer"
+    CUSTOMER_FEATURE = "customer+feature"
+    FEATURE = "feature"
+    GLOBAL = "global"
+
+
+class NotCacheable(Exception):
+    """Why a request is not cached (the message is the reason, for the span and the logs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """Where an entry lives: ``namespace`` (the tenant scope) and ``digest`` (the request)."""
+
+    namespace: str
+    digest: str
+
+    @property
+    def store_key(self) -> str:
+        """One string for the stores: the namespace's own digest, then the request's."""
+        namespace_id = hashlib.sha256(self.namespace.encode()).hexdigest()[:32]
+        return f"{KEY_VERSION}:{namespace_id}:{self.digest}"
+
+
+def namespace(scope: Scope, *, customer: str | None, feature: str | None) -> str:
+    """The tenant namespace of a call under ``scope``; :class:`NotCacheable` without a tenant."""
+    if scope is Scope.GLOBAL:
+        return json.dumps(["global"])
+    parts: list[Any] = [scope.value]
+    if scope in (Scope.CUSTOMER, Scope.CUSTOMER_FEATURE):
+        if not customer:
+            raise NotCacheable(f"no customer on the call and the cache scope is {scope.value!r}")
+        parts.append(customer)
+    if scope in (Scope.CUSTOMER_FEATURE, Scope.FEATURE):
+        if not feature:
+            raise NotCacheable(f"no feature on the call and the cache scope is {scope.value!r}")
+        parts.append(feature)
+    return json.dumps(parts, ensure_ascii=False)
+
+
+def cache_key(
+    *,
+    scope: Scope,
+    customer: str | None,
+    feature: str | None,
+    provider: str,
+    api: str,
+    params: Mapping[str, Any],
+    allow_nondeterministic: bool = False,
+) -> CacheKey:
+    """The key of a request, or :class:`NotCacheable` saying why it has none.
+
+    ``params`` are the SDK call's keyword arguments as first asked (before routing), so a
+    routed call and its repeat share an entry.
+    """
+    if not allow_nondeterministic:
+        reason = nondeterminism(params)
+        if reason:
+            raise NotCacheable(reason)
+    request = {name: value for name, value in params.items() if name not in TRANSPORT_PARAMS}
+    body = json.dumps(
+        [KEY_VERSION, provider, api, canonical(request)], sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return CacheKey(
+        namespace=namespace(scope, customer=customer, feature=feature),
+        digest=hashlib.sha256(body.encode()).hexdigest(),
+    )
+
+
+def nondeterminism(params: Mapping[str, Any]) -> str:
+    """Why a request's answer is not repeatable ('' when it is)."""
+    temperature = params.get("temperature")
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
+        return "temperature is not set (the provider's default samples)"
+    if temperature > 0:
+        return f"temperature is {temperature} (sampled answers differ)"
+    if params.get("n") not in (None, 1):
+        return "n asks for several sampled answers"
+    messages = params.get("messages") or ()
+    if not isinstance(messages, (list, tuple)):
+        return "messages are not a list"
+    users = 0
+    for message in messages:
+        role = message.get("role") if isinstance(message, Mapping) else None
+        if role in ("tool", "function") or _has_tool_result(message):
+            return "the request carries tool results"
+        if role == "assistant":
+            return "the request has several turns"
+        users += role == "user"
+    if users > 1:
+        return "the request has several turns"
+    return ""
+
+
+def _has_tool_result(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, Mapping) else None
+    return isinstance(content, (list, tuple)) and any(
+        isinstance(block, Mapping) and block.get("type") == "tool_result" for block in content
+    )
+
+
+def canonical(value: Any) -> Any:
+    """``value`` as plain JSON data with one spelling per meaning; :class:`NotCacheable` otherwise.
+
+    Dicts keep every key (sorted when serialised), sequences keep their order, SDK models are
+    dumped, the SDKs' "not given" sentinels are dropped, floats keep their exact ``repr`` and
+    are told apart from equal integers (``1`` and ``1.0`` are the same to a provider, but a
+    key must never merge values a provider could read differently). Anything else — a
+    generator, a file, an object without a data form — makes the request uncacheable.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotCacheable(f"a parameter is {value!r}")
+        return {"$float": repr(value)}
+    if isinstance(value, Mapping):
+        out = {}
+        for name, item in value.items():
+            if not isinstance(name, str):
+                raise NotCacheable(f"a parameter has a key of type {type(name).__name__}")
+            if _not_given(item):
+                continue
+            out[name] = canonical(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [canonical(item) for item in value]
+    if isinstance(value, bytes):
+        return {"$bytes": hashlib.sha256(value).hexdigest()}
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return canonical(dump(mode="json", exclude_unset=True))
+    raise NotCacheable(f"a parameter of type {type(value).__name__} has no canonical form")
+
+
+def _not_given(value: Any) -> bool:
+    # openai.NOT_GIVEN / openai.Omit and anthropic's twins: "parameter not passed".
+    return type(value).__name__ in ("NotGiven", "Omit")
