@@ -28,19 +28,21 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from otel_margin import attributes as attr
-from otel_margin import guardrails
+from otel_margin import content, guardrails
 from otel_margin.attribution import current_attribution
-from otel_margin.call import Attribution, LLMCall, Usage
+from otel_margin.call import Attribution, Cost, LLMCall, Usage
+from otel_margin.config_warnings import warn_once
 from otel_margin.environment_variables import (
-    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT,
     OTEL_MARGIN_OPENAI_INCLUDE_USAGE,
 )
 from otel_margin.finisher import FINISHER
 from otel_margin.pluginhost import pm
 from otel_margin.prices import get_catalog
+from otel_margin.providers import Server, ServerTable
 from otel_margin.streams import EventTap, tap_events, wrap_manager, wrap_raw_response, wrap_stream
 from otel_margin.telemetry import PEER_WRAPPER_MODULES, Telemetry
 from otel_margin.tokens import estimate_chat_input_tokens, estimate_output_tokens
+from otel_margin.usage_bounds import load_bound, refuse_absurd
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,11 @@ class Settings:
     unit_prices: Mapping[str, Decimal] = field(default_factory=dict)
     include_usage: bool = True
     capture_content: bool = False
+    """Message content goes on spans (:mod:`otel_margin.content`)."""
+    capture_max_bytes: int = content.DEFAULT_MAX_BYTES
+    """Cap of each content attribute, in UTF-8 bytes."""
+    servers: ServerTable = field(default_factory=ServerTable)
+    """Which provider and server an SDK client's calls go to (:mod:`otel_margin.providers`)."""
     enabled: threading.Event = field(default_factory=lambda: _set(threading.Event()))
     """Cleared at uninstrument: SDK objects keep bound methods (``with_raw_response`` holds
     ``create``), so a wrapper can outlive its patch and must then pass calls through."""
@@ -87,6 +94,7 @@ class Settings:
         if policy is None:
             policy = load_policy_or_empty()
         load_plugins(policy)
+        load_bound()
         # Built here, not by the first call's finishing job: on the finisher thread, beside a
         # caller that keeps the interpreter busy, every system call of the build (imports,
         # file reads) waits up to the switch interval for the interpreter, and the first
@@ -104,7 +112,9 @@ class Settings:
                 if feature.unit_price_usd is not None
             },
             include_usage=_env_flag(OTEL_MARGIN_OPENAI_INCLUDE_USAGE, True),
-            capture_content=_env_flag(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, False),
+            capture_content=content.capture_enabled(),
+            capture_max_bytes=content.max_bytes(),
+            servers=ServerTable(policy.host),
         )
 
 
@@ -157,6 +167,13 @@ class Endpoint:
         """The generated text of a response, for estimating output tokens when usage is missing."""
         return ""
 
+    def server(self, instance: Any, settings: Settings) -> Server | None:
+        """Where the SDK resource ``instance``'s calls go; ``None``: :attr:`provider`, no address.
+
+        Runs on the caller's thread for every call: look up a cached answer, and never raise.
+        """
+        return None
+
 
 class StreamObserver:
     """Reads each chunk of a stream, in order; fills the call record when the stream ends.
@@ -188,7 +205,7 @@ def sync_wrapper(endpoint: Endpoint, settings: Settings) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         if otel_context.get_value(IN_CALL_KEY) or not settings.enabled.is_set():
             return wrapped(*args, **kwargs)
-        flow = CallFlow.begin(endpoint, settings, kwargs)
+        flow = CallFlow.begin(endpoint, settings, kwargs, instance)
         if flow is None:
             return wrapped(*args, **kwargs)
         if flow.cached is not None:
@@ -212,7 +229,7 @@ def async_wrapper(endpoint: Endpoint, settings: Settings) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         if otel_context.get_value(IN_CALL_KEY) or not settings.enabled.is_set():
             return await wrapped(*args, **kwargs)
-        flow = CallFlow.begin(endpoint, settings, kwargs)
+        flow = CallFlow.begin(endpoint, settings, kwargs, instance)
         if flow is None:
             return await wrapped(*args, **kwargs)
         if flow.cached is not None:
@@ -236,7 +253,7 @@ def manager_wrapper(endpoint: Endpoint, settings: Settings) -> Callable[..., Any
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         if otel_context.get_value(IN_CALL_KEY) or not settings.enabled.is_set():
             return wrapped(*args, **kwargs)
-        flow = CallFlow.begin(endpoint, settings, kwargs)
+        flow = CallFlow.begin(endpoint, settings, kwargs, instance)
         if flow is None:
             return wrapped(*args, **kwargs)
         if flow.cached is not None:
@@ -290,13 +307,13 @@ class CallFlow:
         """The stream's raw events, not its chunks, go to ``pending`` (:meth:`Endpoint.tap_event`)."""
 
     @classmethod
-    def begin(cls, endpoint: Endpoint, settings: Settings, kwargs: dict) -> "CallFlow | None":
+    def begin(cls, endpoint: Endpoint, settings: Settings, kwargs: dict, instance: Any = None) -> "CallFlow | None":
         """Build the record, open the span, run the guardrails. ``None``: run the call bare.
 
         Raises only :class:`~otel_margin.guardrails.MarginLimitExceeded` (a blocked call).
         """
         try:
-            call = _new_call(endpoint, settings, kwargs)
+            call = _new_call(endpoint, settings, kwargs, instance)
             span, owned = settings.telemetry.start_span(call)
         except Exception:  # noqa: BLE001 - our failure: the call proceeds uninstrumented
             _internal_error(settings, "begin")
@@ -309,6 +326,8 @@ class CallFlow:
                 flow.hide = endpoint.hidden_chunk(flow.call)
                 flow.chunks = [] if "margin_record" in pm.hooks_in_use() else None
             hit = guardrails.before_call(flow.call, settings.telemetry.count_internal_error)
+            if settings.capture_content:
+                content.start(flow.call, settings.capture_max_bytes)  # what is sent, guardrails applied
         except guardrails.MarginLimitExceeded as blocked:
             flow.call.error_type = type(blocked).__name__
             flow._end(None, blocked)
@@ -448,13 +467,14 @@ class CallFlow:
         if "margin_record" in pm.hooks_in_use():
             # Record hooks (cache stores, spend) must have seen this call before the next one begins.
             self._account(response, error, read, stream)
-            FINISHER.submit(lambda: self._emit(error, end_ns))
+            kept = response if self.settings.capture_content else None  # its content, for the span
+            FINISHER.submit(lambda: self._emit(error, end_ns, kept))
         else:
             FINISHER.submit(lambda: self._finish(response, error, read, stream, end_ns))
 
     def _finish(self, response: Any, error: BaseException | None, read: bool, stream: bool, end_ns: int) -> None:
         self._account(response, error, read, stream)
-        self._emit(error, end_ns)
+        self._emit(error, end_ns, response)
 
     def _account(self, response: Any, error: BaseException | None, read: bool, stream: bool) -> None:
         """Usage, cost and revenue of the finished call; then the record hooks."""
@@ -476,14 +496,21 @@ class CallFlow:
                 self._estimate_usage(self.endpoint.output_text(response))
             if call.usage is not None and call.cost is None:
                 _price(call)
-            if call.attribution.revenue_usd is None and call.attribution.feature in settings.unit_prices:
+            if error is not None or call.error_type is not None:
+                _book_failure(call)
+            elif call.attribution.revenue_usd is None and call.attribution.feature in settings.unit_prices:
                 _set_unit_revenue(call, settings.unit_prices[call.attribution.feature])
             guardrails.after_call(call, response, settings.telemetry.count_internal_error)
         except Exception:  # noqa: BLE001
             _internal_error(settings, "finish")
 
-    def _emit(self, error: BaseException | None, end_ns: int) -> None:
+    def _emit(self, error: BaseException | None, end_ns: int, response: Any = None) -> None:
         """The span's attributes and end, and the metrics."""
+        if self.settings.capture_content:
+            try:
+                self.call.attributes.update(content.span_attributes(self.call, response))
+            except Exception:  # noqa: BLE001 - the span goes without content
+                _internal_error(self.settings, "content")
         try:
             self.settings.telemetry.finish(self.call, self.span, self.owned, error, end_ns)
         except Exception:  # noqa: BLE001
@@ -501,6 +528,11 @@ class CallFlow:
             observer.read(self.call, pending)
         except Exception:  # noqa: BLE001 - the caller saw its chunks; usage falls back to an estimate
             _internal_error(self.settings, "stream")
+        if self.settings.capture_content:
+            try:
+                content.feed(self.call, pending)
+            except Exception:  # noqa: BLE001 - the span goes without the streamed output
+                _internal_error(self.settings, "content")
 
     def _estimate_usage(self, output_text: str) -> None:
         call = self.call
@@ -510,11 +542,12 @@ class CallFlow:
         call.usage = Usage(input_tokens=call.estimated_input_tokens, output_tokens=output, source="estimated")
 
 
-def _new_call(endpoint: Endpoint, settings: Settings, kwargs: dict) -> LLMCall:
+def _new_call(endpoint: Endpoint, settings: Settings, kwargs: dict, instance: Any = None) -> LLMCall:
     params = dict(kwargs)
     model = params.get("model")
+    server = endpoint.server(instance, settings)
     call = LLMCall(
-        provider=endpoint.provider,
+        provider=server.provider if server is not None else endpoint.provider,
         operation=endpoint.operation,
         request_model=model if isinstance(model, str) else "",
         params=params,
@@ -522,6 +555,8 @@ def _new_call(endpoint: Endpoint, settings: Settings, kwargs: dict) -> LLMCall:
         api=endpoint.api,
         stream=endpoint.always_stream or params.get("stream") is True,
     )
+    if server is not None:
+        call.server_address, call.server_port = server.address, server.port
     if not pm.hooks_in_use().isdisjoint(("margin_limit_check", "margin_cache_lookup")):
         # Guardrails want a pre-call size; counting costs time, so only when someone reads it.
         call.estimated_input_tokens = estimate_chat_input_tokens(call.provider, params)
@@ -529,14 +564,32 @@ def _new_call(endpoint: Endpoint, settings: Settings, kwargs: dict) -> LLMCall:
 
 
 def _price(call: LLMCall) -> None:
+    if refuse_absurd(call):  # usage no call can have: status invalid, never priced
+        return
     catalog = get_catalog()
     model = call.response_model or call.model
-    call.cost = catalog.price(call.provider, model, call.usage, duration_s=call.duration_s)
+    server = (call.server_address, call.server_port) if call.server_address is not None else None
+    call.cost = catalog.price(call.provider, model, call.usage, duration_s=call.duration_s, server=server)
     from_model = call.attributes.get(attr.MARGIN_ROUTE_FROM_MODEL)
     if from_model and call.cost.total is not None and attr.MARGIN_SAVED_USD not in call.attributes:
-        would_have = catalog.price(call.provider, from_model, call.usage, duration_s=call.duration_s)
+        would_have = catalog.price(call.provider, from_model, call.usage, duration_s=call.duration_s, server=server)
         if would_have.total is not None:
             call.attributes[attr.MARGIN_SAVED_USD] = format(would_have.total - call.cost.total, "f")
+
+
+def _book_failure(call: LLMCall) -> None:
+    """A failed call (provider error, blocked, cut stream) earns no usage revenue; without usage it costs nothing.
+
+    A provider bills a failed call only for the usage it reports (or that a cut stream
+    produced, estimated): with none, the cost status is ``error``, not ``unpriced`` (its model
+    may well have a price).
+    """
+    if call.usage is None and call.cost is None:
+        call.cost = Cost(status="error")
+    a = call.attribution
+    if a.revenue_usd is not None:
+        call.attribution = Attribution(a.feature, a.customer, a.tier, a.cohort, None, a.source)
+    call.attributes.pop(attr.MARGIN_REVENUE_USD, None)
 
 
 def _set_unit_revenue(call: LLMCall, unit_price: Decimal) -> None:
@@ -593,6 +646,6 @@ def _env_flag(name: str, default: bool) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    logger.warning("otel-margin: %s=%r is not true/false; using %s", name, value, default)
+    warn_once(logger, "otel-margin: %s=%r is not true/false; using %s", name, value, default)
     return default
 

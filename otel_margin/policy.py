@@ -26,8 +26,11 @@ from decimal import Decimal, InvalidOperation
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 from typing import Any, Callable, Mapping, Union
 
+from otel_margin.config_warnings import warn_once
+from otel_margin.display import printable, printable_lines
 from otel_margin.environment_variables import OTEL_MARGIN_POLICY
 
 if sys.version_info >= (3, 11):
@@ -42,7 +45,15 @@ DEFAULT_POLICY_FILE = "otel-margin.toml"
 
 
 class PolicyError(ValueError):
-    """The policy file cannot be used; the message names the file, line, key and fix."""
+    """The policy file cannot be used; the message names the file, line, key and fix.
+
+    A file with several errors gets them all in one message, one line each in line order;
+    ``errors`` holds them as a list.
+    """
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors: list[str] = errors if errors is not None else [message]
 
 
 # --- the policy, as the rest of the package sees it --------------------------------------
@@ -112,6 +123,19 @@ class SelfHostedPolicy:
     line: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HostPolicy:
+    """A server named by its host (``[hosts."HOST:PORT"]``): its provider, and maybe its prices."""
+
+    host: str
+    """As written in the file (``gpu-1:8000``)."""
+    provider: str
+    """The ``gen_ai.provider.name`` of calls to this host."""
+    prices: SelfHostedPolicy | None = None
+    """What every model served there costs (``model`` is ``*``); ``None``: priced by provider and model."""
+    line: int | None = None
+
+
 def _frozen_map() -> Mapping[str, Any]:
     return MappingProxyType({})
 
@@ -133,11 +157,20 @@ class Policy:
     """Keyed by lower-cased model id."""
     self_hosted: Mapping[str, SelfHostedPolicy] = field(default_factory=_frozen_map)
     """Keyed by lower-cased model id."""
+    hosts: Mapping[str, HostPolicy] = field(default_factory=_frozen_map)
+    """Keyed by lower-cased ``host:port`` or ``host`` (IPv6 addresses without brackets)."""
 
     @property
     def display_name(self) -> str:
         """How messages name the file: its path, or ``(no policy file)``."""
         return self.source if self.source is not None else "(no policy file)"
+
+    def host(self, address: str, port: int | None) -> HostPolicy | None:
+        """The ``[hosts]`` entry for a server at ``address:port``: ``host:port`` first, then ``host``."""
+        hosts = self.hosts
+        if not hosts:
+            return None
+        return hosts.get(f"{address}:{port}") or hosts.get(address)
 
 
 def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
@@ -179,7 +212,8 @@ def load_policy_or_empty() -> Policy:
     try:
         return load_policy()
     except PolicyError as error:
-        logger.error("otel-margin: policy file ignored: %s", error)
+        # Once per process, not once per instrumentor that reads the file.
+        warn_once(logger, "otel-margin: policy file ignored: %s", printable_lines(str(error)), level=logging.ERROR)
         return Policy()
 
 
@@ -196,6 +230,12 @@ def parse_policy(content: bytes | str, *, source: str = DEFAULT_POLICY_FILE) -> 
         raise PolicyError(_toml_error_message(source, str(error))) from None
     checker = _Checker(source, _Locator(text))
     data = checker.table(SCHEMA, document, ())
+    _check_priced_once(data, checker)
+    _check_hosts(data, checker)
+    if checker.errors:
+        # Every error at once, in line order: one run of `otel-margin prices` fixes the whole file.
+        errors = [message for _, message in sorted(checker.errors, key=lambda e: (e[0] is None, e[0] or 0))]
+        raise PolicyError("\n".join(errors), errors)
     return _build_policy(data, source, hashlib.sha256(raw).hexdigest()[:8], checker.locator)
 
 
@@ -251,16 +291,18 @@ def money(value: Any) -> Decimal:
         # str() gives the shortest repr (0.3 -> "0.3"), not the binary expansion.
         value = str(value)
     if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, str):
+        amount = Decimal(value)
+    elif isinstance(value, str):
         try:
             amount = Decimal(value.strip())
         except InvalidOperation:
             raise _Invalid('a money amount like "0.30"') from None
-        if amount.is_finite() and amount >= 0:
-            return amount
-        raise _Invalid('a finite, non-negative money amount like "0.30"')
-    raise _Invalid('a money amount like "0.30" (a string or a number)')
+    else:
+        raise _Invalid('a money amount like "0.30" (a string or a number)')
+    # One range check for every spelling: -1 must fail exactly as "-1" and -0.5 do.
+    if amount.is_finite() and amount >= 0:
+        return amount
+    raise _Invalid('a finite, non-negative money amount like "0.30"')
 
 
 def percent(value: Any) -> Decimal:
@@ -301,6 +343,13 @@ def _self_hosted_rule(table: dict[str, Any]) -> str | None:
     if "gpus" in table and not per_second:
         return "sets gpus without gpu_second_usd; add gpu_second_usd or remove gpus"
     return None
+
+
+def _host_rule(table: dict[str, Any]) -> str | None:
+    # A host without prices only names its provider; with prices, they follow [prices.self_hosted]'s rules.
+    if not any(key in table for key in _HOST_PRICE_KEYS):
+        return None
+    return _self_hosted_rule(table)
 
 
 _MTOK_KEYS: dict[str, Spec] = {
@@ -344,9 +393,26 @@ SCHEMA = Table(
                 ),
             }
         ),
+        "hosts": TableMap(
+            Table(
+                {
+                    "provider": Key(text, '"vllm"', required=True),
+                    "gpu_second_usd": Key(money, '"0.0011"'),
+                    "gpus": Key(positive_int, "2"),
+                    **{
+                        name: Key(spec.coerce, spec.example)
+                        for name, spec in _MTOK_KEYS.items()
+                        if isinstance(spec, Key)
+                    },
+                },
+                check=_host_rule,
+            )
+        ),
     }
 )
 """Every table and key the policy file accepts. Add new keys here and in docs/policy.md."""
+
+_HOST_PRICE_KEYS = ("gpu_second_usd", "gpus", *_MTOK_KEYS)
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -354,27 +420,36 @@ SCHEMA = Table(
 PathPart = Union[str, int]
 
 
+_INVALID = object()
+"""Stands for a value that failed its check, so cross-key rules still see the key as present."""
+
+
 class _Checker:
-    """Walks a parsed document against a spec; raises the first error with file and line."""
+    """Walks a parsed document against a spec, collecting every error with file and line."""
 
     def __init__(self, source: str, locator: "_Locator") -> None:
         self.source = source
         self.locator = locator
+        self.errors: list[tuple[int | None, str]] = []
 
     def table(self, spec: Table, value: Any, path: tuple[PathPart, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
-            self.fail(path, None, f"must be a table, not {_type_name(value)}")
+            return self.fail(path, None, f"must be a table, not {_type_name(value)}", {})
         result: dict[str, Any] = {}
+        suggested: set[str] = set()
         for key, item in value.items():
             child = spec.keys.get(key)
             if child is None:
                 hint = difflib.get_close_matches(key, list(spec.keys), n=1, cutoff=0.6)
                 fix = f"did you mean '{hint[0]}'?" if hint else f"known keys: {', '.join(spec.keys)}"
                 what = "unknown top-level key" if not path else "unknown key"
-                self.fail(path, key, f"{what} '{key}'; {fix}")
+                self.fail(path, key, f"{what} '{printable(key)}'; {fix}")
+                suggested.update(hint)
+                continue
             result[key] = self.value(child, item, path, key)
         for key, child in spec.keys.items():
-            if isinstance(child, Key) and child.required and key not in value:
+            # A misspelt required key is one error (its did-you-mean), not also a missing key.
+            if isinstance(child, Key) and child.required and key not in value and key not in suggested:
                 self.fail(path, None, f"missing required key '{key}'; add {key} = {child.example}")
         if spec.check is not None and (problem := spec.check(result)):
             self.fail(path, None, problem)
@@ -386,23 +461,75 @@ class _Checker:
             return self.table(spec, value, here)
         if isinstance(spec, TableMap):
             if not isinstance(value, dict):
-                self.fail(path, key, f"{key} must be a table, not {_type_name(value)}")
+                return self.fail(path, key, f"{key} must be a table, not {_type_name(value)}", {})
             return {name: self.value(spec.value, item, here, name) for name, item in value.items()}
         if isinstance(spec, TableArray):
             if not isinstance(value, list):
-                self.fail(path, key, f"{key} must be an array of tables ([[{_dotted(here)}]]), "
-                          f"not {_type_name(value)}")
+                return self.fail(path, key, f"{key} must be an array of tables ([[{_dotted(here)}]]), "
+                                 f"not {_type_name(value)}", [])
             return [self.table(spec.table, item, here + (index,)) for index, item in enumerate(value)]
         try:
             return spec.coerce(value)
         except _Invalid as expected:
-            self.fail(path, key, f"{key} = {_show(value)} is not valid; expected {expected}")
+            return self.fail(path, key, f"{key} = {_show(value)} is not valid; expected {expected}", _INVALID)
 
-    def fail(self, path: tuple[PathPart, ...], key: str | None, problem: str) -> Any:
+    def fail(self, path: tuple[PathPart, ...], key: str | None, problem: str, result: Any = None) -> Any:
+        """Record an error at the line of ``path`` (+ ``key``); ``result`` stands in for the value."""
         line = self.locator.line_of(path + ((key,) if key is not None else ()))
         where = f"{self.source} line {line}" if line is not None else self.source
         table = f"{_table_name(path)} " if path else ""
-        raise PolicyError(f"{where}: {table}{problem}")
+        self.errors.append((line, f"{where}: {table}{problem}"))
+        return result
+
+
+def _check_priced_once(data: dict[str, Any], checker: _Checker) -> None:
+    prices = data.get("prices", {})
+    models, self_hosted = prices.get("models", {}), prices.get("self_hosted", {})
+    lowered = {model.lower() for model in models}
+    for model in self_hosted:
+        if model.lower() in lowered:
+            line = checker.locator.line_of(("prices", "self_hosted", model))
+            where = f"{checker.source} line {line}" if line is not None else checker.source
+            checker.errors.append((line, f"{where}: model '{printable(model)}' is priced in both "
+                                         "[prices.models] and [prices.self_hosted]; keep one"))
+
+
+def _check_hosts(data: dict[str, Any], checker: _Checker) -> None:
+    """Each ``[hosts."KEY"]`` is a ``host`` or ``host:port``, and names one server once."""
+    seen: dict[str, str] = {}
+    for key in data.get("hosts", {}):
+        line = checker.locator.line_of(("hosts", key))
+        where = f"{checker.source} line {line}" if line is not None else checker.source
+        try:
+            normal = host_key(key)
+        except _Invalid as problem:
+            checker.errors.append((line, f"{where}: [hosts.{_quote_key(key)}] {problem}"))
+            continue
+        if normal in seen:
+            checker.errors.append(
+                (line, f"{where}: [hosts.{_quote_key(key)}] names the same server as "
+                       f"[hosts.{_quote_key(seen[normal])}]; keep one")
+            )
+        else:
+            seen[normal] = key
+
+
+def host_key(key: str) -> str:
+    """``key`` as :meth:`Policy.host` looks it up (``gpu-1:8000``, ``gpu-1``); raises ``_Invalid``."""
+    written = key.strip()
+    if "://" in written or "/" in written:
+        netloc = urlsplit(written if "://" in written else f"//{written}").netloc
+        fix = f'; write [hosts."{printable(netloc)}"]' if netloc else ""
+        raise _Invalid(f"is a URL, not a host{fix} (the host and port of the client's base_url)")
+    try:
+        parts = urlsplit(f"//{written}")
+        address, port = parts.hostname, parts.port
+    except ValueError:
+        raise _Invalid('has a port that is not a number from 1 to 65535; write [hosts."gpu-1:8000"]') from None
+    if not address or parts.username is not None or port == 0:
+        raise _Invalid('is not a host or host:port; write [hosts."gpu-1:8000"] or [hosts."gpu-1"]')
+    address = address.rstrip(".")
+    return f"{address}:{port}" if port is not None else address
 
 
 def _build_policy(data: dict[str, Any], source: str, version: str, locator: "_Locator") -> Policy:
@@ -432,13 +559,12 @@ def _build_policy(data: dict[str, Any], source: str, version: str, locator: "_Lo
         )
         for model, settings in prices.get("self_hosted", {}).items()
     }
-    for model in models.keys() & self_hosted.keys():
-        line = locator.line_of(("prices", "self_hosted", self_hosted[model].model))
-        where = f"{source} line {line}" if line is not None else source
-        raise PolicyError(
-            f"{where}: model '{self_hosted[model].model}' is priced in both [prices.models] and "
-            "[prices.self_hosted]; keep one"
-        )
+    hosts = {}
+    for key, settings in data.get("hosts", {}).items():
+        priced = {name: value for name, value in settings.items() if name in _HOST_PRICE_KEYS}
+        line = locator.line_of(("hosts", key))
+        prices = SelfHostedPolicy(model="*", provider=settings["provider"], line=line, **priced) if priced else None
+        hosts[host_key(key)] = HostPolicy(host=key, provider=settings["provider"], prices=prices, line=line)
     return Policy(
         source=source,
         version=version,
@@ -447,6 +573,7 @@ def _build_policy(data: dict[str, Any], source: str, version: str, locator: "_Lo
         discounts=discounts,
         models=MappingProxyType(models),
         self_hosted=MappingProxyType(self_hosted),
+        hosts=MappingProxyType(hosts),
     )
 
 

@@ -92,7 +92,7 @@ def test_discount_matching() -> None:
     ("text", "expected"),
     [
         (
-            '[prices.models."gpt-4o-mni"]\nprovider = "openai"\ninptu_per_mtok = "0.1"\n',
+            '[prices.models."gpt-4o-mni"]\nprovider = "openai"\ninptu_per_mtok = "0.1"\noutput_per_mtok = "1"\n',
             "otel-margin.toml line 3: [prices.models.\"gpt-4o-mni\"] unknown key 'inptu_per_mtok'; "
             "did you mean 'input_per_mtok'?",
         ),
@@ -174,7 +174,7 @@ def test_policy_error_is_a_value_error() -> None:
 
 
 def test_schema_is_the_single_source_of_keys() -> None:
-    assert set(SCHEMA.keys) == {"attribution", "features", "prices"}
+    assert set(SCHEMA.keys) == {"attribution", "features", "hosts", "prices"}
 
 
 # Arbitrary TOML-shaped documents: the validator either accepts them or raises PolicyError.
@@ -237,3 +237,108 @@ def test_the_documented_example_is_valid() -> None:
     assert set(policy.models) == {"ft:gpt-4o-mini:acme:2024"}
     assert set(policy.self_hosted) == {"llama-3.1-70b", "qwen2.5-7b"}
     assert len(policy.discounts) == 2 and set(policy.features) == {"summarize"}
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "shown"),
+    [
+        ('[prices.models.m]\ninput_per_mtok = -1\noutput_per_mtok = "1"\n', 2, "input_per_mtok = -1"),
+        ('[prices.models.m]\ninput_per_mtok = "1"\noutput_per_mtok = -7\n', 3, "output_per_mtok = -7"),
+        ("[features.f]\nunit_price_usd = -1\n", 2, "unit_price_usd = -1"),
+        ("[prices.self_hosted.g]\ngpu_second_usd = -3\n", 2, "gpu_second_usd = -3"),
+        ('[[prices.discounts]]\nprovider = "openai"\npercent = -5\n', 3, "percent = -5"),
+    ],
+)
+def test_negative_whole_numbers_are_rejected_like_negative_strings(text: str, line: int, shown: str) -> None:
+    message = _error(text)
+    assert message.startswith(f"otel-margin.toml line {line}: ") and f"{shown} is not valid" in message
+
+
+@settings(max_examples=100, deadline=None)
+@given(amount=st.integers(max_value=-1), spelled=st.sampled_from(["{}", '"{}"', "{}.0", '"{}.5"']))
+def test_no_negative_money_in_any_spelling_is_accepted(amount: int, spelled: str) -> None:
+    with pytest.raises(PolicyError, match="is not valid; expected a .*money amount"):
+        parse_policy(f"[features.f]\nunit_price_usd = {spelled.format(amount)}\n")
+
+
+BROKEN = """\
+[pricess]
+[features.a]
+unit_price_usd = -1
+[[prices.discounts]]
+percent = 100
+[prices.models."m"]
+inptu_per_mtok = "0.1"
+output_per_mtok = "x"
+[prices.self_hosted.M]
+gpu_second_usd = "1"
+gpus = 0
+"""
+
+
+def test_every_error_of_the_file_is_reported_in_one_run_in_line_order() -> None:
+    lines = _error(BROKEN).splitlines()
+    assert lines == [
+        "otel-margin.toml line 1: unknown top-level key 'pricess'; did you mean 'prices'?",
+        "otel-margin.toml line 3: [features.a] unit_price_usd = -1 is not valid; "
+        'expected a finite, non-negative money amount like "0.30"',
+        "otel-margin.toml line 4: [[prices.discounts]] (entry 1) missing required key 'provider'; "
+        'add provider = "openai"',
+        "otel-margin.toml line 5: [[prices.discounts]] (entry 1) percent = 100 is not valid; "
+        "expected a percentage strictly between 0 and 100, like 15",
+        "otel-margin.toml line 7: [prices.models.m] unknown key 'inptu_per_mtok'; "
+        "did you mean 'input_per_mtok'?",
+        'otel-margin.toml line 8: [prices.models.m] output_per_mtok = "x" is not valid; '
+        'expected a money amount like "0.30"',
+        "otel-margin.toml line 9: model 'M' is priced in both [prices.models] and [prices.self_hosted]; keep one",
+        "otel-margin.toml line 11: [prices.self_hosted.M] gpus = 0 is not valid; "
+        "expected a whole number of at least 1",
+    ]
+    with pytest.raises(PolicyError) as info:
+        parse_policy(BROKEN, source="otel-margin.toml")
+    assert info.value.errors == lines
+
+
+def test_an_invalid_price_is_not_also_reported_as_a_missing_one() -> None:
+    text = '[prices.self_hosted.q]\ninput_per_mtok = "-1"\noutput_per_mtok = "1"\n'
+    assert _error(text).splitlines() == [
+        'otel-margin.toml line 2: [prices.self_hosted.q] input_per_mtok = "-1" is not valid; '
+        'expected a finite, non-negative money amount like "0.30"'
+    ]
+
+
+def test_a_policy_or_environment_problem_is_logged_once_per_process_not_per_instrumentor(
+        tmp_path, monkeypatch, caplog) -> None:
+    import logging
+    import uuid
+
+    import anthropic  # noqa: F401 - imported SDKs are patched (and their settings read) at instrument time
+    import openai  # noqa: F401
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_margin.environment_variables import OTEL_MARGIN_OPENAI_INCLUDE_USAGE
+    from otel_margin.instrumentation.anthropic import AnthropicMarginInstrumentor
+    from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
+    from otel_margin.prices import set_catalog
+
+    path = tmp_path / "broken.toml"  # a fresh path and value: nothing this process logged before
+    path.write_text("[prices.models.x]\ninptu_per_mtok = 1\n")
+    flag = f"maybe-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv(OTEL_MARGIN_POLICY, str(path))
+    monkeypatch.setenv(OTEL_MARGIN_OPENAI_INCLUDE_USAGE, flag)
+    instrumentors = (OpenAIMarginInstrumentor(), AnthropicMarginInstrumentor())
+    set_catalog(None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_margin"):
+            for _cycle in range(2):
+                for instrumentor in instrumentors:
+                    instrumentor.instrument(tracer_provider=TracerProvider())
+                for instrumentor in instrumentors:
+                    instrumentor.uninstrument()
+    finally:
+        for instrumentor in instrumentors:
+            instrumentor.uninstrument()
+        set_catalog(None)
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("inptu_per_mtok" in m and str(path) in m for m in messages) == 1, messages
+    assert sum(flag in m for m in messages) == 1, messages

@@ -12,6 +12,9 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from typing import Any
+
+from otel_margin.display import printable_lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except CommandError as error:
-        print(f"otel-margin {args.command}: {error}", file=sys.stderr)
+        # Messages quote names from outside (a CSV's customers, a policy's model ids).
+        print(f"otel-margin {args.command}: {printable_lines(str(error))}", file=sys.stderr)
         return error.exit_code
 
 
@@ -38,6 +42,21 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
+def storage_config(**overrides: Any) -> Any:
+    """The storage settings for a command (:class:`~otel_margin.exporters.storage.StorageConfig`).
+
+    An instrumented application logs a bad ``OTEL_EXPORTER_CLICKHOUSE_*`` value and carries on
+    with the default; a command the user runs by hand stops instead, so it never reports or
+    writes a store the user did not ask for.
+    """
+    from otel_margin.exporters.storage import StorageConfig
+
+    try:
+        return StorageConfig.from_env(strict=True, **overrides)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every sub-command module registered."""
     parser = argparse.ArgumentParser(
@@ -45,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Gross margin of LLM features: exact cost per call, margin per feature, tier "
         "and customer, from the store the otel-margin exporter writes (embedded chDB by default).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if module_info.name.startswith("_"):
@@ -52,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         module.register(subparsers)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (the one ``pip show otel-margin`` reports)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("otel-margin")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed; pip install -e .)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,12 @@
 """``otel-margin report``: the main margin views in the terminal, or as JSON for machines.
 
 Reads through a short storage session, so it works beside a running service (chDB is held
-only while the queries run). It only reads: a database without the schema is an error that
-says how to create it, not something the report creates. ``--format json`` emits the same
-numbers, Decimals as strings.
+only while the queries run). In embedded mode it first inserts what the service's exporters
+spooled before it asked (:mod:`otel_margin.exporters.catchup`), so it shows every call spooled
+so far, from the service's first second. A database where nothing was exported yet is reported
+as "no data yet"; one that lacks part of the schema (an upgrade) is an error that says how to
+create it, not something the report creates. ``--format json`` emits the same numbers,
+Decimals as strings.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -39,16 +43,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Query the views in one session, then print them."""
-    from otel_margin.cli import CommandError
-    from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, session
+    from otel_margin.cli import CommandError, storage_config
+    from otel_margin.exporters.catchup import insert_spooled_rows
+    from otel_margin.exporters.storage import StorageUnavailable, session
 
     if args.since < 1:
         raise CommandError(f"--since {args.since} must be at least 1 day")
     end = datetime.now(timezone.utc).date()
     start = end - timedelta(days=args.since - 1)
-    config = StorageConfig.from_env(database=args.database)
+    config = storage_config(database=args.database)
     try:
         with session(config) as client:
+            # Embedded: insert what the exporters spooled before we asked (and the schema with it).
+            insert_spooled_rows(client, config)
+            if not _has_calls(client, config.database):
+                _print_no_data_yet(args, config, start, end)
+                return 0
             report = build_report(
                 client, start=start, end=end, feature=args.feature, allocate_by=args.allocate_by,
                 database=config.database,
@@ -71,6 +81,28 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_tables(report)
     return 0
+
+
+def _has_calls(client: Any, database: str) -> bool:
+    """The calls table exists: some exporter (or ``schema apply``) has written to ``database``."""
+    return bool(client.query(
+        "SELECT count() FROM system.tables WHERE database = {database:String} AND name = 'llm_calls'",
+        parameters={"database": database},
+    ).result_rows[0][0])
+
+
+def _print_no_data_yet(args: argparse.Namespace, config: Any, start: date, end: date) -> None:
+    """Nothing written yet (a service starting, or none running): an empty report, and why."""
+    note = (f"no LLM calls recorded yet in database {config.database!r} at {config.endpoint}: nothing has "
+            "been exported there (the exporter creates the schema with its first rows). Calls appear once an "
+            "instrumented application exports them; `otel-margin demo` shows a report on sample data.")
+    if args.format == "json":
+        empty = {"range": {"start": start, "end": end, "feature": args.feature or "", "allocate_by": args.allocate_by},
+                 "total": [], "features": [], "tiers": [], "cost_map": [], "negative_customers": []}
+        print(to_json(empty))
+        print(f"otel-margin report: {note}", file=sys.stderr)
+    else:
+        print(f"No data yet: {note}")
 
 
 def build_report(
@@ -101,34 +133,44 @@ def print_tables(report: dict[str, Any]) -> None:
     """The report as rich tables."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from otel_margin.display import rich_text
 
     console = Console()
     if not console.is_terminal and not os.environ.get("COLUMNS"):
         console = Console(width=_PIPE_WIDTH)  # a pipe or a CI log: room for every column
     span = report["range"]
-    console.print(f"[bold]Gross margin[/bold] {span['start']} .. {span['end']}"
-                  + (f"  feature={span['feature']}" if span["feature"] else "")
-                  + f"  (subscription revenue allocated by {span['allocate_by']})")
+    # Names come from outside (baggage, --feature): shown as printable text, never as markup.
+    header = Text.assemble(("Gross margin", "bold"), f" {span['start']} .. {span['end']}")
+    if span["feature"]:
+        header.append_text(Text("  feature=") + rich_text(span["feature"]))
+    header.append(f"  (subscription revenue allocated by {span['allocate_by']})")
+    console.print(header)
     for title, rows in (("Total", report["total"]), ("Per feature", report["features"]), ("Per tier", report["tiers"]),
                         ("Customers with negative margin", report["negative_customers"])):
         table = Table(title=title, title_justify="left")
-        for column in ("key", "calls", "unpriced", "revenue $", "cost $", "margin $", "margin %"):
+        for column in ("key", "calls", "errors", "unpriced", "revenue $", "cost $", "margin $", "margin %"):
             table.add_column(column, justify="left" if column == "key" else "right")
         for row in rows:
-            table.add_row(row.key or "(none)", str(row.calls), _unpriced(row.unpriced_calls), _usd(row.revenue_usd),
-                          _usd(row.cost_usd), _usd(row.margin_usd), _pct(row.margin_pct))
+            table.add_row(rich_text(row.key) if row.key else "(none)", str(row.calls), _flagged(row.error_calls, "red"),
+                          _flagged(row.unpriced_calls, "yellow"), _usd(row.revenue_usd), _usd(row.cost_usd),
+                          _usd(row.margin_usd), _pct(row.margin_pct))
         console.print(table)
     table = Table(title="Cost map (per priced request)", title_justify="left")
     for column in ("feature", "calls", "unpriced", "avg $", "P95 $", "input", "cache read", "cache write", "output", "other"):
         table.add_column(column, justify="left" if column == "feature" else "right")
     for row in report["cost_map"]:
-        table.add_row(row.feature, str(row.calls), _unpriced(row.unpriced_calls), _usd(row.avg_cost_usd, 6),
-                      _usd(row.p95_cost_usd, 6), _usd(row.avg_input_usd, 6), _usd(row.avg_cache_read_usd, 6),
-                      _usd(row.avg_cache_write_usd, 6), _usd(row.avg_output_usd, 6), _usd(row.avg_other_usd, 6))
+        table.add_row(rich_text(row.feature), str(row.calls), _flagged(row.unpriced_calls, "yellow"), _usd(row.avg_cost_usd),
+                      _usd(row.p95_cost_usd), _usd(row.avg_input_usd), _usd(row.avg_cache_read_usd),
+                      _usd(row.avg_cache_write_usd), _usd(row.avg_output_usd), _usd(row.avg_other_usd))
     console.print(table)
     if any(row.unpriced_calls for row in report["total"]):
         console.print("[yellow]Unpriced calls have no cost in these sums: margins above are upper bounds. "
                       "Add their models to the policy file's prices.[/yellow]")
+    if any(row.error_calls for row in report["total"]):
+        console.print("[red]Errors are failed calls: one the provider reported no usage for costs nothing and "
+                      "books no usage revenue.[/red]")
 
 
 def _plain(value: Any) -> Any:
@@ -145,17 +187,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _usd(value: Decimal | None, places: int = 2) -> str:
-    return "-" if value is None else f"{value:,.{places}f}"
+_SIGNIFICANT_DIGITS = 3
+"""Digits an amount below 1 keeps: a small workload's $0.000412 must not read 0.00."""
+_MAX_PLACES = 12
+"""The stored scale (``Decimal(38, 12)``): digits past it would be made up."""
+_HALF_STORED_UNIT = Decimal(5).scaleb(-_MAX_PLACES - 1)
+
+
+def usd_text(value: Decimal | None) -> str:
+    """Dollars to the cent from 1 up (``1,234.57``); below, three significant digits (``0.000412``)."""
+    return "-" if value is None else _significant(value, whole_places=2, sep=",")
+
+
+_usd = usd_text
 
 
 def _pct(value: Decimal | None) -> str:
     if value is None:
         return "-"
     # No floors yet (they come with alerts): colour only the sign.
-    style = "red" if value < 0 else "green"
-    return f"[{style}]{value:.1f}%[/{style}]"
+    text = _significant(value, whole_places=1, digits=2)
+    style = "red" if text.startswith("-") else "green"
+    return f"[{style}]{text}%[/{style}]"
 
 
-def _unpriced(count: int) -> str:
-    return f"[yellow]{count}[/yellow]" if count else "0"
+def _significant(value: Decimal, *, whole_places: int, sep: str = "", digits: int = _SIGNIFICANT_DIGITS) -> str:
+    """``value`` with ``whole_places`` decimals when it is 1 or more, else with its first
+    significant digits; never ``-0.00`` (zero is ``0.00``, a small loss keeps its digits)."""
+    if abs(value) <= _HALF_STORED_UNIT:  # rounds to 0 at the stored scale (half-even)
+        return f"{Decimal(0):.{whole_places}f}"
+    if abs(value) >= 1:
+        return f"{value:{sep}.{whole_places}f}"
+    places = min(max(whole_places, digits - 1 - value.adjusted()), _MAX_PLACES)
+    return f"{value:.{places}f}"
+
+
+def _flagged(count: int, style: str) -> str:
+    return f"[{style}]{count}[/{style}]" if count else "0"
