@@ -13,7 +13,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 UsageSource = Literal["provider", "estimated"]
-CostStatus = Literal["priced", "estimated", "unpriced"]
+CostStatus = Literal["priced", "estimated", "unpriced", "error", "invalid"]
+"""``error``: the call failed and the provider reported no usage, so it cost nothing (see
+:func:`otel_margin.pipeline._book_failure`); ``unpriced``: usage without a price; ``invalid``:
+usage beyond what one call can use, refused rather than priced (:mod:`otel_margin.usage_bounds`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +98,8 @@ class LLMCall:
     """
 
     provider: str
-    """``openai`` | ``anthropic`` (the ``gen_ai.provider.name`` value)."""
+    """The ``gen_ai.provider.name`` value: ``openai``, ``anthropic``, ``azure.ai.openai``, ``deepseek``, ...
+    (:mod:`otel_margin.providers`)."""
     operation: str
     """``chat`` | ``embeddings`` | ... (the ``gen_ai.operation.name`` value)."""
     request_model: str
@@ -104,6 +108,10 @@ class LLMCall:
     attribution: Attribution
     api: str = ""
     """The SDK surface: ``chat.completions`` | ``responses`` | ``embeddings`` | ``messages``."""
+    server_address: str | None = None
+    """The host the SDK client sends to (``server.address``); ``None`` when not known."""
+    server_port: int | None = None
+    """Its port (``server.port``; 443 for an ``https`` URL without one)."""
     stream: bool = False
     estimated_input_tokens: int | None = None
     response_model: str | None = None

@@ -1,10 +1,11 @@
 """The one price lookup: what a call's tokens cost, in exact decimal dollars.
 
 Unit prices come from the user's policy file first (self-hosted and custom models, by
-exact id), then from the ``genai-prices`` catalog (shipped with the package, offline) by
-the response model, falling back from dated snapshots to the family
-(``gpt-4o-2099-01-01`` → ``gpt-4o``); contract discounts from the policy apply last.
-Resolution is cached per ``(provider, model)``, so pricing a call after the first is a
+exact id; then the prices of the server the call went to, ``[hosts]``), then from the
+``genai-prices`` catalog (shipped with the package, offline) by the response model, falling
+back from dated snapshots to the family (``gpt-4o-2099-01-01`` → ``gpt-4o``); contract
+discounts from the policy apply last. Resolution is cached per ``(provider, model)`` (and
+priced host), so pricing a call after the first is a
 dictionary lookup and a handful of exact Decimal multiplications.
 
 A model nobody prices is ``unpriced`` (``total=None``), never $0.
@@ -37,7 +38,15 @@ from genai_prices import data_snapshot
 from genai_prices import types as catalog_types
 
 from otel_margin.call import Cost, Usage
-from otel_margin.policy import Discount, ModelPricePolicy, Policy, SelfHostedPolicy, load_policy_or_empty
+from otel_margin.policy import (
+    Discount,
+    HostPolicy,
+    ModelPricePolicy,
+    Policy,
+    SelfHostedPolicy,
+    load_policy_or_empty,
+)
+from otel_margin.providers import OPENAI_COMPATIBLE
 
 logger = logging.getLogger(__name__)
 
@@ -147,14 +156,16 @@ class PriceCatalog:
         *,
         duration_s: float | None = None,
         at: datetime | None = None,
+        server: tuple[str, int | None] | None = None,
     ) -> Cost:
         """The exact cost of one call of ``model`` at ``provider`` with ``usage``.
 
         ``duration_s`` is needed for models self-hosted per GPU-second; ``at`` (default now)
-        selects time-dependent catalog prices. Never raises for an unknown model: it returns
+        selects time-dependent catalog prices; ``server`` (``(address, port)`` the call went to)
+        finds the policy's ``[hosts]`` prices. Never raises for an unknown model: it returns
         ``Cost(status="unpriced", total=None)``.
         """
-        resolved = self._resolve(provider, model, at)
+        resolved = self._resolve(provider, model, at, server)
         if resolved is None:
             return Cost(status="unpriced", price_version=self._policy_version)
         if resolved.gpu_second_usd is not None and duration_s is None:
@@ -173,28 +184,39 @@ class PriceCatalog:
         """The unit prices ``model`` at ``provider`` is priced with, or ``None`` when unpriced."""
         return self._resolve(provider, model, at)
 
-    def _resolve(self, provider: str, model: str, at: datetime | None) -> ResolvedPrice | None:
-        entry = self._entries.get((provider, model))
+    def _resolve(
+        self, provider: str, model: str, at: datetime | None, server: tuple[str, int | None] | None = None
+    ) -> ResolvedPrice | None:
+        host = self.policy.host(*server) if server is not None else None
+        key = (provider, model) if host is None else (provider, model, host.host)
+        entry = self._entries.get(key)
         if entry is None:
-            entry = self._build_entry(provider, model)
+            entry = self._build_entry(key, host, server)
         if entry.fixed is not None or entry.model_info is None:
             return entry.fixed
         return entry.at(at or datetime.now(timezone.utc), self._catalog_price)
 
-    def _build_entry(self, provider: str, model: str) -> "_Entry":
-        entry = self._find(provider, model)
+    def _build_entry(
+        self, key: tuple[str, ...], host: HostPolicy | None, server: tuple[str, int | None] | None
+    ) -> "_Entry":
+        provider, model = key[0], key[1]
+        entry = self._find(provider, model, host)
         with self._lock:
             if len(self._entries) >= self._MAX_CACHED:
                 self._entries.clear()
-            entry = self._entries.setdefault((provider, model), entry)
+            entry = self._entries.setdefault(key, entry)
         if entry.fixed is None and entry.model_info is None:
-            self._warn_once(
-                provider, model, f"{entry.reason}; add it to the policy file ([prices.models] or "
-                "[prices.self_hosted], see docs/policy.md)"
-            )
+            if entry.uncataloged_provider and server is not None:
+                # Nobody priced this server's provider: naming the host is the one fix for all its models.
+                where = f"{server[0]}:{server[1]}" if server[1] is not None else server[0]
+                fix = (f'map the server in the policy file: [hosts."{where}"] with provider = "..." '
+                       "(a catalog provider) or its own prices, see docs/policy.md")
+            else:
+                fix = "add it to the policy file ([prices.models] or [prices.self_hosted], see docs/policy.md)"
+            self._warn_once(provider, model, f"{entry.reason}; {fix}")
         return entry
 
-    def _find(self, provider: str, model: str) -> "_Entry":
+    def _find(self, provider: str, model: str, host: HostPolicy | None = None) -> "_Entry":
         key = model.strip().lower()
         provider_key = provider.strip().lower()
         hosted = self.policy.self_hosted.get(key)
@@ -203,11 +225,16 @@ class PriceCatalog:
         custom = self.policy.models.get(key)
         if custom is not None and (custom.provider is None or custom.provider.lower() == provider_key):
             return _Entry(fixed=self._custom_price(custom))
+        if host is not None and host.prices is not None:
+            # What every model served at this host costs: after the entries that name the model.
+            return _Entry(fixed=replace(self._self_hosted_price(host.prices), priced_as=model))
         catalog_provider = _CATALOG_PROVIDER_ALIASES.get(provider_key, provider_key)
         if not catalog_provider:
             return _Entry(reason="no provider given")
-        if data_snapshot.find_provider_by_id(self._snapshot.providers, catalog_provider) is None:
-            return _Entry(reason=f"provider '{provider}' is not in the {CATALOG_VERSION} catalog")
+        if catalog_provider in _UNCATALOGED or (
+            data_snapshot.find_provider_by_id(self._snapshot.providers, catalog_provider) is None
+        ):
+            return _Entry(reason=f"provider '{provider}' is not in the {CATALOG_VERSION} catalog", uncataloged=True)
         for candidate, matched_by in _candidates(key):
             try:
                 found_provider, info = self._snapshot.find_provider_model(
@@ -317,6 +344,24 @@ def set_catalog(catalog: PriceCatalog | None) -> None:
     _default_catalog = catalog
 
 
+def catalog_provider_id(provider: str) -> str | None:
+    """The catalog's id of ``provider`` (a ``gen_ai.provider.name`` such as ``x_ai``, or a catalog
+    id such as ``x-ai``), or ``None`` when the catalog prices no such provider."""
+    key = provider.strip().lower()
+    catalog_id = _CATALOG_PROVIDER_ALIASES.get(key, key)
+    if not catalog_id or catalog_id in _UNCATALOGED:
+        return None
+    found = data_snapshot.find_provider_by_id(data_snapshot.get_snapshot().providers, catalog_id)
+    return found.id if found is not None else None
+
+
+def provider_names() -> list[str]:
+    """Every provider name :func:`catalog_provider_id` knows: the catalog's ids and the
+    ``gen_ai.provider.name`` values mapped to them, sorted."""
+    ids = {provider.id for provider in data_snapshot.get_snapshot().providers}
+    return sorted(ids | set(_CATALOG_PROVIDER_ALIASES))
+
+
 _default_catalog: PriceCatalog | None = None
 _default_lock = threading.Lock()
 
@@ -386,11 +431,17 @@ _CATALOG_PRICE_KEYS = (
 )
 
 _CATALOG_PROVIDER_ALIASES = {
-    # gen_ai.provider.name values genai-prices does not match by itself.
+    # gen_ai.provider.name values genai-prices does not match by itself (or matches to another
+    # provider: its fuzzy match takes azure.ai.openai for OpenAI, whose prices Azure's may not be).
     "x_ai": "x-ai",
     "azure.ai.inference": "azure",
+    "azure.ai.openai": "azure",
     "gcp.gen_ai": "google",
 }
+
+_UNCATALOGED = frozenset({OPENAI_COMPATIBLE})
+"""Our own provider names the catalog must not match fuzzily (its ``openai`` matches any name
+containing "openai")."""
 
 _DATE_SUFFIXES = (
     re.compile(r"-\d{4}-\d{2}-\d{2}$"),  # gpt-4o-mini-2024-07-18
@@ -427,7 +478,7 @@ class _CatalogContext:
 class _Entry:
     """A cached resolution: a fixed price, time-dependent catalog prices, or the reason for none."""
 
-    __slots__ = ("fixed", "model_info", "context", "reason", "_by_price")
+    __slots__ = ("fixed", "model_info", "context", "reason", "uncataloged_provider", "_by_price")
 
     def __init__(
         self,
@@ -436,11 +487,14 @@ class _Entry:
         model_info: catalog_types.ModelInfo | None = None,
         context: _CatalogContext | None = None,
         reason: str = "",
+        uncataloged: bool = False,
     ) -> None:
         self.fixed = fixed
         self.model_info = model_info
         self.context = context
         self.reason = reason
+        self.uncataloged_provider = uncataloged
+        """No price because the catalog does not know the provider (not only the model)."""
         self._by_price: dict[int, ResolvedPrice | None] = {}
 
     def at(

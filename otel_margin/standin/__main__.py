@@ -28,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with server:
         print(f"OpenAI base URL:    {server.openai_base_url}", flush=True)
         print(f"Anthropic base URL: {server.anthropic_base_url}", flush=True)
+        # Another process cannot know this host is the stand-in: an unknown host is unpriced.
+        host = server.base_url.split("://", 1)[1]
+        print(f'To price its OpenAI calls as OpenAI\'s, put in otel-margin.toml:\n  [hosts."{host}"]\n'
+              '  provider = "openai"', flush=True)
         print("Ctrl-C stops.", flush=True)
         try:
             threading.Event().wait()

@@ -1,5 +1,8 @@
 """The OpenAI side of the stand-in: chat completions, the Responses API, embeddings, errors.
 
+The routes answer at OpenAI's paths and at the paths of OpenAI-compatible providers (Azure
+OpenAI's deployments, DeepSeek, Groq, ...: :class:`CompatibleRoutes`).
+
 Bodies follow what api.openai.com sends (field names, ``object`` tags, ``system_fingerprint``,
 ``service_tier``, usage details); token numbers follow :mod:`otel_margin.standin.tokens`:
 
@@ -77,11 +80,11 @@ class OpenAIAPI:
     """Answers OpenAI requests; stateless, so one instance serves every thread."""
 
     def __init__(self) -> None:
-        self.routes: dict[str, Callable[[StandInRequest], StandInResponse]] = {
+        self.routes: dict[str, Callable[[StandInRequest], StandInResponse]] = CompatibleRoutes({
             "/v1/chat/completions": self.chat_completions,
             "/v1/responses": self.responses,
             "/v1/embeddings": self.embeddings,
-        }
+        })
 
     # --- errors ------------------------------------------------------------------------------
 
@@ -197,7 +200,7 @@ class OpenAIAPI:
         tokens = sum(count_text(i) if isinstance(i, str) else len(i) for i in inputs)
         payload: dict[str, Any] = {"object": "list", "data": data, "model": body["model"]}
         if "no-usage" not in request.scenario:
-            payload["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+            payload["usage"] = request.scenario.usage_over({"prompt_tokens": tokens, "total_tokens": tokens})
         if "malformed" in request.scenario:
             del payload["data"]
         return json_response(request, 200, payload, _headers(request))
@@ -221,6 +224,27 @@ def embedding_vector(model: str, item: str | list[int], dimensions: int) -> list
     norm = sum(v * v for v in raw) ** 0.5 or 1.0
     # Round-trip through float32 so the float and base64 encodings carry the same numbers.
     return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *(v / norm for v in raw))))
+
+
+class CompatibleRoutes(dict):
+    """OpenAI's routes, also found under the paths OpenAI-compatible providers serve them at.
+
+    ``/v1/chat/completions`` is also ``/chat/completions`` (DeepSeek, Perplexity),
+    ``/openai/v1/chat/completions`` (Groq), ``/inference/v1/...`` (Fireworks),
+    ``/api/v1/...`` (OpenRouter) and Azure OpenAI's
+    ``/openai/deployments/{deployment}/chat/completions``: any path ending in an OpenAI
+    route's last segments. The request body's ``model`` is answered, as everywhere.
+    """
+
+    def get(self, path: str, default: Any = None) -> Any:  # type: ignore[override]
+        found = super().get(path)
+        if found is not None:
+            return found
+        for route, endpoint in self.items():
+            tail = route[len("/v1"):]
+            if path.endswith(tail):
+                return endpoint
+        return default
 
 
 # --- chat helpers ------------------------------------------------------------------------------
@@ -269,7 +293,7 @@ def _chat_usage(request: StandInRequest, prompt: int, completion: int, reasoning
     if "null-usage-fields" in request.scenario:
         usage["prompt_tokens_details"] = None
         usage["completion_tokens_details"] = None
-    return usage
+    return request.scenario.usage_over(usage)
 
 
 def _chat_stream(
@@ -355,7 +379,7 @@ def _response_usage(request: StandInRequest, prompt: int, out: int, reasoning: i
     if "null-usage-fields" in request.scenario:
         usage["input_tokens_details"] = None
         usage["output_tokens_details"] = None
-    return usage
+    return request.scenario.usage_over(usage)
 
 
 def _response_object(

@@ -14,7 +14,9 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
+from otel_margin.providers import register_host
 from otel_margin.standin.core import RecordedRequest, StandIn
 from otel_margin.standin.server import StandInServer
 from otel_margin.standin.wire import StandInResponse
@@ -86,6 +88,9 @@ def _client_options(target: Any, async_: bool, max_retries: int, sdk: str, extra
         raise TypeError(
             f"cannot build a {sdk} client for {target!r}; pass a StandInServer, a base URL or in_process_transport()"
         )
+    if sdk == "openai" and not isinstance(target, str):
+        # The stand-in impersonates OpenAI: its calls are OpenAI's, priced from OpenAI's catalog.
+        register_host(urlsplit(options["base_url"]).netloc, "openai")
     options.update(extra)
     return options
 

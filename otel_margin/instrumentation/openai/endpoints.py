@@ -14,13 +14,24 @@ from typing import Any, Callable, Mapping
 from otel_margin.call import LLMCall, Usage
 from otel_margin.instrumentation import fields
 from otel_margin.pipeline import Endpoint, Settings, StreamObserver
+from otel_margin.providers import Server
 from otel_margin.streams import EventTap
 
 _INJECTED = "include_usage_injected"
 
 
-class ChatCompletions(Endpoint):
+class OpenAIEndpoint(Endpoint):
+    """An endpoint of the ``openai`` SDK, whose client may talk to any OpenAI-compatible provider."""
+
     provider = "openai"
+
+    def server(self, instance: Any, settings: Settings) -> Server | None:
+        # The resource's client: its class and base URL say which provider this is (cached per URL).
+        client = getattr(instance, "_client", None)
+        return None if client is None else settings.servers.of(client)
+
+
+class ChatCompletions(OpenAIEndpoint):
     operation = "chat"
     api = "chat.completions"
 
@@ -188,8 +199,7 @@ def _choice_count(call: LLMCall) -> int:
     return n if type(n) is int and n > 0 else 1
 
 
-class Responses(Endpoint):
-    provider = "openai"
+class Responses(OpenAIEndpoint):
     operation = "chat"
     api = "responses"
 
@@ -236,8 +246,7 @@ class ResponsesStreamObserver(StreamObserver):
         return "".join(self.parts)
 
 
-class Embeddings(Endpoint):
-    provider = "openai"
+class Embeddings(OpenAIEndpoint):
     operation = "embeddings"
     api = "embeddings"
 
