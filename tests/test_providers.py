@@ -290,3 +290,48 @@ def test_a_policy_host_is_found_by_the_address_and_port_a_client_uses(host, port
     if port is not None:  # host:port names that port only
         other = detect(f"http://{host}:{port % 65535 + 1}/v1", "OpenAI", policy.host)
         assert other.matched_by != "policy"
+
+
+# --- the policy's [hosts] tables: line-numbered errors that say what to write ------------------------
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ('[hosts."http://gpu-1:8000/v1"]\nprovider = "vllm"\n',
+         'line 2: [hosts."http://gpu-1:8000/v1"] is a URL, not a host; write [hosts."gpu-1:8000"]'),
+        ('[hosts."gpu-1:99999"]\nprovider = "vllm"\n',
+         'line 2: [hosts."gpu-1:99999"] has a port that is not a number from 1 to 65535'),
+        ('[hosts."gpu-1"]\ngpus = 2\n', "line 2: [hosts.\"gpu-1\"] missing required key 'provider'"),
+        ('[hosts."gpu-1"]\nprovider = "vllm"\ninput_per_mtok = "0.05"\n',
+         "line 2: [hosts.\"gpu-1\"] missing required key 'output_per_mtok'"),
+        ('[hosts."gpu-1"]\nprovider = "vllm"\ngpus = 2\n', 'line 2: [hosts."gpu-1"] has no price; add gpu_second_usd'),
+        ('[hosts."gpu-1:8000"]\nprovider = "vllm"\n\n[hosts."GPU-1:8000"]\nprovider = "x"\n',
+         'line 5: [hosts."GPU-1:8000"] names the same server as [hosts."gpu-1:8000"]; keep one'),
+    ],
+    ids=["url", "port", "no-provider", "half-priced", "gpus-alone", "twice"],
+)
+def test_a_bad_hosts_table_is_an_error_naming_the_line_and_the_fix(table, message) -> None:
+    from otel_margin.policy import PolicyError
+
+    with pytest.raises(PolicyError) as raised:
+        parse_policy("# hosts\n" + table, source="otel-margin.toml")
+    assert f"otel-margin.toml {message}" in str(raised.value)
+
+
+def test_the_stand_ins_own_policy_lines_price_it_as_openai() -> None:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "otel_margin.standin", "--port", "0"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [process.stdout.readline() for _ in range(5)]
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+        process.stdout.close()
+    url = lines[0].split()[-1]
+    policy = parse_policy("".join(line for line in lines[3:5]))
+    server = detect(url, "OpenAI", policy.host)
+    assert (server.provider, server.matched_by) == ("openai", "policy")
