@@ -190,3 +190,17 @@ def test_command_errors_are_shown_harmlessly(tmp_path, capsys) -> None:
     assert main(["revenue", "import", str(path), "--dry-run"]) == 1
     err = capsys.readouterr().err
     assert [c for c in _hidden(err) if c != "\n"] == [] and "line 2" in err
+
+
+def test_prices_shows_a_policy_model_id_harmlessly(tmp_path, capsys, monkeypatch) -> None:
+    from otel_margin.cli import main
+
+    model = "evil\x1b[2J[bold]\u202e:rocket:"
+    path = tmp_path / "p[red].toml"
+    path.write_text(f'[prices.models."{model.encode("unicode_escape").decode()}"]\n'
+                    'input_per_mtok = "1"\noutput_per_mtok = "2"\n'.replace("\\x1b", "\\u001b"))
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["prices", model, "--policy", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert [c for c in _hidden(out) if c != "\n"] == []
+    assert printable(model) in out and f"{path} line 1" in out

@@ -446,6 +446,7 @@ def test_get_catalog_survives_a_broken_policy(tmp_path, monkeypatch, caplog) -> 
 
 
 def test_instrumenting_builds_the_catalog_from_the_policy_before_any_call(tmp_path, monkeypatch) -> None:
+    import anthropic  # noqa: F401 - an SDK already imported is patched (and the catalog built) at instrument time
     from opentelemetry.sdk.trace import TracerProvider
 
     from otel_margin.instrumentation.anthropic import AnthropicMarginInstrumentor
@@ -556,3 +557,71 @@ def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--provider" in out and "--policy" in out and "examples:" in out
+
+
+def _listed_at(model: str) -> list[str]:
+    """Independently of the CLI: the catalog providers with a model entry matching ``model``."""
+    return [p.id for p in data_snapshot.get_snapshot().providers if any(m.is_match(model) for m in p.models)]
+
+
+def test_cli_prices_a_catalog_model_no_provider_pattern_claims(capsys: pytest.CaptureFixture[str]) -> None:
+    # text-embedding-3-small is no gpt-*: OpenAI's model patterns do not claim it, yet OpenAI lists it.
+    with pytest.raises(LookupError):
+        data_snapshot.get_snapshot().find_provider("text-embedding-3-small", None, None)
+    assert {"openai", "azure"} <= set(_listed_at("text-embedding-3-small"))
+    assert main(["prices", "text-embedding-3-small", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    _, info = data_snapshot.get_snapshot().find_provider_model("text-embedding-3-small", None, "openai", None)
+    assert (report["provider"], report["priced_as"]) == ("openai", "text-embedding-3-small")
+    assert Decimal(report["per_mtok_usd"]["uncached_input"]["base"]) == info.get_prices(datetime.now(timezone.utc)).input_mtok
+
+
+def test_cli_model_at_a_provider_that_lacks_it_says_where_it_is_priced(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "text-embedding-3-small", "--provider", "anthropic"]) == 1
+    err = capsys.readouterr().err
+    assert "did you mean 'text-embedding-3-small'" not in err
+    assert "the catalog prices it at openai, azure" in err and "--provider openai" in err
+
+
+def test_cli_a_listed_model_without_a_token_price_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "openai" in _listed_at("whisper-1")
+    assert main(["prices", "whisper-1"]) == 1
+    err = capsys.readouterr().err
+    assert "lists 'whisper-1' at 'openai' without a per-token price" in err and "did you mean" not in err
+
+
+@pytest.mark.parametrize(
+    ("provider", "expected"),
+    [("nosuch", "Known providers: anthropic, "), ("opnai", "did you mean 'openai'?"), ("x-ia", "did you mean 'x-ai'")],
+)
+def test_cli_unknown_provider_is_named_as_a_provider(
+        provider: str, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prices", "gpt-4o", "--provider", provider]) == 1
+    err = capsys.readouterr().err
+    assert f"unknown provider '{provider}'" in err and expected in err and "unknown model" not in err
+
+
+def test_cli_providers_named_by_the_policy_or_the_conventions_are_known(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('[prices.self_hosted."llama-3.1-8b"]\nprovider = "vllm"\ngpu_second_usd = "0.001"\n')
+    assert main(["prices", "llama-3.1-8b", "--provider", "vllm", "--policy", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == "self_hosted"
+    assert main(["prices", "grok-3", "--provider", "x_ai", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["priced_as"] == "grok-3"
+    assert main(["prices", "text-embedding-3-small", "--provider", "azure.ai.openai", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == "catalog"
+
+
+_CATALOG_IDS = sorted({m.id for p in data_snapshot.get_snapshot().providers for m in p.models})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(_CATALOG_IDS), provider=st.sampled_from([None, "openai", "anthropic", "google"]))
+def test_cli_never_suggests_the_id_typed(model: str, provider: str | None, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["prices", model, "--json", *(["--provider", provider] if provider else [])])
+    out, err = capsys.readouterr()
+    if status == 0:
+        assert json.loads(out)["model"] == model
+    else:
+        assert status == 1 and err.count(f"'{model}'") == 1, err

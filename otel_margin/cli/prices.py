@@ -15,8 +15,9 @@ from typing import Any
 
 from otel_margin.call import Usage
 from otel_margin.cli import CommandError
+from otel_margin.display import rich_text
 from otel_margin.policy import Policy, PolicyError, load_policy
-from otel_margin.prices import PriceCatalog, ResolvedPrice, UnitPrice
+from otel_margin.prices import PriceCatalog, ResolvedPrice, UnitPrice, catalog_provider_id, provider_names
 
 SAMPLE_USAGE = Usage(input_tokens=1000, output_tokens=1000)
 
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     except PolicyError as error:
         raise CommandError(str(error)) from None
     catalog = PriceCatalog(policy, log_unpriced=False)
+    if args.provider and not _known_provider(policy, args.provider):
+        raise CommandError(_unknown_provider_message(policy, args.provider))
     provider = args.provider or _guess_provider(catalog, args.model)
     resolved = catalog.lookup(provider, args.model) if provider else None
     if resolved is None:
@@ -122,14 +125,16 @@ def _print_tables(report: dict[str, Any], resolved: ResolvedPrice) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
-    about = Table(title=f"{report['model']} at {report['provider']}", show_header=False, title_justify="left")
+    # Model ids, providers and policy paths come from outside: shown printable, never as markup.
+    about = Table(title=rich_text(f"{report['model']} at {report['provider']}"), show_header=False,
+                  title_justify="left")
     about.add_column(style="bold")
     about.add_column()
     priced_as = resolved.priced_as
     if resolved.matched_by != "exact":
         priced_as = f"{report['model']} → {resolved.priced_as} ({resolved.matched_by})"
-    about.add_row("priced as", priced_as)
-    about.add_row("source", f"{resolved.source}: {resolved.origin}")
+    about.add_row("priced as", rich_text(priced_as))
+    about.add_row("source", rich_text(f"{resolved.source}: {resolved.origin}"))
     about.add_row("price version", resolved.version)
     about.add_row("discount", f"{resolved.discount.percent}% off catalog" if resolved.discount else "none")
     console.print(about)
@@ -182,7 +187,8 @@ def _money(amount: Decimal) -> str:
 
 
 def _guess_provider(catalog: PriceCatalog, model: str) -> str | None:
-    """The policy entry's provider, else the catalog provider whose model patterns match."""
+    """The policy entry's provider, else the catalog provider whose model patterns match, else
+    a provider that lists the model (``text-embedding-3-small`` is no ``gpt-*``, yet OpenAI's)."""
     key = model.strip().lower()
     for entry in (catalog.policy.self_hosted.get(key), catalog.policy.models.get(key)):
         if entry is not None:
@@ -192,22 +198,60 @@ def _guess_provider(catalog: PriceCatalog, model: str) -> str | None:
     try:
         return get_snapshot().find_provider(key, None, None).id
     except LookupError:
-        return None
+        listing = _providers_listing(key)
+        return listing[0] if listing else None
+
+
+def _providers_listing(model: str) -> list[str]:
+    """Catalog providers that list ``model``: the model's makers (providers that claim model
+    names, such as OpenAI's ``gpt-*``) first, then resellers, each group in catalog order."""
+    from genai_prices.data_snapshot import get_snapshot
+
+    key = model.strip().lower()
+    found = [p for p in get_snapshot().providers if any(m.is_match(key) for m in p.models)]
+    return [p.id for p in sorted(found, key=lambda p: p.model_match is None)]
+
+
+def _known_provider(policy: Policy, provider: str) -> bool:
+    return catalog_provider_id(provider) is not None or provider.strip().lower() in _policy_providers(policy)
+
+
+def _policy_providers(policy: Policy) -> set[str]:
+    entries = (*policy.models.values(), *policy.self_hosted.values(), *policy.hosts.values())
+    return {entry.provider.lower() for entry in entries if entry.provider}
+
+
+def _unknown_provider_message(policy: Policy, provider: str) -> str:
+    names = sorted(set(provider_names()) | _policy_providers(policy))
+    hints = difflib.get_close_matches(provider.strip().lower(), names, n=3, cutoff=0.6)
+    fix = ("; did you mean " + ", ".join(f"'{h}'" for h in hints) + "?") if hints else (
+        f". Known providers: {', '.join(names)}.")
+    return (f"unknown provider '{provider}': neither the price catalog nor {_policy_name(policy)} names it{fix} "
+            "Or leave out --provider to guess it from the model.")
 
 
 def _unknown_model_message(catalog: PriceCatalog, model: str, provider: str | None) -> str:
     from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
 
-    providers = get_snapshot().providers
-    found = find_provider_by_id(providers, provider) if provider else None
-    pool = [m.id for m in found.models] if found is not None else [m.id for p in providers for m in p.models]
-    pool += [entry.model for entry in (*catalog.policy.models.values(), *catalog.policy.self_hosted.values())]
-    hints = difflib.get_close_matches(model.lower(), sorted(set(pool)), n=3, cutoff=0.6)
+    listing, here = _providers_listing(model), catalog_provider_id(provider or "")
+    fix = "To price it, add it to the policy file under [prices.models] (docs/policy.md)."
+    if here is not None and here in listing:  # listed, but by the minute, image or character
+        return f"the catalog lists '{model}' at '{provider}' without a per-token price (what calls are priced by). {fix}"
+    elsewhere = [p for p in listing if p != here]
     where = f"for provider '{provider}'" if provider else "(no provider matches it; pass --provider)"
     message = f"unknown model '{model}' {where} in the catalog or {_policy_name(catalog.policy)}"
+    if elsewhere:  # the id is right, the provider is not: say where it is priced
+        listed = ", ".join(elsewhere[:5]) + (", ..." if len(elsewhere) > 5 else "")
+        return f"{message}; the catalog prices it at {listed}: pass --provider {elsewhere[0]}."
+    providers = get_snapshot().providers
+    found = find_provider_by_id(providers, catalog_provider_id(provider) or provider) if provider else None
+    pool = [m.id for m in found.models] if found is not None else [m.id for p in providers for m in p.models]
+    pool += [entry.model for entry in (*catalog.policy.models.values(), *catalog.policy.self_hosted.values())]
+    typed = model.strip().lower()
+    hints = [h for h in difflib.get_close_matches(typed, sorted(set(pool)), n=4, cutoff=0.6) if h.lower() != typed]
     if hints:
-        message += "; did you mean " + ", ".join(f"'{h}'" for h in hints) + "?"
-    return message + " To price it, add it to the policy file under [prices.models] (docs/policy.md)."
+        return f"{message}; did you mean " + ", ".join(f"'{h}'" for h in hints[:3]) + f"? {fix}"
+    return f"{message}. {fix}"
 
 
 def _policy_name(policy: Policy) -> str:
