@@ -143,9 +143,8 @@ class ServerTable:
 
     def of(self, client: Any) -> Server:
         """The :class:`Server` of ``client`` (an ``openai`` SDK client), or the fallback."""
-        try:
-            url = client._base_url  # what client.base_url returns, without the property call
-        except AttributeError:
+        url = _stored_base_url(client)
+        if url is None:
             return self._fallback
         kind = type(client)
         hit = self._cache.get(id(url))
@@ -161,6 +160,23 @@ class ServerTable:
             self._cache.clear()
         self._cache[id(url)] = (url, kind, server)
         return server
+
+
+def _stored_base_url(client: Any) -> Any:
+    """What ``client.base_url`` returns, read where the client keeps it.
+
+    On openai 3.x the ``base_url`` property imports a module on every read (microseconds per
+    call); the value is the instance's ``_configured_base_url`` (``_base_url`` on 2.x).
+    """
+    stored = getattr(client, "__dict__", None)
+    if stored:
+        url = stored.get("_configured_base_url") or stored.get("_base_url")
+        if url is not None:
+            return url
+    try:
+        return client.base_url
+    except Exception:  # noqa: BLE001 - not an SDK client we know
+        return None
 
 
 def _address(base_url: str) -> tuple[str | None, int]:
