@@ -204,3 +204,27 @@ def test_prices_shows_a_policy_model_id_harmlessly(tmp_path, capsys, monkeypatch
     out = capsys.readouterr().out
     assert [c for c in _hidden(out) if c != "\n"] == []
     assert printable(model) in out and f"{path} line 1" in out
+
+
+def test_revenue_import_names_its_file_harmlessly(tmp_path, capsys) -> None:
+    from otel_margin.cli import main
+
+    path = tmp_path / "rev\x1b[2J\u202e.csv"
+    path.write_text("customer,period,amount,currency,tier\nacme,2024-05,10,USD,pro\n", encoding="utf-8")
+    assert main(["revenue", "import", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert [c for c in _hidden(out) if c != "\n"] == [] and f"{printable(str(path))}: 1 rows are valid" in out
+
+
+def test_demo_tables_show_names_from_the_spans_harmlessly() -> None:
+    from rich.console import Console
+
+    from otel_margin.cli.demo import _table
+
+    row = {"calls": 1, "errors": 0, "input_tokens": 10, "output_tokens": 5, "cost": Decimal("0.001"),
+           "unpriced": 0, "revenue": Decimal("0")}
+    out = io.StringIO()
+    Console(file=out, width=400, color_system=None).print(_table("t", "feature", {HOSTILE: row, "[b]x[/b]": row}))
+    rendered = out.getvalue()
+    assert [c for c in _hidden(rendered) if c != "\n"] == []
+    assert printable(HOSTILE) in rendered and "[b]x[/b]" in rendered

@@ -6,6 +6,10 @@ import argparse
 from typing import Any
 
 
+DEMO_DATABASE = "otel_margin_demo"
+"""The demo's own database at the configured endpoint: emptying it never touches real data."""
+
+
 def register(subparsers: Any) -> None:
     """Add the ``demo`` command."""
     parser = subparsers.add_parser(
@@ -13,13 +17,19 @@ def register(subparsers: Any) -> None:
         help="run a realistic LLM workload against a local stand-in and print cost and margin",
         description="Start a local stand-in for the OpenAI and Anthropic APIs, run a multi-feature, "
         "multi-customer workload through the real openai and anthropic SDKs instrumented by "
-        "otel-margin, and print cost per feature and per customer. Nothing leaves this machine.",
+        "otel-margin, and print cost per feature and per customer. Nothing leaves this machine. "
+        f"The spans go to the database {DEMO_DATABASE!r} at OTEL_EXPORTER_CLICKHOUSE_ENDPOINT "
+        "(embedded chDB in ./.otel-margin by default), emptied first unless --keep.",
     )
     parser.add_argument("--calls", type=_positive, default=400, help="number of LLM calls to make (default: 400)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the workload (default: 7)")
     parser.add_argument(
         "--no-store", action="store_true",
         help="do not write to ClickHouse; print only the live cost tables",
+    )
+    parser.add_argument(
+        "--keep", action="store_true",
+        help=f"add this run to the demo database {DEMO_DATABASE!r} instead of emptying it first",
     )
     parser.set_defaults(func=run)
 
@@ -36,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
     from otel_margin.standin import StandInServer, anthropic_client, openai_client
 
     console = Console()
+    config = None if args.no_store else _demo_store(keep=args.keep, console=console)
     tally = CostTally()
     provider = TracerProvider()
     provider.add_span_processor(tally)
-    exporter = None if args.no_store else _clickhouse_exporter(provider, console)
+    exporter = None if config is None else _clickhouse_exporter(provider, config)
     instrumentors = (OpenAIMarginInstrumentor(), AnthropicMarginInstrumentor())
     for instrumentor in instrumentors:
         instrumentor.instrument(tracer_provider=provider)
@@ -57,45 +68,98 @@ def run(args: argparse.Namespace) -> int:
         provider.shutdown()
     console.print(_table("Cost per feature (live, from the spans)", "feature", tally.by_feature))
     console.print(_table("Cost per customer (live, from the spans)", "customer", tally.by_customer))
-    if exporter is None:
+    if config is None:
         return 0
-    return _margin_report(exporter, console)
+    return _margin_report(config, console)
 
 
-def _clickhouse_exporter(provider: Any, console: Any) -> Any:
+def _demo_store(*, keep: bool, console: Any) -> Any:
+    """The demo's storage settings: its own database and spool at the configured endpoint, emptied
+    first unless ``keep`` (a second run must not be added to the first against the same revenue)."""
+    import dataclasses
+    import shutil
+    from pathlib import Path
+
+    from rich.markup import escape as markup_escape
+
+    from otel_margin import schema
+    from otel_margin.cli import CommandError, storage_config
+    from otel_margin.display import printable
+    from otel_margin.exporters.storage import StorageUnavailable, session
+
+    configured = storage_config()
+    spool = Path(configured.spool_dir)
+    config = dataclasses.replace(configured, database=DEMO_DATABASE, spool_dir=str(spool.with_name(f"{spool.name}-demo")))
+    where = f"{config.endpoint} ({config.chdb_path})" if config.embedded else config.endpoint
+    where = markup_escape(printable(where))  # a setting from outside, printed inside rich markup
+    if keep:
+        console.print(f"writing LLM spans to {where}, database {DEMO_DATABASE!r}, added to earlier demo runs (--keep)")
+        return config
+    try:
+        with session(config) as client:
+            client.command(f"DROP DATABASE IF EXISTS {schema.quote_identifier(DEMO_DATABASE)} SYNC")
+    except StorageUnavailable as error:
+        raise CommandError(str(error)) from error
+    # Batches an interrupted run left would be inserted into the new run.
+    shutil.rmtree(config.spool_path, ignore_errors=True)
+    console.print(f"writing LLM spans to {where}, database {DEMO_DATABASE!r}, emptied first "
+                  "(--keep adds runs up instead)")
+    return config
+
+
+def _clickhouse_exporter(provider: Any, config: Any) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from otel_margin.exporters.clickhouse import ClickHouseSpanExporter
 
-    exporter = ClickHouseSpanExporter()
-    console.print(f"writing LLM spans to {exporter.config.endpoint} (database {exporter.config.database})")
+    exporter = ClickHouseSpanExporter(
+        **{name: getattr(config, name) for name in (
+            "endpoint", "database", "username", "password", "ttl_days", "timeout", "spool_dir", "spool_max_mb",
+            "drain_interval")},
+    )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return exporter
 
 
-def _margin_report(exporter: Any, console: Any) -> int:
+def _margin_report(config: Any, console: Any) -> int:
     """Import the demo's subscription revenue, then print the margin report from ClickHouse."""
+    import os
     import tempfile
     from datetime import datetime, timezone
     from pathlib import Path
 
     from otel_margin.cli import main
     from otel_margin.demo import revenue_csv
+    from otel_margin.environment_variables import OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR
 
     day = datetime.now(timezone.utc).date().isoformat()
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "demo-revenue.csv"
-        path.write_text(revenue_csv(day))
-        console.print(f"\nimporting the demo's subscription revenue for {day}: otel-margin revenue import FILE")
-        status = main(["revenue", "import", str(path)])
-    if status:
-        return status
-    console.print("\nmargin report from ClickHouse: otel-margin report --since 1\n")
-    return main(["report", "--since", "1"])
+    database = ["--database", config.database]
+    # The commands below read the demo's spool, not an application's (a spool names no database).
+    saved = os.environ.get(OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR)
+    os.environ[OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR] = config.spool_dir
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "demo-revenue.csv"
+            path.write_text(revenue_csv(day))
+            console.print(f"\nimporting the demo's subscription revenue for {day}: "
+                          f"otel-margin revenue import FILE --database {config.database}")
+            status = main(["revenue", "import", str(path), *database])
+        if status:
+            return status
+        console.print(f"\nmargin report from ClickHouse: otel-margin report --since 1 --database {config.database}\n")
+        return main(["report", "--since", "1", *database])
+    finally:
+        if saved is None:
+            os.environ.pop(OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR, None)
+        else:
+            os.environ[OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR] = saved
 
 
 def _table(title: str, key: str, rows: dict[str, dict[str, Any]]) -> Any:
     from rich.table import Table
+
+    from otel_margin.cli.report import usd_text
+    from otel_margin.display import rich_text
 
     table = Table(title=title)
     table.add_column(key)
@@ -103,14 +167,14 @@ def _table(title: str, key: str, rows: dict[str, dict[str, Any]]) -> Any:
         table.add_column(column, justify="right")
     for name, row in sorted(rows.items(), key=lambda item: item[1]["cost"], reverse=True):
         table.add_row(
-            name,
+            rich_text(name),  # a name from the spans: shown printable, never as markup
             str(row["calls"]),
             str(row["errors"]),
             f"{row['input_tokens']:,}",
             f"{row['output_tokens']:,}",
-            f"{row['cost']:.4f}",
+            usd_text(row["cost"]),
             str(row["unpriced"]),
-            f"{row['revenue']:.2f}",
+            usd_text(row["revenue"]),
         )
     return table
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from otel_margin.display import printable
 from otel_margin.revenue import RevenueFileError, import_revenue, parse_revenue_csv
 
 
@@ -27,19 +28,20 @@ def run_import(args: argparse.Namespace) -> int:
 
     events = read_events(args.file)
     if args.dry_run:
-        print(f"{args.file}: {len(events)} rows are valid; nothing written (--dry-run)")
+        print(f"{printable(str(args.file))}: {len(events)} rows are valid; nothing written (--dry-run)")
         return 0
     from otel_margin import schema
-    from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, session
+    from otel_margin.cli import storage_config
+    from otel_margin.exporters.storage import StorageUnavailable, session
 
-    config = StorageConfig.from_env(database=args.database)
+    config = storage_config(database=args.database)
     try:
         with session(config) as client:
             schema.apply_schema(client, database=config.database, ttl_days=config.ttl_days)
             result = import_revenue(client, events, source=args.file.name, database=config.database)
     except StorageUnavailable as error:
         raise CommandError(str(error)) from error
-    print(f"{args.file}: {result.new} new, {result.changed} changed, {result.unchanged} unchanged")
+    print(f"{printable(str(args.file))}: {result.new} new, {result.changed} changed, {result.unchanged} unchanged")
     return 0
 
 

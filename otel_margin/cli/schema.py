@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from otel_margin import schema
+from otel_margin.display import printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,17 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def apply(args: argparse.Namespace) -> int:
     """Apply the schema through a short storage session."""
-    from otel_margin.exporters.storage import StorageConfig, StorageUnavailable, session
+    from otel_margin.exporters.storage import StorageUnavailable, session
 
-    from otel_margin.cli import CommandError
+    from otel_margin.cli import CommandError, storage_config
 
-    config = StorageConfig.from_env(database=args.database)
+    config = storage_config(database=args.database)
     try:
         with session(config) as client:
             schema.apply_schema(client, database=config.database, ttl_days=config.ttl_days)
     except StorageUnavailable as error:
         raise CommandError(str(error)) from error
-    print(f"schema applied to database {config.database!r} at {config.endpoint}")
+    print(f"schema applied to database {config.database!r} at {printable(config.endpoint)}")
     return 0
 
 
