@@ -5,6 +5,9 @@ other languages (through the collector), so attribute types are not trusted: a v
 the wrong type is coerced when the meaning is unambiguous (``"12"`` tokens → 12), or the
 column gets its empty value (NULL for the nullable money columns, never 0), and the
 problem is counted. A row is never dropped for a bad attribute, and nothing here raises.
+Labels stay true to the values: a token count the column cannot hold (beyond UInt64, negative,
+not a number) is stored as 0 under cost status ``invalid`` with a NULL cost, never under a cost
+priced from it, and a row without a cost is never ``priced`` or ``estimated`` (it is ``invalid``).
 
 Rows are built straight into plain values, because this runs once per span and its cost
 is the exporter's cost: a list in :data:`COLUMN_NAMES` order — the timestamp as Unix
@@ -146,6 +149,9 @@ _FEATURE, _USAGE_SOURCE, _COST, _COST_STATUS, _ERROR_TYPE = (
     _INDEX[n] for n in ("feature", "usage_source", "cost_usd", "cost_status", "error_type")
 )
 _STR, _INT = {str}, {int}
+_COST_COMPONENTS = slice(_INDEX["cost_input_usd"], _INDEX["cost_other_usd"] + 1)
+_ZERO_COMPONENTS = ["0"] * (_COST_COMPONENTS.stop - _COST_COMPONENTS.start)
+_PRICED = ("priced", "estimated")
 
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,26}(?:\.[0-9]{1,12})?").fullmatch
 """Money text ClickHouse reads into Decimal(38, 12) exactly as written (no rounding, no overflow)."""
@@ -182,8 +188,11 @@ def span_to_row(span: ReadableSpan, *, service_name: str, problems: Counter[str]
             if type(strings[i]) is not str:
                 strings[i] = _string(strings[i], column, counter)
     tokens = list(map(get, _TOKEN_KEYS, _ZEROS))
+    usage_invalid = False
     if set(map(type, tokens)) != _INT or min(tokens) < 0 or max(tokens) > _MAX_UINT64:
+        invalid = sum(counter[f"{column}:invalid"] for column, _ in _TOKENS)
         tokens = [_tokens(value, column, counter) for value, (column, _) in zip(tokens, _TOKENS)]
+        usage_invalid = sum(counter[f"{column}:invalid"] for column, _ in _TOKENS) > invalid
     money = list(map(get, _MONEY_KEYS))
     for i, value in enumerate(money):
         if type(value) is str and _PLAIN_DECIMAL(value):
@@ -210,9 +219,16 @@ def span_to_row(span: ReadableSpan, *, service_name: str, problems: Counter[str]
         row[_FEATURE] = a.UNATTRIBUTED
     if not row[_USAGE_SOURCE]:
         row[_USAGE_SOURCE] = "provider"
-    if not row[_COST_STATUS]:
+    if usage_invalid:
+        # A count the column cannot hold (beyond UInt64, negative, not a number) is stored as 0:
+        # never under a cost priced from it.
+        row[_COST_STATUS], row[_COST] = "invalid", None
+        row[_COST_COMPONENTS] = _ZERO_COMPONENTS
+    elif not row[_COST_STATUS]:
         # An unpriced call is never $0: no cost attribute means NULL and "unpriced".
         row[_COST_STATUS] = "unpriced" if row[_COST] is None else "priced"
+    elif row[_COST] is None and row[_COST_STATUS] in _PRICED:
+        row[_COST_STATUS] = "invalid"  # a row without a cost is never "priced"
     if not row[_ERROR_TYPE] and span.status is not None and span.status.status_code is StatusCode.ERROR:
         row[_ERROR_TYPE] = "_OTHER"  # the semantic conventions' fallback value
     return row

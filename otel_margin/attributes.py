@@ -27,6 +27,7 @@ GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
 GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
@@ -48,7 +49,9 @@ MARGIN_COST_OUTPUT_USD = "margin.cost.output.usd"
 MARGIN_COST_OTHER_USD = "margin.cost.other.usd"
 """Costs that are not per token: self-hosted GPU time, per-request fees."""
 MARGIN_COST_STATUS = "margin.cost.status"
-"""``priced`` | ``estimated`` | ``unpriced``."""
+"""``priced`` | ``estimated`` | ``unpriced`` | ``error`` (the call failed and reported no usage:
+no cost, and no usage revenue is booked for it) | ``invalid`` (the reply claimed more tokens than
+one call can use, see :mod:`otel_margin.usage_bounds`: no cost, no token counts)."""
 MARGIN_PRICE_VERSION = "margin.price.version"
 MARGIN_PRICE_SOURCE = "margin.price.source"
 """``catalog`` | ``policy`` | ``self_hosted``: where the unit prices came from."""
@@ -67,6 +70,9 @@ MARGIN_LIMIT_ACTION = "margin.limit.action"
 MARGIN_LIMIT_NAME = "margin.limit.name"
 MARGIN_GUARDRAIL_ERRORS = "margin.guardrail.errors"
 """Names of the plugins whose hooks raised during this call (they failed open)."""
+MARGIN_CONTENT_TRUNCATED = "margin.content.truncated"
+"""Names of the captured content attributes that were cut to fit
+``OTEL_MARGIN_CAPTURE_MESSAGE_MAX_BYTES`` (see :mod:`otel_margin.content`)."""
 
 # --- attribution sources and values ----------------------------------------------------------
 UNATTRIBUTED = "unattributed"
@@ -85,8 +91,22 @@ METRIC_COST = "margin.cost"
 METRIC_INTERNAL_ERRORS = "margin.internal.errors"
 """Counter of otel-margin's own failures that were swallowed so the user's call could proceed."""
 
+METRIC_REFUSED = "margin.refused"
+"""Counter of values from outside (a reply's usage, W3C baggage, the route mapping) that were
+refused: logged once, counted here, and the call recorded without them (:mod:`otel_margin.refusals`)."""
+MARGIN_REFUSED_WHAT = "margin.refused.what"
+"""Label of :data:`METRIC_REFUSED`: ``usage``, ``baggage:<key>`` or ``route:<key>``."""
+
 METRIC_EXPORT_DROPPED = "margin.export.dropped"
 """Counter of LLM spans the ClickHouse exporter dropped (spool full or refused for good)."""
+METRIC_EXPORT_EXPORTED = "margin.export.exported"
+"""Observable counter of LLM spans the ClickHouse exporter wrote (committed), unit ``{span}``."""
+METRIC_EXPORT_REPLAYED = "margin.export.replayed"
+"""Observable counter of LLM spans written from the spool after a failed write (server mode), ``{span}``."""
+METRIC_EXPORT_SPOOL_BYTES = "margin.export.spool.bytes"
+"""Observable gauge of the bytes waiting in the ClickHouse exporter's spool, unit ``By``."""
+METRIC_EXPORT_SPOOL_BATCHES = "margin.export.spool.batches"
+"""Observable gauge of the batches waiting in the ClickHouse exporter's spool, unit ``{batch}``."""
 
 TOKEN_USAGE_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,

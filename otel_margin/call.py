@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-UsageSource = Literal["provider", "estimated"]
+UsageSource = Literal["provider", "estimated", "cache"]
+"""``cache``: a cache hit answered; no provider was called and no tokens were billed."""
 CostStatus = Literal["priced", "estimated", "unpriced", "error", "invalid"]
 """``error``: the call failed and the provider reported no usage, so it cost nothing (see
 :func:`otel_margin.pipeline._book_failure`); ``unpriced``: usage without a price; ``invalid``:

@@ -17,8 +17,24 @@ OTEL_MARGIN_OPENAI_INCLUDE_USAGE = "OTEL_MARGIN_OPENAI_INCLUDE_USAGE"
 """``true`` (default) injects ``stream_options.include_usage`` into OpenAI chat streams so
 usage is exact, and hides the extra usage-only chunk from callers that did not ask for it."""
 
+OTEL_MARGIN_MAX_TOKENS_PER_CALL = "OTEL_MARGIN_MAX_TOKENS_PER_CALL"
+"""Input plus output tokens one call can use, at most. Default 10000000. A reply claiming more is
+recorded with cost status ``invalid`` and no cost, warned about once per model and counted."""
+
+OTEL_MARGIN_HANDLE_SIGTERM = "OTEL_MARGIN_HANDLE_SIGTERM"
+"""``true`` (default): on SIGTERM, write pending calls and spans (at most 5 s), then hand the signal
+to the handler that was there before (docs/reliability.md). ``false``: leave SIGTERM alone."""
+
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-"""``true`` records prompts and completions on spans. Default: off."""
+"""``true`` (or ``SPAN_ONLY`` / ``SPAN_AND_EVENT``) records system instructions, input and output
+messages on chat spans (``gen_ai.system_instructions``, ``gen_ai.input.messages``,
+``gen_ai.output.messages``, JSON as the GenAI conventions shape them). Default: off
+(``false`` / ``NO_CONTENT``); ``EVENT_ONLY`` records none (otel-margin emits no events)."""
+
+OTEL_MARGIN_CAPTURE_MESSAGE_MAX_BYTES = "OTEL_MARGIN_CAPTURE_MESSAGE_MAX_BYTES"
+"""Cap of each captured content attribute, in UTF-8 bytes. Default 32768, at least 64. Longer
+content has its longest strings cut (ending ``...[truncated]``), the JSON kept valid, and
+``margin.content.truncated`` names the attributes cut."""
 
 # --- ClickHouse exporter (issue 3) ---------------------------------------------------------
 OTEL_EXPORTER_CLICKHOUSE_ENDPOINT = "OTEL_EXPORTER_CLICKHOUSE_ENDPOINT"

@@ -37,6 +37,7 @@ from otel_margin.environment_variables import (
 )
 from otel_margin.finisher import FINISHER
 from otel_margin.pluginhost import pm
+from otel_margin.replay import SLOT_KEY, Recording, Slot
 from otel_margin.prices import get_catalog
 from otel_margin.providers import Server, ServerTable
 from otel_margin.streams import EventTap, tap_events, wrap_manager, wrap_raw_response, wrap_stream
@@ -62,6 +63,9 @@ _READ_EVENTS_EVERY = 4096
 
 _KEEP_CHUNKS = 10_000
 """Chunks kept whole for ``margin_record`` hooks, at most."""
+
+CACHE_HIT_NOTE = "cache.hit"
+"""Set in ``call.notes`` when a cache hit answers the call through its stored exchange."""
 
 # OpenLLMetry's instrumentations skip a call when this context key is set.
 _PEER_SUPPRESS_KEY = "suppress_language_model_instrumentation"
@@ -286,7 +290,7 @@ class CallFlow:
     """
 
     __slots__ = ("endpoint", "settings", "call", "span", "owned", "started", "cached", "done",
-                 "pending", "observer", "chunks", "hide", "tapped")
+                 "pending", "observer", "chunks", "hide", "tapped", "slot")
 
     def __init__(self, endpoint: Endpoint, settings: Settings, call: LLMCall) -> None:
         self.endpoint = endpoint
@@ -305,6 +309,8 @@ class CallFlow:
         self.hide: Callable[[Any], bool] | None = None
         self.tapped = False
         """The stream's raw events, not its chunks, go to ``pending`` (:meth:`Endpoint.tap_event`)."""
+        self.slot: Slot | None = None
+        """What the HTTP layer does for this call: serve a cached exchange, or record the provider's."""
 
     @classmethod
     def begin(cls, endpoint: Endpoint, settings: Settings, kwargs: dict, instance: Any = None) -> "CallFlow | None":
@@ -335,10 +341,16 @@ class CallFlow:
         except Exception:  # noqa: BLE001
             _internal_error(settings, "guardrails")
             return flow
-        if hit is not None:
-            flow.call.usage = Usage(source="provider")
+        if hit is not None and hit.exchange is not None:
+            # The SDK builds its own answer from the stored response (otel_margin.replay).
+            flow.call.notes[CACHE_HIT_NOTE] = True
+            flow.slot = Slot(exchange=hit.exchange)
+        elif hit is not None:
+            flow.call.usage = Usage(source="cache")
             flow._end(hit.response, None)
             flow.cached = hit.response
+        elif "margin_cache_lookup" in pm.hooks_in_use():
+            flow.slot = Slot(sink=Recording())  # for margin_record's exchange
         return flow
 
     def enter(self) -> object:
@@ -346,6 +358,8 @@ class CallFlow:
         values = {**otel_context.get_current(), IN_CALL_KEY: True, _PEER_SUPPRESS_KEY: True}
         if self.owned:
             values[_SPAN_KEY] = self.span
+        if self.slot is not None:
+            values[SLOT_KEY] = self.slot
         return otel_context.attach(otel_context.Context(values))
 
     def succeed(self, result: Any) -> Any:
@@ -494,13 +508,17 @@ class CallFlow:
                     self._estimate_usage(self.observer.text() if self.observer is not None else "")
             elif call.usage is None and error is None:
                 self._estimate_usage(self.endpoint.output_text(response))
+            if call.notes.get(CACHE_HIT_NOTE):
+                call.usage = Usage(source="cache")  # nothing was billed: the replayed usage was the original's
             if call.usage is not None and call.cost is None:
                 _price(call)
             if error is not None or call.error_type is not None:
                 _book_failure(call)
             elif call.attribution.revenue_usd is None and call.attribution.feature in settings.unit_prices:
                 _set_unit_revenue(call, settings.unit_prices[call.attribution.feature])
-            guardrails.after_call(call, response, settings.telemetry.count_internal_error)
+            sink = self.slot.sink if self.slot is not None else None
+            exchange = sink.last if sink is not None else None
+            guardrails.after_call(call, response, settings.telemetry.count_internal_error, exchange)
         except Exception:  # noqa: BLE001
             _internal_error(settings, "finish")
 

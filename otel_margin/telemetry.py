@@ -23,6 +23,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from otel_margin import __version__
 from otel_margin import attributes as attr
 from otel_margin.call import LLMCall
+from otel_margin.refusals import observe as observe_refusals
+from otel_margin.usage_bounds import is_refused
 
 SCOPE = "otel_margin"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
@@ -64,6 +66,12 @@ class Telemetry:
             attr.METRIC_INTERNAL_ERRORS,
             unit="{error}",
             description="otel-margin's own failures, swallowed so the user's call could proceed.",
+        )
+        meter.create_observable_counter(
+            attr.METRIC_REFUSED,
+            callbacks=[observe_refusals],
+            unit="{value}",
+            description="Values from outside (usage, baggage, route mapping) refused: logged once, counted, dropped.",
         )
 
     def start_span(self, call: LLMCall) -> tuple[Any, bool]:
@@ -134,12 +142,16 @@ class Telemetry:
         }
         if call.response_model:
             labels[attr.GEN_AI_RESPONSE_MODEL] = call.response_model
+        if call.server_address is not None:
+            labels[attr.SERVER_ADDRESS] = call.server_address
+            if call.server_port is not None:
+                labels[attr.SERVER_PORT] = call.server_port
         if call.error_type:
             labels[attr.ERROR_TYPE] = call.error_type
         if call.duration_s is not None:
             self.duration.record(call.duration_s, labels)
         usage = call.usage
-        if usage is not None and call.error_type is None:
+        if usage is not None and call.error_type is None and not is_refused(call):
             self.token_usage.record(usage.input_tokens, {**labels, attr.GEN_AI_TOKEN_TYPE: "input"})
             if call.operation != "embeddings":
                 self.token_usage.record(usage.output_tokens, {**labels, attr.GEN_AI_TOKEN_TYPE: "output"})
@@ -294,14 +306,22 @@ def span_attributes(call: LLMCall) -> dict[str, Any]:
 
 def sampling_attributes(call: LLMCall) -> dict[str, Any]:
     """The attributes a span starts with: those the GenAI conventions let samplers read."""
-    return {
+    values = {
         attr.GEN_AI_OPERATION_NAME: call.operation,
         attr.GEN_AI_PROVIDER_NAME: call.provider,
         attr.GEN_AI_REQUEST_MODEL: call.model,
     }
+    if call.server_address is not None:
+        values[attr.SERVER_ADDRESS] = call.server_address
+        if call.server_port is not None:
+            values[attr.SERVER_PORT] = call.server_port
+    return values
 
 
-_SAMPLING_KEYS = (attr.GEN_AI_OPERATION_NAME, attr.GEN_AI_PROVIDER_NAME, attr.GEN_AI_REQUEST_MODEL)
+_SAMPLING_KEYS = (
+    attr.GEN_AI_OPERATION_NAME, attr.GEN_AI_PROVIDER_NAME, attr.GEN_AI_REQUEST_MODEL, attr.SERVER_ADDRESS,
+    attr.SERVER_PORT,
+)
 
 
 def request_attributes(call: LLMCall) -> dict[str, Any]:
@@ -337,8 +357,9 @@ def result_attributes(call: LLMCall) -> dict[str, Any]:
         values[attr.ERROR_TYPE] = call.error_type
     usage = call.usage
     if usage is not None:
-        values[attr.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
         values[attr.MARGIN_USAGE_SOURCE] = usage.source
+    if usage is not None and not is_refused(call):  # refused counts stay off (no int64, no UInt64 holds them)
+        values[attr.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
         if call.operation != "embeddings":
             values[attr.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
         if usage.cache_read_tokens:

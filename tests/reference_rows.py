@@ -83,8 +83,11 @@ def reference_row(
     }
     for column, key in _STRING_COLUMNS.items():
         row[column] = _string(attrs.get(key), column, counter)
+    usage_invalid = False
     for column, key in _TOKEN_COLUMNS.items():
+        before = counter[f"{column}:invalid"]
         row[column] = _tokens(attrs.get(key), column, counter)
+        usage_invalid = usage_invalid or counter[f"{column}:invalid"] > before
     for column, key in _NULLABLE_MONEY_COLUMNS.items():
         row[column] = _money(attrs.get(key), column, counter)
     for column, key in _MONEY_COLUMNS.items():
@@ -95,9 +98,17 @@ def reference_row(
         row["feature"] = a.UNATTRIBUTED
     if not row["usage_source"]:
         row["usage_source"] = "provider"
-    if not row["cost_status"]:
+    if usage_invalid:
+        # A token count the column cannot hold is stored as 0, never under a cost priced from it.
+        row["cost_status"], row["cost_usd"] = "invalid", None
+        for column in ("cost_input_usd", "cost_cache_read_usd", "cost_cache_write_usd", "cost_output_usd",
+                       "cost_other_usd"):
+            row[column] = Decimal(0)
+    elif not row["cost_status"]:
         # An unpriced call is never $0: no cost attribute means NULL and "unpriced".
         row["cost_status"] = "unpriced" if row["cost_usd"] is None else "priced"
+    elif row["cost_usd"] is None and row["cost_status"] in ("priced", "estimated"):
+        row["cost_status"] = "invalid"  # a row without a cost is never priced
     if not row["error_type"] and span.status is not None and span.status.status_code is StatusCode.ERROR:
         row["error_type"] = "_OTHER"  # the semantic conventions' fallback value
     return row

@@ -180,9 +180,12 @@ def test_wrong_types_are_coerced_or_emptied_and_counted():
     row = row_of(span, problems)
     assert (row["input_tokens"], row["output_tokens"], row["customer"]) == (12, 0, "42")
     assert row["cost_usd"] is None and row["revenue_usd"] == "0.250000000000" and row["saved_usd"] == "0"
-    assert row["cost_input_usd"] == "0.000000000002"  # 13 decimals: rounded half-even to the column's 12
+    # -3 output tokens cannot be stored: the row is stored as invalid, no cost priced from the count.
+    assert row["cost_status"] == "invalid" and row["cost_input_usd"] == "0"
     assert problems == Counter({"input_tokens:coerced": 1, "output_tokens:invalid": 1, "cost_usd:invalid": 1,
                                 "revenue_usd:coerced": 1, "customer:coerced": 1, "saved_usd:invalid": 1})
+    row = row_of(finished_span(llm_attributes(1, **{a.MARGIN_COST_INPUT_USD: "0.0000000000015"})))
+    assert row["cost_input_usd"] == "0.000000000002"  # 13 decimals: rounded half-even to the column's 12
 
 
 def test_a_string_utf8_cannot_carry_is_repaired_and_counted():

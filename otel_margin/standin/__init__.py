@@ -29,6 +29,10 @@ an SDK use ``extra_headers=``):
 
 ``x-standin-output-tokens: N`` forces the output to N tokens: usage reports exactly N and the
 text has N words (fewer when part of them are reasoning / thinking, see the provider modules).
+``x-standin-usage: {JSON object}`` replaces those fields of every usage the reply carries (the
+body's, a stream's usage chunk or final event, Anthropic's ``message_start`` and the
+``message_delta`` output count), with any JSON value: ``{"prompt_tokens": 1e30}``,
+``{"output_tokens": "seven"}``.
 An unknown scenario or a bad N is answered with a 400 naming the value.
 """
 
@@ -44,6 +48,7 @@ from otel_margin.standin.wire import (
     OUTPUT_TOKENS_HEADER,
     SCENARIO_HEADER,
     SCENARIOS,
+    USAGE_HEADER,
     Scenario,
     ScenarioError,
     StandInResponse,
@@ -53,6 +58,7 @@ __all__ = [
     "OUTPUT_TOKENS_HEADER",
     "SCENARIO_HEADER",
     "SCENARIOS",
+    "USAGE_HEADER",
     "RecordedRequest",
     "Scenario",
     "ScenarioError",

@@ -253,7 +253,7 @@ def _usage(request: StandInRequest, input_tokens: int, cache: CacheUse, out: int
         usage.update(
             cache_creation_input_tokens=None, cache_read_input_tokens=None, cache_creation=None, service_tier=None
         )
-    return usage
+    return request.scenario.usage_over(usage)
 
 
 # --- content -----------------------------------------------------------------------------------
@@ -318,7 +318,7 @@ def _stream(message: dict[str, Any], blocks: list[dict[str, Any]], stop_reason: 
         events.append(sse({"type": "content_block_stop", "index": index}, event="content_block_stop"))
     delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}}
     if "usage" in message:
-        delta["usage"] = {"output_tokens": out}
+        delta["usage"] = {"output_tokens": message["usage"]["output_tokens"]}  # ``out``, unless replaced
     events.append(sse(delta, event="message_delta"))
     events.append(sse({"type": "message_stop"}, event="message_stop"))
     return events

@@ -22,6 +22,10 @@ SCENARIO_HEADER = "x-standin-scenario"
 OUTPUT_TOKENS_HEADER = "x-standin-output-tokens"
 """Request header forcing the reply's output tokens (and its length in words)."""
 
+USAGE_HEADER = "x-standin-usage"
+"""Request header: a JSON object whose fields replace those of the reply's usage, whatever they
+are (``{"prompt_tokens": 1e30}``, ``{"output_tokens": "seven"}``), to play malformed usage."""
+
 SCENARIOS = frozenset(
     {
         "tools",
@@ -60,9 +64,15 @@ class Scenario:
 
     names: frozenset[str] = frozenset()
     output_tokens: int | None = None
+    usage: Mapping[str, Any] | None = None
+    """Fields replacing the reply's usage fields (:data:`USAGE_HEADER`)."""
 
     def __contains__(self, name: object) -> bool:
         return name in self.names
+
+    def usage_over(self, usage: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``usage`` with the fields :data:`USAGE_HEADER` replaces (``None`` stays ``None``: no usage)."""
+        return usage if usage is None or not self.usage else {**usage, **self.usage}
 
 
 def parse_scenario(headers: Mapping[str, str]) -> Scenario:
@@ -87,7 +97,22 @@ def parse_scenario(headers: Mapping[str, str]) -> Scenario:
                 f"header {OUTPUT_TOKENS_HEADER}={forced!r} is not a whole number of tokens; "
                 f"send an integer from 1 to {MAX_FORCED_OUTPUT_TOKENS}"
             )
-    return Scenario(names=names, output_tokens=output_tokens)
+    return Scenario(names=names, output_tokens=output_tokens, usage=_usage_fields(headers.get(USAGE_HEADER)))
+
+
+def _usage_fields(raw: str | None) -> Mapping[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        fields = json.loads(raw)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict):
+        raise ScenarioError(
+            f"header {USAGE_HEADER}={raw[:200]!r} is not a JSON object; send the usage fields to replace, "
+            'e.g. {"prompt_tokens": 1000000000000000000000000000000}'
+        )
+    return fields
 
 
 @dataclass(frozen=True, slots=True)

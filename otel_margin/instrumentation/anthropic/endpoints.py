@@ -89,13 +89,17 @@ class MessagesStreamObserver(StreamObserver):
             complete = call.finish_reasons != ()
         else:
             call.usage = _streamed_usage(self.start_usage, self.delta_usage)
-            complete = self.stopped
+            # The final count is the last message_delta's: without a readable one ("seven", a
+            # float, none at all) the start's placeholder is not the output, so it is estimated.
+            complete = self.stopped and fields.count(getattr(self.delta_usage, "output_tokens", None)) is not None
         if call.usage is not None and not complete:
             # The provider never sent its final count: what we have is a lower bound.
             counted = estimate_output_tokens(self.text(), call.model) if self.parts else 0
             call.usage = replace(call.usage, output_tokens=max(call.usage.output_tokens, counted), source="estimated")
 
     def text(self) -> str:
+        if not self.parts and self.snapshot is not None:
+            return self.endpoint.output_text(self.snapshot)  # messages.stream(): only the snapshot is seen
         return "".join(self.parts)
 
 
