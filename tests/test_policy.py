@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
 
 import pytest
@@ -10,6 +11,11 @@ from hypothesis import strategies as st
 
 from otel_margin.environment_variables import OTEL_MARGIN_POLICY
 from otel_margin.policy import SCHEMA, Policy, PolicyError, load_policy, parse_policy
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 FULL = """\
 # every documented key
@@ -214,9 +220,37 @@ def test_arbitrary_documents_never_crash_the_validator(document: dict) -> None:
     try:
         policy = parse_policy(text)
     except PolicyError as error:
-        assert str(error).startswith("otel-margin.toml")
+        assert str(error).split("\n") == error.errors
+        assert all(line.startswith("otel-margin.toml") for line in error.errors)
     else:
         assert isinstance(policy, Policy)
+
+
+_prices = st.one_of(
+    st.integers(-(10**6), 10**6).map(str),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3).map(lambda d: f'"{d}"'),
+    st.sampled_from(['"x"', "true", "nan", "-inf", '"-0"', "-0", "[]"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(_prices, min_size=1, max_size=8))
+def test_every_bad_value_is_reported_with_its_own_line(values: list[str]) -> None:
+    text = "".join(f"[features.f{index}]\nunit_price_usd = {value}\n" for index, value in enumerate(values))
+    bad = []
+    for index, value in enumerate(values):
+        parsed = tomllib.loads(f"v = {value}")["v"]  # what the value is in TOML, judged without our checker
+        try:
+            amount = Decimal(str(parsed)) if isinstance(parsed, (int, float, str)) and parsed is not True else None
+        except ArithmeticError:  # "x": not a number at all
+            amount = None
+        if amount is None or not (amount.is_finite() and amount >= 0):
+            bad.append(f"otel-margin.toml line {2 * index + 2}: [features.f{index}] unit_price_usd = ")
+    if not bad:
+        assert len(parse_policy(text).features) == len(values)
+        return
+    errors = _error(text).split("\n")
+    assert len(errors) == len(bad) and all(e.startswith(b) for e, b in zip(errors, bad))
 
 
 @settings(max_examples=200, deadline=None)
