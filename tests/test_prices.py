@@ -625,3 +625,14 @@ def test_cli_never_suggests_the_id_typed(model: str, provider: str | None, capsy
         assert json.loads(out)["model"] == model
     else:
         assert status == 1 and err.count(f"'{model}'") == 1, err
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(provider=st.text(min_size=1, max_size=20).filter(str.strip))
+def test_cli_any_provider_text_is_priced_or_named_unknown(provider: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["prices", "gpt-4o-mini", "--json", f"--provider={provider}"])
+    out, err = capsys.readouterr()
+    if prices.catalog_provider_id(provider) is None:
+        assert status == 1 and "unknown provider" in err and "unknown model" not in err
+    else:
+        assert (status == 0 and json.loads(out)["model"] == "gpt-4o-mini") or "unknown model" in err
