@@ -123,6 +123,20 @@ def test_a_compatible_provider_is_named_located_and_priced_from_its_catalog(
     oracle.check_span(span, oracle.openai_chat(response.usage), model=model, provider=catalog)
 
 
+def test_the_metrics_say_which_provider_and_server(transport, sink) -> None:
+    client_at(transport, "https://api.groq.com/openai/v1").chat.completions.create(
+        model="llama-3.3-70b-versatile", messages=MESSAGES
+    )
+
+    metrics = sink.metrics()  # one read: each read takes what was recorded since the last
+    for name in ("gen_ai.client.operation.duration", "gen_ai.client.token.usage"):
+        points = [point for metric in metrics[name] for point in metric.data.data_points]
+        assert points, name
+        for point in points:
+            a = point.attributes
+            assert (a["gen_ai.provider.name"], a["server.address"], a["server.port"]) == ("groq", "api.groq.com", 443)
+
+
 def test_a_deepseek_stream_is_priced_at_deepseek(transport, sink, oracle) -> None:
     client = client_at(transport, "https://api.deepseek.com")
     chunks = list(client.chat.completions.create(model="deepseek-chat", messages=MESSAGES, stream=True))
