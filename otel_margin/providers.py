@@ -95,13 +95,20 @@ def register_host(host: str, provider: str) -> None:
     maps hosts in the policy file instead (``[hosts."HOST:PORT"]``), which wins over this.
     """
     with _registered_lock:
-        _registered[host.strip().lower()] = provider
+        _registered[_host_key(host)] = provider
 
 
 def unregister_host(host: str) -> None:
     """Forget a :func:`register_host` entry (nothing happens when there is none)."""
     with _registered_lock:
-        _registered.pop(host.strip().lower(), None)
+        _registered.pop(_host_key(host), None)
+
+
+def _host_key(host: str) -> str:
+    # As detect() looks it up: "[::1]:8000" is "::1:8000", "Gpu-1" is "gpu-1".
+    parts = urlsplit(f"//{host.strip()}")
+    address = (parts.hostname or host.strip().lower()).rstrip(".")
+    return f"{address}:{parts.port}" if parts.port is not None else address
 
 
 def detect(base_url: str, client_class: str = "", policy_host: Callable[[str, int], Any] | None = None) -> Server:
