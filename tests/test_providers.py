@@ -351,7 +351,9 @@ def test_the_stand_ins_own_policy_lines_price_it_as_openai() -> None:
     assert (server.provider, server.matched_by) == ("openai", "policy")
 
 
-@pytest.mark.parametrize("written, url", [("[::1]:8123", "http://[::1]:8123/v1"), ("Standin.Example", "http://standin.example/v1")])
+@pytest.mark.parametrize(
+    "written, url", [("[::1]:8123", "http://[::1]:8123/v1"), ("Standin.Example", "http://standin.example/v1")]
+)
 def test_a_registered_host_is_found_as_a_client_writes_it(written, url) -> None:
     from otel_margin.providers import register_host, unregister_host
 
