@@ -1,9 +1,15 @@
 """Instrumentors: ``BaseInstrumentor`` subclasses that patch the LLM SDKs.
 
 :class:`PatchingInstrumentor` holds what every SDK instrumentor does the same way: wrap
-a list of methods with the pipeline's wrappers at instrument time, and on uninstrument
-take out only our own layer: ``unwrap`` removes whatever wrapper is outermost, which may be
-somebody else's.
+a list of methods with the pipeline's wrappers, and on uninstrument take out only our own
+layer: ``unwrap`` removes whatever wrapper is outermost, which may be somebody else's.
+
+An SDK is patched when the application imports it (a post-import hook; at once if it already
+has), not at instrument time: importing ``anthropic`` and ``openai`` takes seconds, and
+``opentelemetry-instrument`` instruments at start-up whatever is installed. The pipeline, the
+plugins and the price catalog (0.2 s of imports and parsing) load with the SDK, in that same
+hook, so the first call finds the catalog built and the finisher never imports it
+(benchmarks/README.md, "startup.py").
 """
 
 from __future__ import annotations
@@ -12,17 +18,22 @@ import importlib
 import logging
 import threading
 import weakref
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Collection
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping
 
 import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from otel_margin.finisher import flush_before_exporters
-from otel_margin.pipeline import Endpoint, Settings, async_wrapper, sync_wrapper
+from otel_margin.policy import Policy, load_policy_or_empty
+
+if TYPE_CHECKING:  # the pipeline loads with the SDK (see the module docstring)
+    from otel_margin.pipeline import Endpoint, Settings
 
 logger = logging.getLogger(__name__)
+_instance_lock = threading.Lock()
 _route_trackers: weakref.WeakSet[Any] = weakref.WeakSet()  # not ids: a collected provider's id is reused
 
 
@@ -42,6 +53,8 @@ class PatchingInstrumentor(BaseInstrumentor):
     """Base of the SDK instrumentors: subclasses list their :class:`Patch` targets."""
 
     _instruments: Collection[str] = ()
+    sdk: str = ""
+    """The SDK's top-level package: its import is what patches it (see the module docstring)."""
 
     def patches(self) -> list[Patch]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -53,13 +66,35 @@ class PatchingInstrumentor(BaseInstrumentor):
         # Never raise: under opentelemetry-instrument one failing instrumentor stops the others.
         self._applied: list[tuple[Any, str, Any]] = []
         try:
-            settings = Settings.load(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
-            _track_server_routes(settings, kwargs.get("tracer_provider"))
+            policy = load_policy_or_empty()
+            # Now, not with the SDK: a server span opened before the SDK is imported must be seen.
+            _track_server_routes(policy.routes, kwargs.get("tracer_provider"))
             flush_before_exporters(kwargs.get("tracer_provider") or trace.get_tracer_provider())
-            patches = self.patches()
         except Exception:  # noqa: BLE001
             logger.exception("otel-margin: %s could not start; the SDK is left uninstrumented", type(self).__name__)
             return
+        with self._lock():
+            self._pending: tuple[Policy, Mapping[str, Any]] | None = (policy, kwargs)
+        # Runs _on_import at once when the application has imported the SDK already.
+        wrapt.register_post_import_hook(self._on_import, self.sdk)
+
+    def _on_import(self, module: Any) -> None:
+        """Post-import hook of the SDK: patch it. It must never raise: that would fail the import."""
+        with self._lock():
+            pending, self._pending = getattr(self, "_pending", None), None
+            if pending is None:
+                return  # uninstrumented before the import, or patched by an earlier hook
+            try:
+                self._patch_sdk(*pending)
+            except Exception:  # noqa: BLE001
+                logger.exception("otel-margin: %s could not start; the SDK is left uninstrumented",
+                                 type(self).__name__)
+
+    def _patch_sdk(self, policy: Policy, kwargs: Mapping[str, Any]) -> None:
+        from otel_margin.pipeline import Settings
+
+        settings = Settings.load(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), policy)
+        patches = self.patches()
         # One switch across instrument cycles: SDK objects keep bound methods (``with_raw_response``
         # holds ``create``), so a wrapper can outlive its patch; it follows the switch.
         settings = replace(settings, enabled=self._switch())
@@ -77,6 +112,8 @@ class PatchingInstrumentor(BaseInstrumentor):
         if patch.factory is not None:
             wrapper = patch.factory(settings)
         else:
+            from otel_margin.pipeline import async_wrapper, sync_wrapper
+
             make = async_wrapper if patch.is_async else sync_wrapper
             wrapper = make(patch.endpoint, settings)
         name = patch.attribute.rsplit(".", 1)[-1]
@@ -88,6 +125,14 @@ class PatchingInstrumentor(BaseInstrumentor):
         if switch is None:
             switch = self._enabled = threading.Event()
         return switch
+
+    def _lock(self) -> AbstractContextManager[Any]:
+        # The SDK's import, and so the patching, may happen on any thread.
+        with _instance_lock:
+            lock = getattr(self, "_patching", None)
+            if lock is None:
+                lock = self._patching = threading.RLock()
+            return lock
 
     def ensure_outermost(self) -> None:
         """Move our wrappers outside any wrapper another instrumentation added after ours.
@@ -107,7 +152,20 @@ class PatchingInstrumentor(BaseInstrumentor):
             wrapt.wrap_function_wrapper(owner, name, wrapper)
             logger.debug("otel-margin: moved its wrapper of %s.%s outermost", getattr(owner, "__name__", owner), name)
 
+    def _reorder(self, module: Any = None) -> None:
+        """:meth:`ensure_outermost` as a post-import hook: never raises (that would fail the import)."""
+        try:
+            with self._lock():
+                self.ensure_outermost()
+        except Exception:  # noqa: BLE001 - never stop the application over ordering
+            logger.debug("otel-margin: could not reorder wrappers", exc_info=True)
+
     def _uninstrument(self, **kwargs: Any) -> None:
+        with self._lock():
+            self._pending = None  # an SDK imported from now on stays bare
+            self._unpatch_sdk()
+
+    def _unpatch_sdk(self) -> None:
         self._switch().clear()  # wrappers still held by SDK objects now pass calls through
         for owner, name, wrapper in reversed(getattr(self, "_applied", [])):
             current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
@@ -123,14 +181,16 @@ class PatchingInstrumentor(BaseInstrumentor):
 
 
 def ensure_outermost() -> None:
-    """``opentelemetry_post_instrument`` hook: make otel-margin's wrappers the outer ones."""
+    """``opentelemetry_post_instrument`` hook: make otel-margin's wrappers the outer ones.
+
+    An SDK the application has not imported yet is reordered when it is: this hook's turn then
+    comes after the import hooks every instrumentor registered while loading, so after a peer
+    that patches the SDK on its import as we do.
+    """
     for instrumentor_class in PatchingInstrumentor.__subclasses__():
         instance = getattr(instrumentor_class, "_instance", None)
         if instance is not None and instance.is_instrumented_by_opentelemetry:
-            try:
-                instance.ensure_outermost()
-            except Exception:  # noqa: BLE001 - never stop the application over ordering
-                logger.debug("otel-margin: could not reorder wrappers", exc_info=True)
+            wrapt.register_post_import_hook(instance._reorder, instance.sdk)  # at once if imported
 
 
 def _find_in_chain(current: Any, wrapper: Any) -> tuple[Any, Any]:
@@ -156,8 +216,8 @@ def _owner(patch: Patch) -> Any:
     return target if hasattr(target, name) else None
 
 
-def _track_server_routes(settings: Settings, tracer_provider: Any) -> None:
-    if not settings.routes:
+def _track_server_routes(routes: Mapping[str, str], tracer_provider: Any) -> None:
+    if not routes:
         return
     from otel_margin.attribution import ServerRouteTracker
 

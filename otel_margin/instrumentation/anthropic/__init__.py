@@ -10,9 +10,7 @@ yields one LLM span.
 from __future__ import annotations
 
 from otel_margin.instrumentation import Patch, PatchingInstrumentor
-from otel_margin.instrumentation.anthropic.endpoints import Messages, MessagesStream
 from otel_margin.instrumentation.anthropic.package import _instruments
-from otel_margin.pipeline import manager_wrapper, quiet_inside_calls
 
 _MESSAGES = "anthropic.resources.messages.messages"
 
@@ -21,8 +19,13 @@ class AnthropicMarginInstrumentor(PatchingInstrumentor):
     """Instruments the Anthropic SDK with tokens, exact cost, attribution and guardrails."""
 
     _instruments = _instruments
+    sdk = "anthropic"
 
     def patches(self) -> list[Patch]:
+        # Here, not at the top: the pipeline loads with the SDK (otel_margin.instrumentation).
+        from otel_margin.instrumentation.anthropic.endpoints import Messages, MessagesStream
+        from otel_margin.pipeline import manager_wrapper, quiet_inside_calls
+
         messages, stream = Messages(), MessagesStream()
         return [
             Patch(_MESSAGES, "Messages.create", messages),

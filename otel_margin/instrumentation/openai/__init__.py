@@ -9,7 +9,6 @@ same methods.
 from __future__ import annotations
 
 from otel_margin.instrumentation import Patch, PatchingInstrumentor
-from otel_margin.instrumentation.openai.endpoints import ChatCompletions, Embeddings, Responses
 from otel_margin.instrumentation.openai.package import _instruments
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -21,8 +20,12 @@ class OpenAIMarginInstrumentor(PatchingInstrumentor):
     """Instruments the OpenAI SDK with tokens, exact cost, attribution and guardrails."""
 
     _instruments = _instruments
+    sdk = "openai"
 
     def patches(self) -> list[Patch]:
+        # Here, not at the top: the pipeline loads with the SDK (otel_margin.instrumentation).
+        from otel_margin.instrumentation.openai.endpoints import ChatCompletions, Embeddings, Responses
+
         chat, responses, embeddings = ChatCompletions(), Responses(), Embeddings()
         return [
             Patch(_CHAT, "Completions.create", chat),
