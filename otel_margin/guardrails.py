@@ -15,6 +15,7 @@ from typing import Any, Callable, Literal
 from otel_margin import attributes as attr
 from otel_margin.call import LLMCall
 from otel_margin.pluginhost import pm
+from otel_margin.replay import Exchange
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,20 @@ class LimitDecision:
 
 @dataclass(frozen=True, slots=True)
 class CacheHit:
-    """A stored response to return instead of calling the provider.
+    """A stored answer to give the caller instead of calling the provider.
 
-    ``saved_usd`` is the cost the original call had (the cost avoided by this hit).
+    Give ``exchange``, the provider's HTTP response as ``margin_record`` received it: the SDK
+    then builds its own return value from it, of the right type on every surface (sync, async,
+    raw, streaming, stream managers). Or give ``response``, returned to the caller as is (it must
+    be what the SDK would have returned for this very call). ``saved_usd`` is the cost the
+    original call had (the cost avoided); ``kind`` (``exact`` | ``semantic``) becomes
+    ``margin.cache.result``.
     """
 
-    response: Any
+    response: Any = None
     saved_usd: Decimal | None = None
     kind: str = "exact"
+    exchange: Exchange | None = None
 
 
 class MarginLimitExceeded(Exception):
@@ -86,12 +93,11 @@ def before_call(call: LLMCall, on_plugin_error: Callable[[str], None]) -> CacheH
         _apply_limits(call, _call_each(hook.margin_limit_check, call, on_plugin_error))
     if "margin_cache_lookup" in in_use:
         hit = _first(hook.margin_cache_lookup, call, on_plugin_error)
-        if hit is not None:
-            call.attributes[attr.MARGIN_CACHE_RESULT] = "hit"
+        if isinstance(hit, CacheHit) and (hit.exchange is not None or hit.response is not None):
+            call.attributes[attr.MARGIN_CACHE_RESULT] = hit.kind
             if hit.saved_usd is not None:
                 call.attributes[attr.MARGIN_SAVED_USD] = format(hit.saved_usd, "f")
             return hit
-        call.attributes[attr.MARGIN_CACHE_RESULT] = "miss"
     if "margin_route" in in_use:
         model = _first(hook.margin_route, call, on_plugin_error)
         if isinstance(model, str) and model and model != call.model:
@@ -100,10 +106,12 @@ def before_call(call: LLMCall, on_plugin_error: Callable[[str], None]) -> CacheH
     return None
 
 
-def after_call(call: LLMCall, response: Any, on_plugin_error: Callable[[str], None]) -> None:
+def after_call(
+    call: LLMCall, response: Any, on_plugin_error: Callable[[str], None], exchange: Exchange | None = None
+) -> None:
     """Run every ``margin_record`` implementation; failures are reported, never raised."""
     if "margin_record" in pm.hooks_in_use():
-        _call_each(pm.hook.margin_record, call, on_plugin_error, response=response)
+        _call_each(pm.hook.margin_record, call, on_plugin_error, response=response, exchange=exchange)
 
 
 def _apply_limits(call: LLMCall, decisions: list[Any]) -> None:

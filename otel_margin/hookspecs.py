@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from otel_margin.call import LLMCall
     from otel_margin.guardrails import CacheHit, LimitDecision
     from otel_margin.policy import Policy
+    from otel_margin.replay import Exchange
 
 PROJECT = "otel_margin"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -84,13 +85,20 @@ def margin_route(call: LLMCall) -> str | None:
 
 
 @hookspec
-def margin_record(call: LLMCall, response: Any) -> None:
+def margin_record(call: LLMCall, response: Any, exchange: Exchange | None) -> None:
     """Observe a finished call: usage, cost, guardrail outcome, error (spend tracking, cache store).
 
     :param call: the completed call record: ``usage``, ``cost``, ``error_type`` and
-        ``attributes`` are final. For a stream, this runs when the stream ends.
+        ``attributes`` are final; ``notes`` holds what the plugin's own earlier hooks left
+        there for this call (e.g. a cache key made at lookup, from the request as first asked).
+        For a stream, this runs when the stream ends. It also runs for a blocked call
+        (``error_type = "MarginLimitExceeded"``, ``cost = None``) and for a cache hit.
     :param response: what the caller received (the SDK response object; for streams,
         the list of chunks seen; ``None`` after an error).
+    :param exchange: the provider's HTTP response as it came over the wire (status, headers,
+        body; for a stream, every event the caller was sent), when a ``margin_cache_lookup``
+        implementation is registered and the response was read to its end; otherwise ``None``.
+        Hand it back in :class:`~otel_margin.guardrails.CacheHit` to serve it again.
 
     All implementations are called. An implementation that raises is logged and counted;
     the other implementations still run.

@@ -38,6 +38,7 @@ from otel_margin.environment_variables import (
 from otel_margin.finisher import FINISHER
 from otel_margin.pluginhost import pm
 from otel_margin.replay import SLOT_KEY, Recording, Slot
+from otel_margin.replay import install as install_replay
 from otel_margin.prices import get_catalog
 from otel_margin.providers import Server, ServerTable
 from otel_margin.streams import EventTap, tap_events, wrap_manager, wrap_raw_response, wrap_stream
@@ -345,12 +346,14 @@ class CallFlow:
             # The SDK builds its own answer from the stored response (otel_margin.replay).
             flow.call.notes[CACHE_HIT_NOTE] = True
             flow.slot = Slot(exchange=hit.exchange)
+            install_replay()
         elif hit is not None:
             flow.call.usage = Usage(source="cache")
             flow._end(hit.response, None)
             flow.cached = hit.response
         elif "margin_cache_lookup" in pm.hooks_in_use():
             flow.slot = Slot(sink=Recording())  # for margin_record's exchange
+            install_replay()
         return flow
 
     def enter(self) -> object:

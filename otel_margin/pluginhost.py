@@ -97,6 +97,9 @@ def configure(policy: object) -> None:
     for impl in pm.hook.margin_configure.get_hookimpls():
         try:
             impl.function(policy=policy)
+        except ValueError as error:  # a setting the plugin cannot use: its message says which and the fix
+            logger.error("otel-margin: plugin %r is disabled: %s", impl.plugin_name, error)
+            pm.unregister(impl.plugin)
         except Exception:  # noqa: BLE001 - one broken plugin must not break the others
             logger.exception("otel-margin: plugin %r failed to configure; it is disabled", impl.plugin_name)
             pm.unregister(impl.plugin)

@@ -159,6 +159,15 @@ class Policy:
     """Keyed by lower-cased model id."""
     hosts: Mapping[str, HostPolicy] = field(default_factory=_frozen_map)
     """Keyed by lower-cased ``host:port`` or ``host`` (IPv6 addresses without brackets)."""
+    plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_map)
+    """``[plugins.NAME]`` tables as written, for each plugin's ``margin_configure``."""
+    plugin_lines: Mapping[tuple[str, ...], int] = field(default_factory=_frozen_map)
+    """Line of each key and table under ``[plugins]``, by path (``("plugins", "cache", "store")``)."""
+
+    def where(self, *path: str) -> str:
+        """``otel-margin.toml line 12`` for a key under ``[plugins]``: how a plugin's errors say where."""
+        line = self.plugin_lines.get(path)
+        return f"{self.display_name} line {line}" if line is not None else self.display_name
 
     @property
     def display_name(self) -> str:
@@ -280,7 +289,13 @@ class TableArray:
     table: Table
 
 
-Spec = Union[Key, Table, TableMap, TableArray]
+@dataclass(frozen=True, slots=True)
+class PluginTables:
+    """``[plugins.NAME]``: one table per plugin, its keys the plugin's own (it validates them in
+    ``margin_configure``, naming lines through :meth:`Policy.where`)."""
+
+
+Spec = Union[Key, Table, TableMap, TableArray, PluginTables]
 
 
 def money(value: Any) -> Decimal:
@@ -393,6 +408,7 @@ SCHEMA = Table(
                 ),
             }
         ),
+        "plugins": PluginTables(),
         "hosts": TableMap(
             Table(
                 {
@@ -463,6 +479,14 @@ class _Checker:
             if not isinstance(value, dict):
                 return self.fail(path, key, f"{key} must be a table, not {_type_name(value)}", {})
             return {name: self.value(spec.value, item, here, name) for name, item in value.items()}
+        if isinstance(spec, PluginTables):
+            if not isinstance(value, dict):
+                return self.fail(path, key, f"{key} must be a table, not {_type_name(value)}", {})
+            for name, table in value.items():
+                if not isinstance(table, dict):
+                    self.fail(here, name, f"{name} must be a table ([plugins.{_quote_key(name)}]), "
+                              f"not {_type_name(table)}")
+            return {name: table for name, table in value.items() if isinstance(table, dict)}
         if isinstance(spec, TableArray):
             if not isinstance(value, list):
                 return self.fail(path, key, f"{key} must be an array of tables ([[{_dotted(here)}]]), "
@@ -565,9 +589,13 @@ def _build_policy(data: dict[str, Any], source: str, version: str, locator: "_Lo
         line = locator.line_of(("hosts", key))
         prices = SelfHostedPolicy(model="*", provider=settings["provider"], line=line, **priced) if priced else None
         hosts[host_key(key)] = HostPolicy(host=key, provider=settings["provider"], prices=prices, line=line)
+    plugin_lines: dict[tuple[str, ...], int] = {}
+    _note_lines(data.get("plugins", {}), ("plugins",), locator, plugin_lines)
     return Policy(
         source=source,
         version=version,
+        plugins=MappingProxyType(dict(data.get("plugins", {}))),
+        plugin_lines=MappingProxyType(plugin_lines),
         routes=MappingProxyType(dict(data.get("attribution", {}).get("routes", {}))),
         features=MappingProxyType(features),
         discounts=discounts,
@@ -575,6 +603,17 @@ def _build_policy(data: dict[str, Any], source: str, version: str, locator: "_Lo
         self_hosted=MappingProxyType(self_hosted),
         hosts=MappingProxyType(hosts),
     )
+
+
+def _note_lines(table: Any, path: tuple[str, ...], locator: "_Locator", lines: dict[tuple[str, ...], int]) -> None:
+    if not isinstance(table, dict):
+        return
+    for key, value in table.items():
+        here = path + (key,)
+        line = locator.line_of(here)
+        if line is not None:
+            lines[here] = line
+        _note_lines(value, here, locator, lines)
 
 
 # --- messages -------------------------------------------------------------------------------

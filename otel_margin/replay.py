@@ -10,8 +10,9 @@ streams it exactly as it would the provider's.
 
 Both SDKs send through their HTTP library's public ``Client.send`` / ``AsyncClient.send``
 (``httpx2``, or ``httpx`` on older releases). :func:`install` wraps those once; the wrapper does
-nothing unless the current context asked for it with :func:`replaying` (serve this exchange, once)
-or :func:`recording` (keep a copy of what the provider answers).
+nothing unless the current OpenTelemetry context holds a :class:`Slot` (``SLOT_KEY``): the
+pipeline puts one in an LLM call's context, and :func:`replaying` (serve this exchange, once) and
+:func:`recording` (keep a copy of what the provider answers) do it for a block of code.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import datetime
 import importlib
 import json
 import threading
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import wrapt
+from opentelemetry import context as otel_context
 
 HTTP_MODULES = ("httpx2", "httpx")
 """The HTTP libraries the SDKs send through, newest first."""
@@ -83,13 +84,18 @@ class Recording:
 
 
 @dataclass(slots=True)
-class _Replay:
-    exchange: Exchange
+class Slot:
+    """What the current call asks of the HTTP layer: serve ``exchange`` once, and/or keep copies in ``sink``."""
+
+    exchange: Exchange | None = None
+    sink: Recording | None = None
     served: bool = False
 
 
-_replay: ContextVar[_Replay | None] = ContextVar("otel_margin_replay", default=None)
-_recording: ContextVar[Recording | None] = ContextVar("otel_margin_recording", default=None)
+SLOT_KEY = otel_context.create_key("otel_margin.replay")
+"""The OpenTelemetry context key holding the current call's :class:`Slot` (the pipeline sets it
+in the call's context, so it reaches the request whatever SDK surface sends it)."""
+
 _installed: set[str] = set()
 _install_lock = threading.Lock()
 
@@ -100,12 +106,8 @@ def replaying(exchange: Exchange) -> Iterator[None]:
 
     Later requests (there should be none: a stored success is not retried) go to the network.
     """
-    install()
-    token = _replay.set(_Replay(exchange))
-    try:
+    with _attached(Slot(exchange=exchange)):
         yield
-    finally:
-        _replay.reset(token)
 
 
 @contextlib.contextmanager
@@ -115,17 +117,25 @@ def recording() -> Iterator[Recording]:
     A stream the caller left early is incomplete and not kept. The copy is added when the
     response is closed, which for a stream may be after the block: keep the :class:`Recording`.
     """
-    install()
     sink = Recording()
-    token = _recording.set(sink)
-    try:
+    with _attached(Slot(sink=sink)):
         yield sink
+
+
+@contextlib.contextmanager
+def _attached(slot: Slot) -> Iterator[None]:
+    install()
+    token = otel_context.attach(otel_context.set_value(SLOT_KEY, slot))
+    try:
+        yield
     finally:
-        _recording.reset(token)
+        otel_context.detach(token)
 
 
 def install() -> None:
     """Wrap ``Client.send`` and ``AsyncClient.send`` of every installed HTTP library, once."""
+    if _installed:
+        return
     with _install_lock:
         for name in HTTP_MODULES:
             if name in _installed:
@@ -141,13 +151,16 @@ def install() -> None:
 
 def _sync_send(module: Any):  # type: ignore[no-untyped-def]
     def send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        replay = _take_replay()
+        slot = otel_context.get_value(SLOT_KEY)
+        if slot is None:
+            return wrapped(*args, **kwargs)
+        replay = _take_replay(slot)
         if replay is not None:
             response = _stored_response(module, replay, _request(args, kwargs))
             if not kwargs.get("stream", False):
                 response.read()
             return response
-        sink = _recording.get()
+        sink = slot.sink
         if sink is None:
             return wrapped(*args, **kwargs)
         stream = kwargs.pop("stream", False)
@@ -166,13 +179,16 @@ def _sync_send(module: Any):  # type: ignore[no-untyped-def]
 
 def _async_send(module: Any):  # type: ignore[no-untyped-def]
     async def send(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        replay = _take_replay()
+        slot = otel_context.get_value(SLOT_KEY)
+        if slot is None:
+            return await wrapped(*args, **kwargs)
+        replay = _take_replay(slot)
         if replay is not None:
             response = _stored_response(module, replay, _request(args, kwargs))
             if not kwargs.get("stream", False):
                 await response.aread()
             return response
-        sink = _recording.get()
+        sink = slot.sink
         if sink is None:
             return await wrapped(*args, **kwargs)
         stream = kwargs.pop("stream", False)
@@ -189,12 +205,11 @@ def _async_send(module: Any):  # type: ignore[no-untyped-def]
     return send
 
 
-def _take_replay() -> Exchange | None:
-    replay = _replay.get()
-    if replay is None or replay.served:
+def _take_replay(slot: Any) -> Exchange | None:
+    if not isinstance(slot, Slot) or slot.exchange is None or slot.served:
         return None
-    replay.served = True
-    return replay.exchange
+    slot.served = True
+    return slot.exchange
 
 
 def _request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -31,7 +31,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=10,
 )
-param_names = st.text(min_size=1, max_size=12).filter(lambda n: n not in {"timeout", "stream", "stream_options"})
+param_names = st.text(min_size=1, max_size=12).filter(lambda n: n != "timeout")
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -54,8 +54,9 @@ def _same_types(a, b):
     return True
 
 
-def test_transport_parameters_and_not_given_values_leave_the_key_alone():
-    assert key_of({**BASE, "timeout": 3, "stream": True, "stream_options": {"include_usage": True}}) == key_of()
+def test_timeout_and_not_given_values_leave_the_key_alone():
+    assert key_of({**BASE, "timeout": 3}) == key_of()
+    assert key_of({**BASE, "stream": True}) != key_of()  # a hit replays the response's own shape
     assert key_of({**BASE, "max_tokens": openai.NOT_GIVEN}) == key_of()
     assert key_of({**BASE, "max_tokens": 10}) != key_of()
 

@@ -130,7 +130,8 @@ def test_cache_hit_short_circuits_the_provider(server, telemetry, register):
     assert cached is original
     assert len(server.requests) == requests_before  # no HTTP call made
     span = llm_spans(exporter)[-1]
-    assert span.attributes[attr.MARGIN_CACHE_RESULT] == "hit"
+    assert span.attributes[attr.MARGIN_CACHE_RESULT] == "exact"  # the hit's kind
+    assert span.attributes[attr.MARGIN_USAGE_SOURCE] == "cache"  # no provider was called
     assert span.attributes[attr.MARGIN_SAVED_USD] == "0.0042"
     assert span.attributes[attr.MARGIN_COST_USD] == "0"
     assert span.attributes[attr.GEN_AI_USAGE_INPUT_TOKENS] == 0

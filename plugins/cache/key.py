@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
 
-TRANSPORT_PARAMS = frozenset({"timeout", "stream", "stream_options"})
-"""Keyword arguments that change how an answer travels, never what it says: left out of the key.
+TRANSPORT_PARAMS = frozenset({"timeout"})
+"""Keyword arguments that change how long the client waits, never the answer: left out of the key.
 
-``stream`` is left out because a hit is rebuilt in whichever shape the caller asked for; usage
-reporting (``stream_options``) and the client-side ``timeout`` do not change the text.
+``stream`` and ``stream_options`` stay in: a hit replays the provider's response as it came,
+so a streamed answer (with or without its usage chunk) only serves the same kind of request.
 """
 
 KEY_VERSION = "v1"
