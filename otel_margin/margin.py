@@ -10,7 +10,9 @@ Every function runs one query from ``otel_margin/sql/queries/`` (loaded by
 ``margin_daily`` view (which reads only the days a query asks for) and the rollups. Money is summed as ``Decimal(38, 12)`` in SQL and
 arrives here as :class:`~decimal.Decimal`. Cost counts priced calls only; unpriced calls
 are reported in ``unpriced_calls`` and never enter a sum as 0 USD — a margin with
-``unpriced_calls > 0`` is an upper bound.
+``unpriced_calls > 0`` is an upper bound. Failed calls are counted in ``error_calls``: one
+the provider reported no usage for costs nothing and earns no usage revenue (it is not
+unpriced).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class MarginRow:
     key: str
     calls: int
     unpriced_calls: int
+    error_calls: int
+    """Failed calls (``error.type`` set); one without usage has no cost and no usage revenue."""
     revenue_usd: Decimal
     cost_usd: Decimal
     margin_usd: Decimal
@@ -50,6 +54,8 @@ class DailyMarginRow:
     key: str
     calls: int
     unpriced_calls: int
+    error_calls: int
+    """Failed calls (``error.type`` set); one without usage has no cost and no usage revenue."""
     revenue_usd: Decimal
     cost_usd: Decimal
     margin_usd: Decimal
@@ -68,6 +74,8 @@ class WeeklyMarginRow:
     key: str
     calls: int
     unpriced_calls: int
+    error_calls: int
+    """Failed calls (``error.type`` set); one without usage has no cost and no usage revenue."""
     revenue_usd: Decimal
     cost_usd: Decimal
     margin_usd: Decimal
@@ -117,6 +125,8 @@ class CustomerPoint:
     tier: str
     calls: int
     unpriced_calls: int
+    error_calls: int
+    """Failed calls (``error.type`` set); one without usage has no cost and no usage revenue."""
     revenue_usd: Decimal
     cost_usd: Decimal
     margin_usd: Decimal
@@ -280,7 +290,8 @@ _SCALE = Decimal(1).scaleb(-12)
 
 def _shared_fields(row: dict[str, Any]) -> dict[str, Any]:
     """The fields every margin row takes from its query row as they are."""
-    return {name: row[name] for name in ("key", "calls", "unpriced_calls", "revenue_usd", "cost_usd", "margin_usd")}
+    names = ("key", "calls", "unpriced_calls", "error_calls", "revenue_usd", "cost_usd", "margin_usd")
+    return {name: row[name] for name in names}
 
 
 def _parameters(

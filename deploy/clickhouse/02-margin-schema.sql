@@ -178,7 +178,7 @@ AS SELECT
     response_model,
     count() AS calls,
     countIf(call.cost_usd IS NOT NULL) AS priced_calls,
-    countIf(call.cost_usd IS NULL) AS unpriced_calls,
+    countIf(call.cost_usd IS NULL AND call.cost_status != 'error') AS unpriced_calls,
     countIf(call.error_type != '') AS error_calls,
     countIf(call.cache_result = 'hit') AS cache_hits,
     sum(call.input_tokens) AS input_tokens,
@@ -198,6 +198,8 @@ AS SELECT
 FROM `otel_margin`.llm_calls AS call
 GROUP BY hour, feature, tier, provider, response_model;
 
+-- A failed call without a cost (cost_status 'error') is counted in error_calls, not as unpriced:
+-- its model may well have a price, it just billed nothing.
 CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.llm_calls_daily_mv
 TO `otel_margin`.llm_calls_daily
 AS SELECT
@@ -208,7 +210,7 @@ AS SELECT
     cohort,
     count() AS calls,
     countIf(call.cost_usd IS NOT NULL) AS priced_calls,
-    countIf(call.cost_usd IS NULL) AS unpriced_calls,
+    countIf(call.cost_usd IS NULL AND call.cost_status != 'error') AS unpriced_calls,
     countIf(call.error_type != '') AS error_calls,
     sum(call.input_tokens) AS input_tokens,
     sum(call.output_tokens) AS output_tokens,
@@ -233,7 +235,7 @@ AS SELECT
     feature,
     count() AS calls,
     countIf(call.cost_usd IS NOT NULL) AS priced_calls,
-    countIf(call.cost_usd IS NULL) AS unpriced_calls,
+    countIf(call.cost_usd IS NULL AND call.cost_status != 'error') AS unpriced_calls,
     sum(call.input_tokens) AS input_tokens,
     sum(call.output_tokens) AS output_tokens,
     sum(call.cache_read_tokens) AS cache_read_tokens,
@@ -258,6 +260,7 @@ GROUP BY day, feature;
 --   SELECT ... FROM margin_daily(allocate_by = 'cost', start = '2024-05-01', end = '2024-05-31')
 --
 -- Cost: priced calls only (cost_usd); unpriced calls are counted, never priced at 0 USD.
+-- error_calls: failed calls (error_type set); one without usage has no cost and no usage revenue.
 -- Revenue = usage revenue on the calls + subscription revenue from revenue_events.
 -- Subscription revenue is spread evenly over the days of its period. Revenue without a
 -- feature is allocated to the features (and cohorts) the customer used in that period, in
@@ -376,14 +379,14 @@ WITH
 -- Facts, not groups: a (day, customer, feature, tier, cohort) may have several rows (usage
 -- and subscription, and rollup rows not merged yet). Always sum.
 SELECT
-    day, customer, feature, tier, cohort, calls, priced_calls, unpriced_calls, cost_usd,
+    day, customer, feature, tier, cohort, calls, priced_calls, unpriced_calls, error_calls, cost_usd,
     revenue_usd AS usage_revenue_usd, toDecimal128(0, 12) AS subscription_revenue_usd,
     revenue_usd, revenue_usd - cost_usd AS margin_usd
 FROM `otel_margin`.llm_calls_daily
 WHERE day >= {start:Date} AND day <= {end:Date}
 UNION ALL
 SELECT
-    day, customer, feature, tier, cohort, 0, 0, 0, toDecimal128(0, 12),
+    day, customer, feature, tier, cohort, 0, 0, 0, 0, toDecimal128(0, 12),
     toDecimal128(0, 12), subscription_revenue_usd,
     subscription_revenue_usd, subscription_revenue_usd
 FROM subscription;

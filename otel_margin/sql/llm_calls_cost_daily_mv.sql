@@ -6,7 +6,7 @@ AS SELECT
     feature,
     count() AS calls,
     countIf(call.cost_usd IS NOT NULL) AS priced_calls,
-    countIf(call.cost_usd IS NULL) AS unpriced_calls,
+    countIf(call.cost_usd IS NULL AND call.cost_status != 'error') AS unpriced_calls,
     sum(call.input_tokens) AS input_tokens,
     sum(call.output_tokens) AS output_tokens,
     sum(call.cache_read_tokens) AS cache_read_tokens,

@@ -1,3 +1,5 @@
+-- A failed call without a cost (cost_status 'error') is counted in error_calls, not as unpriced:
+-- its model may well have a price, it just billed nothing.
 CREATE MATERIALIZED VIEW IF NOT EXISTS $database.llm_calls_daily_mv$on_cluster
 TO $database.llm_calls_daily$local
 AS SELECT
@@ -8,7 +10,7 @@ AS SELECT
     cohort,
     count() AS calls,
     countIf(call.cost_usd IS NOT NULL) AS priced_calls,
-    countIf(call.cost_usd IS NULL) AS unpriced_calls,
+    countIf(call.cost_usd IS NULL AND call.cost_status != 'error') AS unpriced_calls,
     countIf(call.error_type != '') AS error_calls,
     sum(call.input_tokens) AS input_tokens,
     sum(call.output_tokens) AS output_tokens,

@@ -8,7 +8,7 @@ AS SELECT
     response_model,
     count() AS calls,
     countIf(call.cost_usd IS NOT NULL) AS priced_calls,
-    countIf(call.cost_usd IS NULL) AS unpriced_calls,
+    countIf(call.cost_usd IS NULL AND call.cost_status != 'error') AS unpriced_calls,
     countIf(call.error_type != '') AS error_calls,
     countIf(call.cache_result = 'hit') AS cache_hits,
     sum(call.input_tokens) AS input_tokens,

@@ -3,6 +3,7 @@
 --   SELECT ... FROM margin_daily(allocate_by = 'cost', start = '2024-05-01', end = '2024-05-31')
 --
 -- Cost: priced calls only (cost_usd); unpriced calls are counted, never priced at 0 USD.
+-- error_calls: failed calls (error_type set); one without usage has no cost and no usage revenue.
 -- Revenue = usage revenue on the calls + subscription revenue from revenue_events.
 -- Subscription revenue is spread evenly over the days of its period. Revenue without a
 -- feature is allocated to the features (and cohorts) the customer used in that period, in
@@ -121,14 +122,14 @@ WITH
 -- Facts, not groups: a (day, customer, feature, tier, cohort) may have several rows (usage
 -- and subscription, and rollup rows not merged yet). Always sum.
 SELECT
-    day, customer, feature, tier, cohort, calls, priced_calls, unpriced_calls, cost_usd,
+    day, customer, feature, tier, cohort, calls, priced_calls, unpriced_calls, error_calls, cost_usd,
     revenue_usd AS usage_revenue_usd, toDecimal128(0, 12) AS subscription_revenue_usd,
     revenue_usd, revenue_usd - cost_usd AS margin_usd
 FROM $database.llm_calls_daily
 WHERE day >= {start:Date} AND day <= {end:Date}
 UNION ALL
 SELECT
-    day, customer, feature, tier, cohort, 0, 0, 0, toDecimal128(0, 12),
+    day, customer, feature, tier, cohort, 0, 0, 0, 0, toDecimal128(0, 12),
     toDecimal128(0, 12), subscription_revenue_usd,
     subscription_revenue_usd, subscription_revenue_usd
 FROM subscription

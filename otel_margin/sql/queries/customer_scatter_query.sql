@@ -5,6 +5,7 @@ SELECT
     argMax(tier, (day_revenue_usd, day_calls)) AS tier,
     sum(day_calls) AS calls,
     sum(day_unpriced_calls) AS unpriced_calls,
+    sum(day_error_calls) AS error_calls,
     sum(day_revenue_usd) AS revenue_usd,
     sum(day_cost_usd) AS cost_usd,
     revenue_usd - cost_usd AS margin_usd,
@@ -12,7 +13,7 @@ SELECT
 FROM
 (
     SELECT
-        customer, tier, calls AS day_calls, unpriced_calls AS day_unpriced_calls,
+        customer, tier, calls AS day_calls, unpriced_calls AS day_unpriced_calls, error_calls AS day_error_calls,
         revenue_usd AS day_revenue_usd, cost_usd AS day_cost_usd
     FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date}, end = {end:Date})
 )

@@ -8,6 +8,7 @@ SELECT
             'all') AS key,
     sum(calls) AS calls,
     sum(unpriced_calls) AS unpriced_calls,
+    sum(error_calls) AS error_calls,
     sum(revenue_usd) AS revenue_usd,
     sum(cost_usd) AS cost_usd,
     revenue_usd - cost_usd AS margin_usd,

@@ -5,7 +5,7 @@ SELECT *
 FROM
 (
     SELECT
-        day, key, calls, unpriced_calls, revenue_usd, cost_usd,
+        day, key, calls, unpriced_calls, error_calls, revenue_usd, cost_usd,
         revenue_usd - cost_usd AS margin_usd,
         sum(revenue_usd) OVER days_3 AS revenue_3d_usd,
         sum(cost_usd) OVER days_3 AS cost_3d_usd,
@@ -22,6 +22,7 @@ FROM
                     'all') AS key,
             sum(calls) AS calls,
             sum(unpriced_calls) AS unpriced_calls,
+            sum(error_calls) AS error_calls,
             sum(revenue_usd) AS revenue_usd,
             sum(cost_usd) AS cost_usd
         FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date} - 6, end = {end:Date})

@@ -5,7 +5,7 @@ SELECT *
 FROM
 (
     SELECT
-        week, key, calls, unpriced_calls, revenue_usd, cost_usd,
+        week, key, calls, unpriced_calls, error_calls, revenue_usd, cost_usd,
         revenue_usd - cost_usd AS margin_usd,
         sum(revenue_usd) OVER weeks_4 AS revenue_4w_usd,
         sum(cost_usd) OVER weeks_4 AS cost_4w_usd,
@@ -21,6 +21,7 @@ FROM
                     'all') AS key,
             sum(calls) AS calls,
             sum(unpriced_calls) AS unpriced_calls,
+            sum(error_calls) AS error_calls,
             sum(revenue_usd) AS revenue_usd,
             sum(cost_usd) AS cost_usd
         FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = toMonday({start:Date}) - 21, end = {end:Date})
