@@ -25,11 +25,17 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
   every :data:`LEASE_CHECK_SECONDS`. A worker that finds the directory
   held leaves its files to the holder, which drains the shared spool.
 * **ClickHouse server**: ``export()`` inserts directly, retrying with jittered exponential
-  backoff under one overall deadline (``timeout``). If the server stays unreachable the
-  batch is spilled to the same spool and replayed in order when it returns; while anything
-  is spooled, new batches queue behind it so order is kept.
-* The spool is bounded (``spool_max_mb``); a batch that does not fit is dropped, logged at
-  warning level and counted in the ``margin.export.dropped`` metric (unit ``{span}``).
+  backoff for at most :data:`DIRECT_INSERT_SECONDS` (so the span processor's queue does not
+  overflow behind a blocked export). If the server stays unreachable the batch is spilled to
+  the same spool and replayed in order, by the drainer, when it returns; while anything is
+  spooled, new batches queue behind it so order is kept.
+* The spool is bounded (``spool_max_mb``); a batch that does not fit, or that the disk refuses
+  (full), is dropped, logged at warning level and counted in the ``margin.export.dropped``
+  metric (unit ``{span}``), as are spans the SDK's span queue drops in front of this exporter
+  (:meth:`ClickHouseSpanExporter.count_queue_overflow`).
+* A tracer provider's ``force_flush()`` writes the rows, not only the spool, in embedded mode
+  (:attr:`ClickHouseSpanExporter.writes_on_flush`, :func:`otel_margin.finisher.flush_storage`),
+  and SIGTERM writes them before the process exits (:mod:`otel_margin.termination`).
 
 Rows travel as one ``Native`` block per batch (:data:`~otel_margin.exporters.rows.FORMAT`,
 built by :mod:`otel_margin.exporters.rows`); the spool stores the same bytes, and
@@ -49,11 +55,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_margin import termination
 from otel_margin.attributes import METRIC_EXPORT_DROPPED
 from otel_margin.exporters.rows import (
     COLUMN_NAMES,
@@ -65,6 +72,8 @@ from otel_margin.exporters.rows import (
     json_insert_block,
     span_to_row,
 )
+from otel_margin.exporters.catchup import register_spool
+from otel_margin.exporters.health import ExportHealth, Figures, observe, quiet_third_party
 from otel_margin.exporters.spool import Spool, SpoolCorruption
 from otel_margin.exporters.storage import (
     StorageConfig,
@@ -73,6 +82,7 @@ from otel_margin.exporters.storage import (
     release_marker,
     release_requested,
 )
+from otel_margin.finisher import flush_before_exporters, span_processors
 from otel_margin.schema import quote_identifier
 
 logger = logging.getLogger(__name__)
@@ -107,6 +117,14 @@ INGEST_MAX_BYTES = 32 * 1024 * 1024
 _MAX_INSERTS_PER_DRAIN = 8
 """Bounds how long one drain holds chDB's directory under a steady stream of new batches."""
 
+DIRECT_INSERT_SECONDS = 2.0
+"""Server mode: the longest ``export()`` retries a direct insert (within ``timeout``) before it
+spools the batch for the drainer. Meanwhile the span processor queues new spans (2,048 by
+default): waiting the whole ``timeout`` (10 s) overflowed it at about 200 spans a second; 2 s
+holds 1,000 a second."""
+QUEUE_OVERFLOW_LOG_SECONDS = 60.0
+"""Spans dropped by a full span queue are logged at most once per this many seconds (with the count)."""
+
 _BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 2.0
 _REJECT_AFTER = 3
@@ -130,6 +148,8 @@ class ExportStats:
     inserts: int = 0
     """ClickHouse inserts that committed (a group of spooled batches counts once)."""
     dropped_spans: int = 0
+    replayed_spans: int = 0
+    """Server mode: LLM spans written from the spool after a failed write (part of ``exported_spans``)."""
     openings: int = 0
     """Times the drainer opened chDB (embedded mode; a held lease is reused, not counted again)."""
     problems: dict[str, int] = field(default_factory=dict)
@@ -178,12 +198,19 @@ class ClickHouseSpanExporter(SpanExporter):
         self._client_options = {} if self.config.embedded or compress is None else {"compress": compress}
         self._client_factory = client_factory or (lambda config: open_client(config, **self._client_options))
         self._spool = Spool(self.config.spool_path, max_bytes=int(self.config.spool_max_mb * 1024 * 1024))
+        register_spool(self.config)  # so a report finds this spool (exporters/catchup.py)
         self._drain_interval = self.config.drain_interval
         self._table = f"{quote_identifier(self.config.database)}.{quote_identifier(TABLE)}"
         meter = (meter_provider or metrics.get_meter_provider()).get_meter(__name__)
         self._dropped_counter = meter.create_counter(
             METRIC_EXPORT_DROPPED, unit="{span}", description="LLM spans the ClickHouse exporter dropped"
         )
+        # One line when writes start failing, one when the spool is replayed; metrics for alerting.
+        self._health = ExportHealth(logger, endpoint=self.config.endpoint, spool=str(self.config.spool_path),
+                                    spool_max_mb=self.config.spool_max_mb, drain_interval=self.config.drain_interval,
+                                    spool_size=lambda: (len(self._spool.pending()), self._spool.size_bytes()))
+        self._last_error: BaseException | str = "no attempt yet"
+        observe(meter_provider or metrics.get_meter_provider(), self._figures)
         self._client: Any = None  # the long-lived HTTP client
         self._lease: _Lease | None = None  # chDB held across drains; only under _drain_mutex
         self._client_lock = threading.Lock()
@@ -198,6 +225,10 @@ class ClickHouseSpanExporter(SpanExporter):
         self._shutdown = False
         self._drainer = threading.Thread(target=self._drain_forever, name="otel-margin-clickhouse-drain", daemon=True)
         self._drainer.start()
+        self._attached = False
+        self._overflow_logged_at = float("-inf")
+        self._overflow_unlogged = 0
+        termination.install()  # SIGTERM writes what is in memory first (only where safe)
 
     # --- SpanExporter ---------------------------------------------------------------------
 
@@ -209,8 +240,10 @@ class ClickHouseSpanExporter(SpanExporter):
         """
         if self._shutdown:
             return SpanExportResult.FAILURE
+        if not self._attached:
+            self._attach_to_global_provider()
         try:
-            with suppress_instrumentation():
+            with suppress_instrumentation(), quiet_third_party():
                 return self._export(spans)
         except Exception:  # noqa: BLE001 - an exporter must never raise into the SDK
             logger.exception("otel-margin ClickHouse exporter failed on a batch of %d spans", len(spans))
@@ -219,7 +252,7 @@ class ClickHouseSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write everything spooled so far; True if the spool is empty before the timeout."""
         deadline = time.monotonic() + max(timeout_millis, 0) / 1000
-        with suppress_instrumentation():
+        with suppress_instrumentation(), quiet_third_party():
             while True:
                 try:
                     if self._drain(deadline):
@@ -259,6 +292,40 @@ class ClickHouseSpanExporter(SpanExporter):
             finally:
                 self._drain_mutex.release()
 
+    @property
+    def writes_on_flush(self) -> bool:
+        """Embedded mode: ``export()`` only spools, so a provider's flush calls :meth:`force_flush`
+        too (:func:`otel_margin.finisher.flush_storage`); the SDK's batch processor does not. Over
+        HTTP ``export()`` inserts, and only an outage's backlog waits in the spool (a flush would
+        wait out the outage)."""
+        return self.config.embedded
+
+    def count_queue_overflow(self, spans: int) -> None:
+        """Count spans a full span-processor queue in front of this exporter dropped; logged once a minute."""
+        self._count("dropped", spans)
+        self._dropped_counter.add(spans)
+        now = time.monotonic()
+        with self._stats_lock:
+            self._overflow_unlogged += spans
+            if now - self._overflow_logged_at < QUEUE_OVERFLOW_LOG_SECONDS:
+                return
+            self._overflow_logged_at, dropped, self._overflow_unlogged = now, self._overflow_unlogged, 0
+        logger.warning(
+            "otel-margin dropped %d span(s): the span processor's queue in front of the ClickHouse exporter "
+            "is full (calls end faster than they are exported); raise OTEL_BSP_MAX_QUEUE_SIZE or find what "
+            "slows export (counted in %s; logged at most every %.0f s)",
+            dropped, METRIC_EXPORT_DROPPED, QUEUE_OVERFLOW_LOG_SECONDS)
+
+    def _attach_to_global_provider(self) -> None:
+        # A provider's flush must write this exporter's rows, with or without our instrumentors.
+        self._attached = True
+        try:
+            provider = trace.get_tracer_provider()
+            if any(getattr(p, "span_exporter", None) is self for p in span_processors(provider)):
+                flush_before_exporters(provider)
+        except Exception:  # noqa: BLE001 - never raise into the SDK
+            logger.debug("otel-margin: could not attach to the global tracer provider", exc_info=True)
+
     # --- observability of the exporter itself ---------------------------------------------
 
     def stats(self) -> ExportStats:
@@ -270,6 +337,7 @@ class ClickHouseSpanExporter(SpanExporter):
                 spooled_batches=self._counts["spooled"],
                 inserts=self._counts["inserts"],
                 dropped_spans=self._counts["dropped"],
+                replayed_spans=self._counts["replayed"],
                 openings=self._counts["openings"],
                 problems=dict(self._problems),
             )
@@ -289,20 +357,25 @@ class ClickHouseSpanExporter(SpanExporter):
         token = batch_token(rows)
         # Embedded: never open chDB on the caller's thread. Server: keep order behind a backlog.
         if not self.config.embedded and not self._spool.pending():
-            if self._insert_with_retries(block.body, token, time.monotonic() + self.config.timeout):
+            direct = min(self.config.timeout, DIRECT_INSERT_SECONDS)
+            if self._insert_with_retries(block.body, token, time.monotonic() + direct):
                 self._count("exported", len(rows))
+                if self._health.failing:
+                    self._health.succeeded(spool_empty=not self._spool.pending())
                 return SpanExportResult.SUCCESS
-            logger.warning(
-                "otel-margin: ClickHouse at %s unreachable for %.1fs; spooling %d spans to %s for replay",
-                self.config.endpoint,
-                self.config.timeout,
-                len(rows),
-                self.config.spool_path,
-            )
+            result = self._spool_batch(block, token)
+            self._health.failed(self._last_error)  # logged once per outage, with the spool's size
+            return result
         return self._spool_batch(block, token)
 
     def _spool_batch(self, block: Block, token: str) -> SpanExportResult:
-        if self._spool.append(token, block) is None:
+        try:
+            appended = self._spool.append(token, block)
+        except OSError as error:  # a full disk, a quota, a read-only or vanished directory
+            self._drop(block.rows, f"the spool {self.config.spool_path} cannot be written ({error}); "
+                                   "free space there or point OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR elsewhere")
+            return SpanExportResult.FAILURE
+        if appended is None:
             self._drop(block.rows, f"the spool {self.config.spool_path} is full ({self.config.spool_max_mb} MiB)")
             return SpanExportResult.FAILURE
         self._count("spooled", 1)
@@ -320,6 +393,7 @@ class ClickHouseSpanExporter(SpanExporter):
                     self._insert(client, COLUMN_NAMES, body, token)
                 return True
             except Exception as error:  # noqa: BLE001 - classified below, never raised
+                self._last_error = error
                 with self._client_lock:
                     self._close_client()  # a fresh connection for the next attempt
                 logger.debug("otel-margin insert attempt %d failed: %s", attempt + 1, error)
@@ -366,7 +440,7 @@ class ClickHouseSpanExporter(SpanExporter):
     # --- the spool drainer ----------------------------------------------------------------
 
     def _drain_forever(self) -> None:
-        with suppress_instrumentation():
+        with suppress_instrumentation(), quiet_third_party():
             while not self._stop.is_set():
                 try:
                     self._drain(time.monotonic() + self.config.timeout, periodic=True)
@@ -410,14 +484,14 @@ class ClickHouseSpanExporter(SpanExporter):
             with self._client_lock:
                 try:
                     client = self._http_client()
-                except StorageUnavailable as error:
-                    logger.debug("otel-margin: ClickHouse unavailable, spool waits: %s", error)
-                    return False
-                try:
-                    return self._drain_files(client, deadline)
-                except Exception:
+                    empty = self._drain_files(client, deadline)
+                except Exception as error:  # noqa: BLE001 - the spool waits; told once per outage
                     self._close_client()
-                    raise
+                    logger.debug("otel-margin: replaying the spool to %s failed", self.config.endpoint, exc_info=True)
+                    self._health.failed(error)
+                    return False
+            self._health.succeeded(spool_empty=empty)
+            return empty
 
     def _gathering(self) -> bool:
         """Rows wait in the spool (gathering for an insert, which will need chDB)."""
@@ -455,11 +529,13 @@ class ClickHouseSpanExporter(SpanExporter):
         except Exception as error:
             # As over HTTP: the next drain starts on a fresh client.
             self._end_lease(f"an insert failed ({error})")
+            self._health.failed(error)
             if isinstance(error, _NotWritten):
                 return False
             raise
         if self._counts["inserts"] > inserts:
             lease.last_insert = time.monotonic()
+            self._health.succeeded(spool_empty=empty)
         if self._stop.is_set():
             self._end_lease("shutdown")
         elif opened_by_a_flush:
@@ -543,6 +619,9 @@ class ClickHouseSpanExporter(SpanExporter):
                 raise _NotWritten(str(error)) from error
             self._spool.remove(batch)
             self._count("exported", batch.rows)
+            if not self.config.embedded:  # spooled because a write failed: a replay
+                self._count("replayed", batch.rows)
+                self._health.replayed(len(batch.members), batch.rows)
         return not self._spool.pending()
 
     def _reject(self, path: Any, spans: int, reason: str) -> None:
@@ -569,7 +648,14 @@ class ClickHouseSpanExporter(SpanExporter):
         self._count("dropped", spans)
         if spans:
             self._dropped_counter.add(spans)
-        logger.warning("otel-margin dropped %d LLM span(s): %s", spans, reason)
+        self._health.dropped(spans, reason)  # the first drop logged, later ones summarised
+
+    def _figures(self) -> Figures:
+        """This exporter's figures for the meter (:func:`~otel_margin.exporters.health.observe`)."""
+        with self._stats_lock:
+            exported, replayed = self._counts["exported"], self._counts["replayed"]
+        return Figures(spool=str(self.config.spool_path), spool_batches=len(self._spool.pending()),
+                       spool_bytes=self._spool.size_bytes(), exported=exported, replayed=replayed)
 
 
 @dataclass(slots=True)

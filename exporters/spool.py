@@ -38,7 +38,8 @@ Guarantees:
 * A batch carries its deduplication token, so replaying a file whose insert committed
   just before a crash (file not yet deleted) is deduplicated by ClickHouse.
 * The directory never grows beyond ``max_bytes``: :meth:`Spool.append` refuses (returns
-  ``None``) and the caller counts the dropped spans.
+  ``None``) and the caller counts the dropped spans. A write the disk refuses (full) raises
+  ``OSError`` and leaves no partial file behind; the caller counts those spans too.
 """
 
 from __future__ import annotations
@@ -343,10 +344,14 @@ class Spool:
 
     def _write_atomically(self, final: Path, payload: bytes) -> None:
         tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: give back what the half-written file took
+            raise
         os.rename(tmp, final)
         _fsync_directory(self.directory)
 

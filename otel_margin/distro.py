@@ -1,7 +1,8 @@
 """Zero-code start: ``opentelemetry-instrument python app.py`` with otel-margin installed.
 
 :class:`MarginDistro` only sets defaults (``os.environ.setdefault``): whatever the user
-configured wins. It also makes one failing instrumentor — ours or anybody's — a logged,
+configured wins. With the ClickHouse exporter on, that includes a short span-processor delay
+(:data:`CLICKHOUSE_SCHEDULE_DELAY_MILLIS`). It also makes one failing instrumentor — ours or anybody's — a logged,
 skipped instrumentor instead of an application that does not start.
 :class:`MarginConfigurator` is the SDK's own configurator (providers, exporters, sampler
 from the standard ``OTEL_*`` variables), registered so the SDK is set up even when no
@@ -22,8 +23,15 @@ from opentelemetry.environment_variables import (
 )
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk.environment_variables import OTEL_BSP_SCHEDULE_DELAY
 
 logger = logging.getLogger(__name__)
+
+CLICKHOUSE_SCHEDULE_DELAY_MILLIS = 200
+"""``OTEL_BSP_SCHEDULE_DELAY`` when the ClickHouse exporter is on and the user set none (the SDK's
+default is 5,000): a finished call reaches the spool within about this long, which bounds what a
+``kill -9`` loses (docs/reliability.md). It applies to every batch span processor the SDK
+configures, an ``otlp`` one beside ours included."""
 
 
 class MarginDistro(BaseDistro):
@@ -33,6 +41,9 @@ class MarginDistro(BaseDistro):
         os.environ.setdefault(OTEL_TRACES_EXPORTER, default_traces_exporter())
         os.environ.setdefault(OTEL_METRICS_EXPORTER, "none")
         os.environ.setdefault(OTEL_LOGS_EXPORTER, "none")
+        if "clickhouse" in {name.strip() for name in os.environ[OTEL_TRACES_EXPORTER].split(",")}:
+            # A crash (kill -9) loses what the span processor holds: keep that to a moment.
+            os.environ.setdefault(OTEL_BSP_SCHEDULE_DELAY, str(CLICKHOUSE_SCHEDULE_DELAY_MILLIS))
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         try:

@@ -53,7 +53,8 @@ OTEL_EXPORTER_CLICKHOUSE_TTL_DAYS = "OTEL_EXPORTER_CLICKHOUSE_TTL_DAYS"
 """Days raw ``llm_calls`` rows are kept. Default 180; ``0`` keeps them forever."""
 
 OTEL_EXPORTER_CLICKHOUSE_TIMEOUT = "OTEL_EXPORTER_CLICKHOUSE_TIMEOUT"
-"""Overall deadline in seconds for one export, retries included. Default 10."""
+"""Deadline in seconds of one request, of a drain and of ``shutdown()``. Default 10. Over HTTP,
+``export()`` retries a direct insert for at most 2 s of it, then spools the batch for the drainer."""
 
 OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR = "OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR"
 """Local directory for the durable spool of batches not yet written. Default ``./.otel-margin/spool``."""

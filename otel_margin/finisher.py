@@ -14,7 +14,13 @@ Pending work is flushed, in this order, before telemetry leaves the process:
   (:func:`flush_before_exporters`);
 * at interpreter exit, before the SDK providers shut down (an ``atexit`` hook registered
   when the thread starts, so it runs before the providers' own hooks);
-* by :func:`otel_margin.flush`, for code that shuts providers down some other way.
+* by :func:`otel_margin.flush`, for code that shuts providers down some other way;
+* on SIGTERM (:mod:`otel_margin.termination`).
+
+A provider's flush also writes the rows of exporters that only spool on ``export()`` (the
+ClickHouse exporter in embedded mode): the SDK's ``BatchSpanProcessor`` exports its queue on
+``force_flush()`` but never calls its exporter's ``force_flush()``, so without this a flushed
+provider's calls would reach the table up to a minute later (:func:`flush_storage`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from typing import Any, Callable
@@ -81,6 +88,10 @@ class Finisher:
             self._jobs.append(job)
             if not self._wake.is_set():
                 self._wake.set()
+
+    def pending(self) -> int:
+        """Jobs (finished calls) waiting for the thread."""
+        return len(self._jobs)
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every job submitted so far has run; False if ``timeout_s`` passed first."""
@@ -141,10 +152,35 @@ def flush(timeout_s: float | None = 30.0) -> bool:
 
 
 class _FlushFinisher(SpanProcessor):
-    """First span processor of a provider: its flush and shutdown finish pending calls first."""
+    """First span processor of a provider: its flush and shutdown finish pending calls first.
+
+    Its flush then exports the provider's span queues and writes the rows of the exporters
+    that only spool on ``export()`` (:func:`flush_storage`); the processors after it find
+    their queues empty.
+    """
+
+    def __init__(self, tracer_provider: Any) -> None:
+        self._provider = weakref.ref(tracer_provider)
+        self._chain: tuple[Any, ...] | None = None
+        self._queues: list[tuple[Any, Any]] = []
+
+    def on_end(self, span: Any) -> None:
+        # The processors after this one get the span next: a full queue of theirs drops a span
+        # (the oldest), which the SDK only logs once. The exporter counts it (issue 18).
+        provider = self._provider()
+        chain = span_processors(provider) if provider is not None else ()
+        if chain is not self._chain:
+            self._chain, self._queues = chain, _watched_queues(chain)
+        for queue, exporter in self._queues:
+            if len(queue) >= queue.maxlen:
+                exporter.count_queue_overflow(1)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return FINISHER.flush(timeout_millis / 1000)
+        deadline = time.monotonic() + timeout_millis / 1000
+        if not FINISHER.flush(timeout_millis / 1000):
+            return False
+        provider = self._provider()
+        return provider is None or flush_storage(provider, deadline)
 
     def shutdown(self) -> None:
         FINISHER.flush(EXIT_FLUSH_SECONDS)
@@ -159,9 +195,12 @@ def flush_before_exporters(tracer_provider: Any) -> None:
     The processor is moved to the front of the SDK's processor chain (processors flush in
     order); on a provider without that chain it is appended, and exit still flushes first.
     """
+    from otel_margin import termination  # here, not at import: it imports this module
+
+    termination.install()
     if not hasattr(tracer_provider, "add_span_processor") or tracer_provider in _flushing_providers:
         return
-    processor = _FlushFinisher()
+    processor = _FlushFinisher(tracer_provider)
     tracer_provider.add_span_processor(processor)
     _flushing_providers.add(tracer_provider)
     chain = getattr(tracer_provider, "_active_span_processor", None)
@@ -169,3 +208,59 @@ def flush_before_exporters(tracer_provider: Any) -> None:
     if isinstance(processors, tuple) and processors and processors[-1] is processor:
         with getattr(chain, "_lock", threading.Lock()):
             chain._span_processors = (processor, *processors[:-1])
+
+
+def known_providers() -> list[Any]:
+    """The tracer providers whose flush finishes pending calls first (:func:`flush_before_exporters`)."""
+    return list(_flushing_providers)
+
+
+def span_processors(tracer_provider: Any) -> tuple[Any, ...]:
+    """The SDK provider's span processors, in order (``()`` for a provider without that chain)."""
+    chain = getattr(tracer_provider, "_active_span_processor", None)
+    processors = getattr(chain, "_span_processors", ())
+    return processors if isinstance(processors, tuple) else ()
+
+
+def flush_storage(tracer_provider: Any, deadline: float) -> bool:
+    """Export the provider's queued spans to exporters that spool first, and write their rows.
+
+    For each span processor whose ``span_exporter`` sets ``writes_on_flush`` (the ClickHouse
+    exporter): the processor's ``force_flush()``, then the exporter's. False if ``deadline``
+    (``time.monotonic()``) passed or a flush failed.
+    """
+    done = True
+    for processor in span_processors(tracer_provider):
+        exporter = getattr(processor, "span_exporter", None)
+        if not getattr(exporter, "writes_on_flush", False):
+            continue
+        remaining_ms = int(max(deadline - time.monotonic(), 0) * 1000)
+        try:
+            done = processor.force_flush(remaining_ms) is not False and done
+            remaining_ms = int(max(deadline - time.monotonic(), 0) * 1000)
+            done = bool(exporter.force_flush(remaining_ms)) and done
+        except Exception:  # noqa: BLE001 - a flush never raises into the SDK or the app
+            logger.debug("otel-margin: flushing %r failed", exporter, exc_info=True)
+            done = False
+    return done
+
+
+def queued_spans(tracer_provider: Any) -> int:
+    """Spans waiting in the queues of the provider's batch span processors (not yet exported)."""
+    total = 0
+    for processor in span_processors(tracer_provider):
+        queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+        if queue is not None:
+            total += len(queue)
+    return total
+
+
+def _watched_queues(processors: tuple[Any, ...]) -> list[tuple[Any, Any]]:
+    """(queue, exporter) of each batch processor whose exporter counts the queue's overflow."""
+    watched = []
+    for processor in processors:
+        exporter = getattr(processor, "span_exporter", None)
+        queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+        if hasattr(exporter, "count_queue_overflow") and getattr(queue, "maxlen", None):
+            watched.append((queue, exporter))
+    return watched
