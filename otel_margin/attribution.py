@@ -10,6 +10,16 @@ Three sources, in this order of precedence, resolved per key:
    ``[attribution.routes]`` table.
 
 A call with no feature is recorded as ``unattributed``; it is never dropped.
+
+Values are checked against what the ``llm_calls`` columns and the metric labels can hold. The
+explicit API raises ``ValueError`` for a value it cannot store (a revenue that is not a finite
+amount or that ``Decimal(38, 12)`` cannot hold, a key longer than :data:`MAX_TEXT_LENGTH`), at
+the line that passed it. Values from outside — baggage from an upstream caller, a feature the
+route mapping gives — never raise: one that is not usable text (not a string, empty, longer
+than :data:`MAX_TEXT_LENGTH`) is refused (:mod:`otel_margin.refusals`: logged once per key,
+counted in ``margin.refused``) and the key falls back to the next source, so nothing is stored
+as an empty or cut value by accident. Control characters are kept as they are: the store keeps
+names byte for byte, and human-facing output shows them escaped.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ import contextvars
 import fnmatch
 import functools
 import inspect
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any, Callable, Mapping, TypeVar
 
 from opentelemetry import baggage, context, trace
@@ -27,6 +37,7 @@ from opentelemetry.trace import SpanKind
 
 from otel_margin import attributes as attr
 from otel_margin.call import Attribution
+from otel_margin.refusals import refuse
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,6 +48,20 @@ _server_span: contextvars.ContextVar[ReadableSpan | None] = contextvars.ContextV
     "otel_margin_server_span", default=None
 )
 _HTTP_ROUTE = "http.route"
+
+MAX_TEXT_LENGTH = 256
+"""Characters in a feature, customer, tier or cohort, at most. They are identifiers: the feature and
+tier are labels of the ``margin.cost`` metric and every one is a column of every row and rollup
+key, so a value of kilobytes (baggage allows 4 KiB an entry) costs on every call it rides on."""
+
+MAX_REVENUE_USD = Decimal(10) ** 26
+"""Revenue per call below this in magnitude: ``revenue_usd`` is ``Decimal(38, 12)``, 26 digits before
+the point (more decimals than 12 are stored rounded half-even)."""
+
+_STORED = functools.partial(
+    Decimal.quantize, exp=Decimal("1e-12"), context=Context(prec=60, rounding=ROUND_HALF_EVEN)
+)
+"""An amount as the column stores it (12 decimals, half-even), for the magnitude check."""
 
 
 class attribute:  # noqa: N801 - reads as a verb at the call site: ``with attribute(feature=...)``
@@ -61,6 +86,11 @@ class attribute:  # noqa: N801 - reads as a verb at the call site: ``with attrib
         for name, value in (("feature", feature), ("customer", customer), ("tier", tier), ("cohort", cohort)):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"attribute({name}=...) takes a string, got {type(value).__name__} {value!r}")
+            if value is not None and len(value) > MAX_TEXT_LENGTH:
+                raise ValueError(
+                    f"attribute({name}={value[:40]!r}...): {len(value)} characters, more than the "
+                    f"{MAX_TEXT_LENGTH} a {name} may have; pass an identifier (an id or a short name)"
+                )
         self._attribution = Attribution(
             feature=feature,
             customer=customer,
@@ -122,15 +152,15 @@ def current_attribution(routes: Mapping[str, str] | None = None) -> Attribution:
     entries = baggage.get_all()
     if entries:
         from_baggage = Attribution(
-            feature=_text(entries.get(attr.BAGGAGE_FEATURE)),
-            customer=_text(entries.get(attr.BAGGAGE_CUSTOMER)),
-            tier=_text(entries.get(attr.BAGGAGE_TIER)),
-            cohort=_text(entries.get(attr.BAGGAGE_COHORT)),
+            feature=_from_outside("baggage", attr.BAGGAGE_FEATURE, entries.get(attr.BAGGAGE_FEATURE)),
+            customer=_from_outside("baggage", attr.BAGGAGE_CUSTOMER, entries.get(attr.BAGGAGE_CUSTOMER)),
+            tier=_from_outside("baggage", attr.BAGGAGE_TIER, entries.get(attr.BAGGAGE_TIER)),
+            cohort=_from_outside("baggage", attr.BAGGAGE_COHORT, entries.get(attr.BAGGAGE_COHORT)),
             source="baggage",
         )
         resolved = resolved.merged_over(from_baggage)
     if resolved.feature is None and routes:
-        feature = feature_for_route(current_route(), routes)
+        feature = _from_outside("route", attr.MARGIN_FEATURE, feature_for_route(current_route(), routes))
         if feature is not None:
             resolved = resolved.merged_over(Attribution(feature=feature, source="route"))
     return resolved
@@ -185,8 +215,26 @@ class ServerRouteTracker(SpanProcessor):
         return True
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+def _from_outside(source: str, key: str, value: object) -> str | None:
+    """``value`` when it is usable text; else refused (logged once per source, key and kind, counted) and ``None``."""
+    if value is None or (type(value) is str and 0 < len(value) <= MAX_TEXT_LENGTH):
+        return value  # type: ignore[return-value]
+    if not isinstance(value, str):
+        kind, problem = "type", f"is a {type(value).__name__}, not a string"
+    elif not value:
+        kind, problem = "empty", "is empty"
+    elif len(value) > MAX_TEXT_LENGTH:
+        kind, problem = "length", f"has {len(value)} characters, more than {MAX_TEXT_LENGTH}"
+    else:
+        return value  # a str subclass within bounds
+    what = f"the W3C baggage entry {key}" if source == "baggage" else "the feature the policy's route mapping gives"
+    refuse(
+        f"{source}:{key}", ("attribution", source, key, kind),
+        "otel-margin: %s %s; calls are recorded without it (the next source, else unattributed) and each is "
+        "counted in %s. Fix what sets it: non-empty text of at most %d characters.",
+        what, problem, attr.METRIC_REFUSED, MAX_TEXT_LENGTH,
+    )
+    return None
 
 
 def _as_money(name: str, value: Decimal | str | int | float | None) -> Decimal | None:
@@ -198,4 +246,11 @@ def _as_money(name: str, value: Decimal | str | int | float | None) -> Decimal |
         amount = None
     if amount is None or not amount.is_finite() or isinstance(value, bool):
         raise ValueError(f"attribute({name}={value!r}): not a decimal amount; use e.g. '0.02'")
+    # copy_abs, not abs(): abs() rounds to the context's 28 digits, and the column holds 38.
+    if amount.copy_abs() >= MAX_REVENUE_USD or _STORED(amount).copy_abs() >= MAX_REVENUE_USD:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+        raise ValueError(
+            f"attribute({name}={shown}): beyond what the revenue_usd column (Decimal(38, 12)) holds, under "
+            f"10^26 in magnitude (26 digits before the decimal point); pass dollars per call, e.g. '0.02'"
+        )
     return amount

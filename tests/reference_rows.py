@@ -160,7 +160,7 @@ def _money(value: Any, column: str, problems: Counter[str]) -> Decimal | None:
         amount, coerced = Decimal(value), True
     elif isinstance(value, float) and math.isfinite(value):
         amount, coerced = Decimal(repr(value)), True  # the shortest repr, not the binary expansion
-    if amount is None or not amount.is_finite() or abs(amount) >= _MAX_MONEY:
+    if amount is None or not amount.is_finite() or amount.copy_abs() >= _MAX_MONEY:
         problems[f"{column}:invalid"] += 1
         return None
     try:
