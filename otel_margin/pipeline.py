@@ -515,9 +515,7 @@ class CallFlow:
                 call.usage = Usage(source="cache")  # nothing was billed: the replayed usage was the original's
             if call.usage is not None and call.cost is None:
                 _price(call)
-            if error is not None or call.error_type is not None:
-                _book_failure(call)
-            elif call.attribution.revenue_usd is None and call.attribution.feature in settings.unit_prices:
+            if call.attribution.revenue_usd is None and call.attribution.feature in settings.unit_prices:
                 _set_unit_revenue(call, settings.unit_prices[call.attribution.feature])
             sink = self.slot.sink if self.slot is not None else None
             exchange = sink.last if sink is not None else None
