@@ -91,6 +91,21 @@ def test_a_failed_call_books_no_unit_revenue_from_the_policy(standin_server, ote
     assert revenue == {"": "0.02", "InternalServerError": None}
 
 
+def test_a_stream_cut_mid_way_keeps_the_cost_of_what_it_used_and_books_no_usage_revenue(
+        standin_server, instrumented, sink) -> None:
+    oai = openai_client(standin_server)
+    with attribute(feature="summarize", revenue_usd="0.05"), pytest.raises(Exception):  # the SDK's own error
+        for _chunk in oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                                  extra_headers={SCENARIO: "cut-stream"}):
+            pass
+    (span,) = sink.llm_spans()
+    attributes = span.attributes
+    assert a.ERROR_TYPE in attributes and a.MARGIN_REVENUE_USD not in attributes
+    # The provider produced tokens before the cut: estimated, and priced.
+    assert attributes[a.MARGIN_USAGE_SOURCE] == "estimated" and attributes[a.MARGIN_COST_STATUS] == "estimated"
+    assert Decimal(attributes[a.MARGIN_COST_USD]) > 0
+
+
 # --- the report's figures ---------------------------------------------------------------------
 
 
