@@ -573,7 +573,8 @@ def test_cli_prices_a_catalog_model_no_provider_pattern_claims(capsys: pytest.Ca
     report = json.loads(capsys.readouterr().out)
     _, info = data_snapshot.get_snapshot().find_provider_model("text-embedding-3-small", None, "openai", None)
     assert (report["provider"], report["priced_as"]) == ("openai", "text-embedding-3-small")
-    assert Decimal(report["per_mtok_usd"]["uncached_input"]["base"]) == info.get_prices(datetime.now(timezone.utc)).input_mtok
+    listed = info.get_prices(datetime.now(timezone.utc)).input_mtok
+    assert Decimal(report["per_mtok_usd"]["uncached_input"]["base"]) == listed
 
 
 def test_cli_model_at_a_provider_that_lacks_it_says_where_it_is_priced(capsys: pytest.CaptureFixture[str]) -> None:

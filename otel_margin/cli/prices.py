@@ -236,7 +236,8 @@ def _unknown_model_message(catalog: PriceCatalog, model: str, provider: str | No
     listing, here = _providers_listing(model), catalog_provider_id(provider or "")
     fix = "To price it, add it to the policy file under [prices.models] (docs/policy.md)."
     if here is not None and here in listing:  # listed, but by the minute, image or character
-        return f"the catalog lists '{model}' at '{provider}' without a per-token price (what calls are priced by). {fix}"
+        return (f"the catalog lists '{model}' at '{provider}' without a per-token price "
+                f"(what calls are priced by). {fix}")
     elsewhere = [p for p in listing if p != here]
     where = f"for provider '{provider}'" if provider else "(no provider matches it; pass --provider)"
     message = f"unknown model '{model}' {where} in the catalog or {_policy_name(catalog.policy)}"
