@@ -88,8 +88,11 @@ def _demo_store(*, keep: bool, console: Any) -> Any:
     from otel_margin.exporters.storage import StorageUnavailable, session
 
     configured = storage_config()
+    # Its own spool too: a spooled batch names no database, and an application's exporter
+    # draining the same spool would write demo rows into the application's database.
     spool = Path(configured.spool_dir)
-    config = dataclasses.replace(configured, database=DEMO_DATABASE, spool_dir=str(spool.with_name(f"{spool.name}-demo")))
+    demo_spool = str(spool.with_name(f"{spool.name}-demo"))
+    config = dataclasses.replace(configured, database=DEMO_DATABASE, spool_dir=demo_spool)
     where = f"{config.endpoint} ({config.chdb_path})" if config.embedded else config.endpoint
     where = markup_escape(printable(where))  # a setting from outside, printed inside rich markup
     if keep:
@@ -123,36 +126,25 @@ def _clickhouse_exporter(provider: Any, config: Any) -> Any:
 
 def _margin_report(config: Any, console: Any) -> int:
     """Import the demo's subscription revenue, then print the margin report from ClickHouse."""
-    import os
     import tempfile
     from datetime import datetime, timezone
     from pathlib import Path
 
     from otel_margin.cli import main
     from otel_margin.demo import revenue_csv
-    from otel_margin.environment_variables import OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR
 
     day = datetime.now(timezone.utc).date().isoformat()
     database = ["--database", config.database]
-    # The commands below read the demo's spool, not an application's (a spool names no database).
-    saved = os.environ.get(OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR)
-    os.environ[OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR] = config.spool_dir
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "demo-revenue.csv"
-            path.write_text(revenue_csv(day))
-            console.print(f"\nimporting the demo's subscription revenue for {day}: "
-                          f"otel-margin revenue import FILE --database {config.database}")
-            status = main(["revenue", "import", str(path), *database])
-        if status:
-            return status
-        console.print(f"\nmargin report from ClickHouse: otel-margin report --since 1 --database {config.database}\n")
-        return main(["report", "--since", "1", *database])
-    finally:
-        if saved is None:
-            os.environ.pop(OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR, None)
-        else:
-            os.environ[OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR] = saved
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "demo-revenue.csv"
+        path.write_text(revenue_csv(day))
+        console.print(f"\nimporting the demo's subscription revenue for {day}: "
+                      f"otel-margin revenue import FILE --database {config.database}")
+        status = main(["revenue", "import", str(path), *database])
+    if status:
+        return status
+    console.print(f"\nmargin report from ClickHouse: otel-margin report --since 1 --database {config.database}\n")
+    return main(["report", "--since", "1", *database])
 
 
 def _table(title: str, key: str, rows: dict[str, dict[str, Any]]) -> Any:

@@ -164,9 +164,10 @@ def print_tables(report: dict[str, Any]) -> None:
     for column in ("feature", "calls", "unpriced", "avg $", "P95 $", "input", "cache read", "cache write", "output", "other"):
         table.add_column(column, justify="left" if column == "feature" else "right")
     for row in report["cost_map"]:
-        table.add_row(rich_text(row.feature), str(row.calls), _flagged(row.unpriced_calls, "yellow"), _usd(row.avg_cost_usd),
-                      _usd(row.p95_cost_usd), _usd(row.avg_input_usd), _usd(row.avg_cache_read_usd),
-                      _usd(row.avg_cache_write_usd), _usd(row.avg_output_usd), _usd(row.avg_other_usd))
+        table.add_row(rich_text(row.feature), str(row.calls), _flagged(row.unpriced_calls, "yellow"),
+                      _usd(row.avg_cost_usd), _usd(row.p95_cost_usd), _usd(row.avg_input_usd),
+                      _usd(row.avg_cache_read_usd), _usd(row.avg_cache_write_usd), _usd(row.avg_output_usd),
+                      _usd(row.avg_other_usd))
     console.print(table)
     if any(row.unpriced_calls for row in report["total"]):
         console.print("[yellow]Unpriced calls have no cost in these sums: margins above are upper bounds. "
