@@ -75,14 +75,37 @@ def test_llm_spans_become_margin_rows_and_others_are_ignored(chdb_client, databa
     assert chat["cost_usd"] == Decimal("0.000255") and chat["cost_output_usd"] == Decimal("0.00018")
     assert chat["revenue_usd"] == Decimal("0.01") and chat["duration_ms"] == 1500.0
     assert (chat["response_model"], chat["cost_status"], chat["error_type"]) == ("gpt-4o-mini-2024-07-18", "priced", "")
-    # Unparseable values: never a guessed number; cost NULL (unpriced, not 0), tokens 0.
-    assert unpriced["cost_usd"] is None and unpriced["cost_status"] == "unpriced" and unpriced["input_tokens"] == 0
+    # Unparseable values: never a guessed number; cost NULL (not 0), tokens 0 under the 'invalid' mark.
+    assert unpriced["cost_usd"] is None and unpriced["cost_status"] == "invalid" and unpriced["input_tokens"] == 0
     assert (unpriced["feature"], unpriced["error_type"]) == (attributes.UNATTRIBUTED, "_OTHER")
     assert embeddings["cost_usd"] == Decimal("0.0000001")
     # The inserts cascade into the rollups.
     assert chdb_client.query(
         f"SELECT sum(calls), sum(unpriced_calls), sum(cost_usd) FROM {db}.llm_calls_daily"
     ).result_rows == [(3, 1, Decimal("0.0002551"))]
+
+
+@pytest.mark.parametrize(("changes", "status", "cost", "input_tokens"), [
+    ({}, "priced", Decimal("0.000255"), 1200),
+    ({"gen_ai.usage.input_tokens": " 1200 "}, "priced", Decimal("0.000255"), 1200),
+    ({"gen_ai.usage.input_tokens": "18446744073709551615"}, "priced", Decimal("0.000255"), 2**64 - 1),
+    ({"gen_ai.usage.input_tokens": "1000000000000000000000000000000", "margin.cost.usd": "150000000000000000000000"},
+     "invalid", None, 0),
+    ({"gen_ai.usage.input_tokens": "18446744073709551616"}, "invalid", None, 0),
+    ({"gen_ai.usage.output_tokens": "-3"}, "invalid", None, 1200),
+    ({"gen_ai.usage.reasoning.output_tokens": "1e30"}, "invalid", None, 1200),
+    ({"margin.cost.usd": ""}, "invalid", None, 1200),  # "priced" without a cost
+    ({"margin.cost.usd": "", "margin.cost.status": "estimated"}, "invalid", None, 1200),
+    ({"margin.cost.usd": "", "margin.cost.status": "unpriced"}, "unpriced", None, 1200),
+])
+def test_counts_uint64_cannot_hold_are_never_wrapped_nor_zeroed_under_a_price(chdb_client, database, traces,
+                                                                              changes, status, cost, input_tokens):
+    write_spans(chdb_client, traces, [("chat gpt-4o-mini", {**LLM, **changes}, "Unset")])
+    db = schema.quote_identifier(database)
+    (row,) = chdb_client.query(f"SELECT * FROM {db}.llm_calls").named_results()
+    assert (row["cost_status"], row["cost_usd"], row["input_tokens"]) == (status, cost, input_tokens)
+    if status == "invalid" and any("tokens" in key for key in changes):  # no component priced from a bad count
+        assert row["cost_input_usd"] == row["cost_output_usd"] == Decimal(0)
 
 
 def test_the_view_reads_only_attribute_names_defined_in_attributes_module():
