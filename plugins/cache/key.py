@@ -3,8 +3,8 @@
 A key is two parts. The **namespace** is the tenant scope (by default the customer): entries of
 one namespace are never visible from another, whatever the request. The **request digest** is a
 SHA-256 of the provider, the SDK surface, the model and every parameter that can change the
-answer, serialised canonically (sorted keys, exact numbers), so two requests that differ in any
-such parameter never share an entry.
+answer, written as JSON with sorted keys (which keeps ``1`` apart from ``1.0`` and a float's exact
+``repr``), so two requests that differ in any such parameter never share an entry.
 
 A request that cannot be keyed safely is not cached: no tenant where the scope needs one, a
 parameter that has no canonical form (a generator, a file handle), or a request whose answer is
@@ -14,9 +14,9 @@ turns) unless the feature allows it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
@@ -55,10 +55,15 @@ class CacheKey:
     @property
     def store_key(self) -> str:
         """One string for the stores: the namespace's own digest, then the request's."""
-        namespace_id = hashlib.sha256(self.namespace.encode()).hexdigest()[:32]
-        return f"{KEY_VERSION}:{namespace_id}:{self.digest}"
+        return f"{KEY_VERSION}:{_namespace_id(self.namespace)}:{self.digest}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _namespace_id(namespace: str) -> str:
+    return hashlib.sha256(namespace.encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=4096)
 def namespace(scope: Scope, *, customer: str | None, feature: str | None) -> str:
     """The tenant namespace of a call under ``scope``; :class:`NotCacheable` without a tenant."""
     if scope is Scope.GLOBAL:
@@ -94,10 +99,11 @@ def cache_key(
         reason = nondeterminism(params)
         if reason:
             raise NotCacheable(reason)
-    request = {name: value for name, value in params.items() if name not in TRANSPORT_PARAMS}
-    body = json.dumps(
-        [KEY_VERSION, provider, api, canonical(request)], sort_keys=True, ensure_ascii=False, separators=(",", ":")
-    )
+    request = {name: value for name, value in params.items() if name not in TRANSPORT_PARAMS and not _not_given(value)}
+    try:
+        body = _ENCODER.encode([KEY_VERSION, provider, api, request])
+    except (TypeError, ValueError) as error:
+        raise NotCacheable(f"a parameter has no canonical form ({error})") from None
     return CacheKey(
         namespace=namespace(scope, customer=customer, feature=feature),
         digest=hashlib.sha256(body.encode()).hexdigest(),
@@ -136,42 +142,31 @@ def _has_tool_result(message: Any) -> bool:
     )
 
 
-def canonical(value: Any) -> Any:
-    """``value`` as plain JSON data with one spelling per meaning; :class:`NotCacheable` otherwise.
+def _data_form(value: Any) -> Any:
+    """JSON's fallback for what it cannot write: SDK models, bytes, the SDKs' "not given" sentinels.
 
-    Dicts keep every key (sorted when serialised), sequences keep their order, SDK models are
-    dumped, the SDKs' "not given" sentinels are dropped, floats keep their exact ``repr`` and
-    are told apart from equal integers (``1`` and ``1.0`` are the same to a provider, but a
-    key must never merge values a provider could read differently). Anything else — a
-    generator, a file, an object without a data form — makes the request uncacheable.
+    The request is written as JSON with sorted keys, which already tells ``1`` from ``1.0`` and
+    keeps a float's exact ``repr``; anything else without a data form — a generator, a file —
+    raises ``TypeError``, and the request is not cached.
     """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise NotCacheable(f"a parameter is {value!r}")
-        return {"$float": repr(value)}
-    if isinstance(value, Mapping):
-        out = {}
-        for name, item in value.items():
-            if not isinstance(name, str):
-                raise NotCacheable(f"a parameter has a key of type {type(name).__name__}")
-            if _not_given(item):
-                continue
-            out[name] = canonical(item)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [canonical(item) for item in value]
+    if _not_given(value):
+        return {"$not_given": True}  # nested: kept apart from absent, at worst a miss
     if isinstance(value, bytes):
         return {"$bytes": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, (set, frozenset)):
+        raise TypeError(f"a {type(value).__name__} has no order")
     dump = getattr(value, "model_dump", None)
     if callable(dump):
-        return canonical(dump(mode="json", exclude_unset=True))
-    raise NotCacheable(f"a parameter of type {type(value).__name__} has no canonical form")
+        return dump(mode="json", exclude_unset=True)
+    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 def _not_given(value: Any) -> bool:
     # openai.NOT_GIVEN / openai.Omit and anthropic's twins: "parameter not passed".
     return type(value).__name__ in ("NotGiven", "Omit")
+
+
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_data_form
+)
+"""One encoder for every key (``json.dumps`` with options builds a new one per call)."""
