@@ -298,3 +298,43 @@ def test_any_usage_value_is_an_exact_priced_row_or_not_labelled_priced(oai, sink
         # Not a count: the usage is unusable and counted from the text instead.
         assert row["cost_status"] == "estimated" and row["usage_source"] == "estimated"
         assert row["cost_usd"] is not None and row["output_tokens"] > 0
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(input_tokens=_usage_values, output_tokens=_usage_values, stream=st.booleans())
+@example(input_tokens=2**64 - 1, output_tokens=20, stream=True)
+@example(input_tokens=250_000, output_tokens=20, stream=False)  # the catalog's tier above 200,000 input tokens
+@example(input_tokens=8, output_tokens="seven", stream=True)
+@example(input_tokens=8, output_tokens=-1, stream=True)
+def test_any_anthropic_usage_value_is_an_exact_priced_row_or_not_labelled_priced(ant, sink, oracle, row_table,
+                                                                                 input_tokens, output_tokens, stream):
+    sink.clear()
+    # The Anthropic SDK does not coerce: the values that reach us are the wire JSON's.
+    headers = usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    sent = json.loads(headers[USAGE_HEADER])
+    if stream:
+        for _ in ant.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES, stream=True,
+                                     extra_headers=headers):
+            pass
+    else:
+        ant.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES, extra_headers=headers)
+    span = sink.one_llm_span()
+    row_table.command("TRUNCATE TABLE rows")
+    row_table.raw_insert("rows", column_names=list(COLUMN_NAMES), fmt=FORMAT,
+                         insert_block=encode_rows([span_to_row(span, service_name="svc")]).body)
+    result = row_table.query("SELECT * FROM rows")
+    (row,) = [dict(zip(result.column_names, values)) for values in result.result_rows]
+    given_in, given_out = sent["input_tokens"], sent["output_tokens"]
+    counts = _is_count(given_in) and _is_count(given_out)
+    if counts and given_in + given_out <= BOUND:
+        assert row["cost_status"] == "priced" and row["usage_source"] == "provider"
+        assert (row["input_tokens"], row["output_tokens"]) == (given_in, given_out)
+        want = oracle.cost(Expected(given_in, given_out), "claude-sonnet-4-5", "anthropic")
+        assert row["cost_usd"] == want.quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
+    elif counts:
+        assert row["cost_status"] == "invalid" and row["cost_usd"] is None
+        assert (row["input_tokens"], row["output_tokens"]) == (0, 0)
+    else:
+        assert row["cost_status"] == "estimated" and row["usage_source"] == "estimated"
+        assert row["cost_usd"] is not None and row["output_tokens"] > 0
