@@ -402,6 +402,10 @@ def test_cap_cuts_long_content_keeping_json(otel, sink, oai, ant, cap) -> None:
     if cap >= 300:
         # The short message is kept whole; the long one is what was cut.
         assert captured(openai_span, INPUT, cap)[0] == {"role": "system", "parts": [text("short")]}
+    if cap >= 2048:
+        # The cap is used, not wasted: the long message keeps most of it.
+        kept = captured(openai_span, INPUT, cap)[1]["parts"][0]["content"]
+        assert kept.endswith(MARKER) and long.startswith(kept[: -len(MARKER)]) and len(kept) > cap * 3 // 4
 
 
 # --- arbitrary content -----------------------------------------------------------------------
@@ -471,6 +475,17 @@ def test_encode_any_value_within_any_cap(value, cap) -> None:
     assert isinstance(decoded, list)
     if not cut:
         assert decoded == json.loads(json.dumps(plain(value), ensure_ascii=False).encode("utf-8", "replace"))
+
+
+def test_too_many_messages_keep_the_first_that_fit() -> None:
+    sent = [{"role": "user", "content": f"question {i}"} for i in range(2000)]
+    call = _call("chat.completions", {"messages": sent})
+    content.start(call, 1024)
+    values = content.span_attributes(call, None)
+    kept = json.loads(values[INPUT])
+    assert len(values[INPUT].encode("utf-8")) <= 1024 and values[TRUNCATED] == [INPUT]
+    assert 10 < len(kept) < len(sent)
+    assert kept == [{"role": "user", "parts": [text(m["content"])]} for m in sent[: len(kept)]]
 
 
 def test_plain_survives_cycles_and_odd_values() -> None:

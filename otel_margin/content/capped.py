@@ -74,19 +74,20 @@ def encode(value: list[Any], max_bytes: int) -> tuple[str, bool]:
     data = _dumps(value)
     if len(data) <= max_bytes:
         return data.decode("utf-8"), False
-    fitted = _cut_strings(value, max_bytes)
+    fitted = _cut_strings(value, max_bytes, len(data))
     if fitted is not None:
         return fitted, True
     # Even with every string cut the structure is too long: keep the longest prefix of
     # messages (or parts) whose structure fits, then let their strings use what is left.
-    low, high = 0, len(value)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if len(_dumps(_shrink(value[:middle], 0))) <= max_bytes:
-            low = middle
-        else:
-            high = middle - 1
-    fitted = _cut_strings(value[:low], max_bytes)
+    # Compact JSON of a list is "[" + ",".join(items) + "]", so item sizes add up exactly.
+    size, kept = 2, 0
+    for item in value:
+        size += len(_dumps(_shrink(item, 0))) + (1 if kept else 0)
+        if size > max_bytes:
+            break
+        kept += 1
+    prefix = value[:kept]
+    fitted = _cut_strings(prefix, max_bytes, len(_dumps(prefix)))
     return (fitted if fitted is not None else "[]"), True
 
 
@@ -95,13 +96,12 @@ def _dumps(value: Any) -> bytes:
     return text.encode("utf-8", "replace")
 
 
-def _cut_strings(value: list[Any], max_bytes: int) -> str | None:
-    """The JSON of ``value`` with its strings cut to the longest common length that fits, or None."""
-    data = _dumps(value)
-    if len(data) <= max_bytes:
-        return data.decode("utf-8")
+def _cut_strings(value: list[Any], max_bytes: int, size: int) -> str | None:
+    """The JSON of ``value`` (``size`` bytes) with its strings cut to the longest common length that fits, or None."""
+    if size <= max_bytes:
+        return _dumps(value).decode("utf-8")
     lengths = sorted(_string_lengths(value, []), reverse=True)
-    excess = len(data) - max_bytes
+    excess = size - max_bytes
     # The longest limit whose cuts save at least ``excess`` characters (a character is at
     # least a byte, so the bytes saved are at least that); then checked on the real text.
     low, high = 0, lengths[0] if lengths else 0

@@ -16,8 +16,18 @@ from otel_margin.content.capped import plain
 
 def get(value: Any, name: str) -> Any:
     """Field ``name`` of a dict or an object; ``None`` when absent or an SDK "not given" sentinel."""
-    found = value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
+    if type(value) is dict:  # the common case first: isinstance against an ABC costs more
+        found = value.get(name)
+    elif isinstance(value, Mapping):
+        found = value.get(name)
+    else:
+        found = getattr(value, name, None)
+    if found is None or type(found) in _PLAIN:
+        return found
     return None if type(found).__name__ in ("Omit", "NotGiven") else found
+
+
+_PLAIN = frozenset((str, list, dict, int, float, bool))
 
 
 def items(value: Any) -> Sequence[Any]:
