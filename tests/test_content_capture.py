@@ -252,6 +252,28 @@ def test_cut_stream_keeps_what_arrived_marked_error(capturing, sink, oai) -> Non
         {"role": "assistant", "parts": [text("".join(received))], "finish_reason": "error"}]
 
 
+def test_raw_and_streaming_responses(capturing, sink, oai) -> None:
+    raw = oai.chat.completions.with_raw_response.create(model="gpt-4o-mini",
+                                                        messages=[{"role": "user", "content": "raw"}])
+    reply = raw.parse()
+    assert captured(sink.one_llm_span(), OUTPUT)[0]["parts"] == [text(reply.choices[0].message.content)]
+    sink.clear()
+    with oai.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "streamed raw"}], stream=True) as response:
+        received = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+    span = sink.one_llm_span()
+    assert captured(span, INPUT) == [{"role": "user", "parts": [text("streamed raw")]}]
+    assert captured(span, OUTPUT)[0]["parts"] == [text(received)]
+
+
+def test_with_a_record_hook(capturing, sink, oai, records) -> None:
+    # Record hooks run before the call returns; the span, with its content, is still written after.
+    reply = oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "recorded"}])
+    span = sink.one_llm_span()
+    assert len(records.calls) == 1
+    assert captured(span, OUTPUT)[0]["parts"] == [text(reply.choices[0].message.content)]
+
+
 def test_failed_call_records_its_input_and_no_output(capturing, sink, oai) -> None:
     with pytest.raises(openai.InternalServerError):
         oai.with_options(max_retries=0).chat.completions.create(
