@@ -241,16 +241,24 @@ def _as_money(name: str, value: Decimal | str | int | float | None) -> Decimal |
     if value is None:
         return None
     try:
-        amount = Decimal(str(value))
+        # An int as it is: str() of one beyond 4,300 digits raises CPython's own ValueError.
+        amount = Decimal(value) if type(value) is int else Decimal(str(value))
     except InvalidOperation:
         amount = None
     if amount is None or not amount.is_finite() or isinstance(value, bool):
         raise ValueError(f"attribute({name}={value!r}): not a decimal amount; use e.g. '0.02'")
     # copy_abs, not abs(): abs() rounds to the context's 28 digits, and the column holds 38.
     if amount.copy_abs() >= MAX_REVENUE_USD or _STORED(amount).copy_abs() >= MAX_REVENUE_USD:
-        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
         raise ValueError(
-            f"attribute({name}={shown}): beyond what the revenue_usd column (Decimal(38, 12)) holds, under "
+            f"attribute({name}={_brief(value)}): beyond what the revenue_usd column (Decimal(38, 12)) holds, under "
             f"10^26 in magnitude (26 digits before the decimal point); pass dollars per call, e.g. '0.02'"
         )
     return amount
+
+
+def _brief(value: object) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond CPython's 4,300-digit limit for str()
+        return f"<an int of {value.bit_length()} bits>"  # type: ignore[attr-defined]
+    return text if len(text) <= 40 else f"{text[:37]}..."

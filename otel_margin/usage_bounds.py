@@ -55,11 +55,6 @@ def load_bound() -> int:
     return bound
 
 
-def max_tokens_per_call() -> int:
-    """The bound in force."""
-    return _max_tokens
-
-
 def refuse_absurd(call: LLMCall) -> bool:
     """True, with ``call.cost`` set to ``invalid``, when ``call.usage`` is beyond any call; else False."""
     usage = call.usage
