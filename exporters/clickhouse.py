@@ -40,7 +40,9 @@ written exactly once, even across outages, retries, restarts and ``kill -9``:
 Rows travel as one ``Native`` block per batch (:data:`~otel_margin.exporters.rows.FORMAT`,
 built by :mod:`otel_margin.exporters.rows`); the spool stores the same bytes, and
 ``raw_insert`` sends them as they are.
-``export()`` never raises. The exporter's own ClickHouse traffic is not traced.
+``export()`` never raises. The exporter's own ClickHouse traffic is not traced. An outage is
+told in a few log lines (one when writes start failing, a summary a minute, one on recovery) and
+through metrics (:mod:`otel_margin.exporters.health`).
 """
 
 from __future__ import annotations
