@@ -193,3 +193,25 @@ def test_two_exporters_on_one_meter_provider_are_both_counted(tmp_path):
     for exporter in exporters:
         exporter.shutdown()
 
+
+
+def test_embedded_metrics_show_rows_gathering_then_written_and_nothing_replayed(tmp_path):
+    from otel_margin.exporters.clickhouse import ClickHouseSpanExporter
+
+    reader = InMemoryMetricReader()
+    exporter = ClickHouseSpanExporter(endpoint=f"chdb://{tmp_path / 'chdb'}", spool_dir=str(tmp_path / "spool"),
+                                      drain_interval=3600, meter_provider=MeterProvider(metric_readers=[reader]))
+    try:
+        exporter.export(batch(0, 4))
+        exporter.export(batch(4, 6))
+        files = list((tmp_path / "spool").glob("*.batch"))
+        points = metric_points(reader)
+        assert points[a.METRIC_EXPORT_SPOOL_BATCHES] == len(files) == 2
+        assert points[a.METRIC_EXPORT_SPOOL_BYTES] == sum(f.stat().st_size for f in files)
+        assert points[a.METRIC_EXPORT_EXPORTED] == 0
+        assert exporter.force_flush(20_000)
+        points = metric_points(reader)
+        assert points[a.METRIC_EXPORT_EXPORTED] == 10 and points[a.METRIC_EXPORT_REPLAYED] == 0
+        assert points[a.METRIC_EXPORT_SPOOL_BATCHES] == 0 and points[a.METRIC_EXPORT_SPOOL_BYTES] == 0
+    finally:
+        exporter.shutdown()
