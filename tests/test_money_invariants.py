@@ -1,0 +1,249 @@
+"""Money bugs the rest of the suite let through, each pinned by an independently computed amount.
+
+* Subscription revenue of a customer whose calls in a period are all unpriced (or carry no
+  tokens) is split by call counts; the view never divides by a zero weight.
+* Reasoning tokens are part of the output tokens: charged once, at the reasoning price where
+  the catalog lists one, else inside output at the output price.
+* A contract discount of 0 % and a self-hosted per-token price without an output price are
+  refused with a line-numbered error naming the fix; an accepted discount scales every price
+  exactly.
+* A routed call's saving is the same usage priced at the model asked for minus the model that
+  answered (not the whole cost of the model asked for).
+
+Expected amounts come from the test's own arithmetic (fractions of hand-written numbers) or
+from ``genai_prices.calc_price``, never from otel-margin's code.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import genai_prices
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from chdb_fixtures import call, chdb_client, chdb_path, database, insert_calls  # noqa: F401 - fixtures
+from otel_margin import attribute, hookimpl, margin
+from otel_margin import attributes as attr
+from otel_margin.call import Usage
+from otel_margin.policy import PolicyError, parse_policy
+from otel_margin.prices import PriceCatalog
+from otel_margin.revenue import RevenueEvent, import_revenue
+from otel_margin.standin import openai_client
+
+MTOK = 10**6
+MAY_1, MAY_31 = date(2024, 5, 1), date(2024, 5, 31)
+
+
+# --- subscription revenue over a period of unpriced calls ----------------------------------------
+
+
+def unpriced_calls(customer: str, per_feature: dict[str, int], *, tokens: int = 100) -> list[dict[str, Any]]:
+    rows = []
+    for feature, count in per_feature.items():
+        for i in range(count):
+            moment = datetime(2024, 5, 1 + i % 28, 12, tzinfo=timezone.utc)
+            rows.append(call(timestamp=moment, feature=feature, customer=customer, cost_usd=None,
+                             input_tokens=tokens, output_tokens=0))
+    return rows
+
+
+def revenue_by_feature(client: Any, db: str, allocate_by: str) -> dict[str, Decimal]:
+    rows = margin.margin_by(client, "feature", start=MAY_1, end=MAY_31, allocate_by=allocate_by, database=db)
+    return {row.key: row.revenue_usd for row in rows}
+
+
+@pytest.mark.parametrize(("allocate_by", "tokens"), [("cost", 100), ("tokens", 0)])
+def test_revenue_of_a_period_without_priced_calls_is_split_by_call_counts(
+    chdb_client, database, allocate_by, tokens
+):
+    # Every call unpriced (no cost weight) or empty (no token weight): 3 of 4 calls are search.
+    insert_calls(chdb_client, database, unpriced_calls("zed", {"search": 3, "docs": 1}, tokens=tokens))
+    import_revenue(chdb_client, [RevenueEvent("zed", MAY_1, MAY_31, Decimal("10.00"), "pro")],
+                   source="test.csv", database=database)
+    got = revenue_by_feature(chdb_client, database, allocate_by)
+    assert got == {"search": Decimal("7.50"), "docs": Decimal("2.50")}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(counts=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+       cents=st.integers(1, 10**9), allocate_by=st.sampled_from(["cost", "calls"]))
+def test_unpriced_periods_split_any_amount_by_calls_and_add_up_exactly(
+    chdb_client, database, counts, cents, allocate_by
+):
+    # One customer and its own feature names per example (the examples share one database).
+    customer = f"u{next(_EXAMPLES)}"
+    per_feature = {f"{customer}-f{i}": count for i, count in enumerate(counts)}
+    insert_calls(chdb_client, database, unpriced_calls(customer, per_feature))
+    amount = Decimal(cents) / 100
+    import_revenue(chdb_client, [RevenueEvent(customer, MAY_1, MAY_31, amount, "pro")],
+                   source="test.csv", database=database)
+    got = {key: value for key, value in revenue_by_feature(chdb_client, database, allocate_by).items()
+           if key in per_feature}
+    assert set(got) == set(per_feature)
+    assert sum(got.values()) == amount  # the parts add up to the cent, and beyond
+    for feature, count in per_feature.items():
+        assert abs(Fraction(got[feature]) - Fraction(amount) * count / sum(counts)) <= Fraction(1, 10**9)
+
+
+_EXAMPLES = iter(range(10**9))
+
+
+# --- reasoning tokens ------------------------------------------------------------------------------
+
+
+@st.composite
+def usages(draw: st.DrawFn) -> Usage:
+    """Usage with reasoning inside output, as the providers report it."""
+    output_tokens = draw(st.integers(0, 200_000))
+    return Usage(input_tokens=draw(st.integers(0, 100_000)), output_tokens=output_tokens,
+                 reasoning_tokens=draw(st.integers(0, output_tokens)))
+
+
+def reasoning_priced_models() -> list[tuple[str, str, Decimal, Decimal]]:
+    """Catalog models with their own reasoning price: (provider, model, output $/MTok, reasoning $/MTok)."""
+    from genai_prices import data_snapshot, types
+
+    found = []
+    for provider in data_snapshot.get_snapshot().providers:
+        for model in provider.models:
+            prices = model.prices
+            if (isinstance(prices, types.ModelPrice) and isinstance(prices.output_mtok, Decimal)
+                    and isinstance(getattr(prices, "output_reasoning_mtok", None), Decimal)):
+                found.append((provider.id, model.id, prices.output_mtok, prices.output_reasoning_mtok))
+    return found
+
+
+REASONING_PRICED = reasoning_priced_models()
+
+
+@pytest.fixture(scope="module")
+def catalog() -> PriceCatalog:
+    return PriceCatalog(log_unpriced=False)
+
+
+def test_reasoning_tokens_at_their_own_price_are_not_also_charged_as_output(catalog):
+    # Hand arithmetic: 2,000 output tokens of which 500 reasoning, at the catalog's two prices.
+    assert REASONING_PRICED, "the catalog no longer lists a reasoning price: pick another check"
+    for provider, model, output_mtok, reasoning_mtok in REASONING_PRICED:
+        assert output_mtok != reasoning_mtok, model  # else a double charge could hide
+        cost = catalog.price(provider, model, Usage(input_tokens=0, output_tokens=2_000, reasoning_tokens=500))
+        assert cost.output == (1_500 * output_mtok + 500 * reasoning_mtok) / MTOK, (provider, model)
+        assert cost.total == cost.output
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(usage=usages(), which=st.integers(0, 1000))
+def test_reasoning_priced_models_agree_with_genai_prices(catalog, usage, which):
+    provider, model, _, _ = REASONING_PRICED[which % len(REASONING_PRICED)]
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                           output_reasoning_tokens=usage.reasoning_tokens),
+        model, provider_id=provider,
+    ).total_price
+    assert catalog.price(provider, model, usage).total == expected
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(usage=usages(), model=st.sampled_from([("openai", "o3-mini"), ("openai", "gpt-5-mini"),
+                                             ("anthropic", "claude-haiku-4-5"), ("openai", "gpt-4o-mini")]))
+def test_reasoning_without_its_own_price_is_inside_output_at_the_output_price(catalog, usage, model):
+    resolved = catalog.lookup(*model)
+    assert resolved is not None and resolved.reasoning is None and resolved.output is not None
+    cost = catalog.price(*model, usage)
+    # Untiered output price: the output component is output tokens x price, whatever the reasoning share.
+    assert not resolved.output.tiers
+    assert cost.output == usage.output_tokens * resolved.output.base / MTOK
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                           output_reasoning_tokens=usage.reasoning_tokens),
+        model[1], provider_id=model[0],
+    ).total_price
+    assert cost.total == expected
+
+
+# --- policy: discounts and self-hosted per-token prices -------------------------------------------
+
+
+def policy_error(text: str) -> str:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("zero", ["0", "0.0", '"0"', '"0.00"', "-0.0"])
+def test_a_zero_percent_discount_is_refused_with_its_line(zero):
+    text = f'# contract\n[[prices.discounts]]\nprovider = "openai"\npercent = {zero}\n'
+    assert policy_error(text).startswith(
+        f"otel-margin.toml line 4: [[prices.discounts]] (entry 1) percent = {zero} is not valid; "
+        "expected a percentage strictly between 0 and 100, like 15"
+    )
+
+
+@pytest.mark.parametrize(("table", "present", "missing"), [
+    ("prices.self_hosted.llama", "input_per_mtok", "output_per_mtok"),
+    ("prices.self_hosted.llama", "output_per_mtok", "input_per_mtok"),
+    ('hosts."gpu-box:8000"', "input_per_mtok", "output_per_mtok"),
+])
+def test_a_per_token_self_hosted_price_needs_both_directions(table, present, missing):
+    provider = 'provider = "vllm"\n' if table.startswith("hosts") else ""
+    text = f'[features.chat]\nunit_price_usd = "0.01"\n\n[{table}]\n{provider}{present} = "0.40"\n'
+    message = policy_error(text)
+    assert message.startswith(f"otel-margin.toml line 4: [{table}] missing required key '{missing}'; "
+                              f'add {missing} = "0.50"'), message
+
+
+def test_an_input_only_self_hosted_price_never_prices_output_at_zero():
+    # Were it accepted, output would cost $0 while the call reads "priced".
+    with pytest.raises(PolicyError):
+        parse_policy('[prices.self_hosted.llama]\ninput_per_mtok = "0.40"\n')
+    policy = parse_policy('[prices.self_hosted.llama]\ninput_per_mtok = "0.40"\noutput_per_mtok = "1.60"\n')
+    cost = PriceCatalog(policy).price("vllm", "llama", Usage(input_tokens=1_000, output_tokens=250))
+    assert (cost.status, cost.input, cost.output) == ("priced", Decimal("0.0004"), Decimal("0.0004"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(percent=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99.99"), places=2), usage=usages())
+def test_an_accepted_discount_scales_the_catalog_price_exactly(percent, usage):
+    policy = parse_policy(f'[[prices.discounts]]\nprovider = "openai"\nmodel = "gpt-4o-mini*"\npercent = "{percent}"\n')
+    list_price = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+        "gpt-4o-mini", provider_id="openai",
+    ).total_price
+    cost = PriceCatalog(policy, log_unpriced=False).price("openai", "gpt-4o-mini", usage)
+    assert Fraction(cost.total) == Fraction(list_price) * (100 - Fraction(percent)) / 100
+
+
+# --- routing ---------------------------------------------------------------------------------------
+
+
+class RouteTo:
+    def __init__(self, frm: str, to: str) -> None:
+        self.frm, self.to = frm, to
+
+    @hookimpl
+    def margin_route(self, call):
+        return self.to if call.model == self.frm else None
+
+
+@pytest.mark.parametrize(("asked", "routed"), [("gpt-4o", "gpt-4o-mini"), ("gpt-4.1", "gpt-4.1-nano")])
+def test_a_routing_saving_is_the_difference_of_both_models_prices(
+    sink, instrumented, register_plugin, standin_server, oracle, asked, routed
+):
+    register_plugin(RouteTo(asked, routed), name="test-route")
+    client = openai_client(standin_server)
+    with attribute(feature="route-saving"):
+        response = client.chat.completions.create(
+            model=asked, messages=[{"role": "user", "content": "summarise the quarter"}],
+            extra_headers={"x-standin-output-tokens": "700"})
+    span = sink.one_llm_span()
+    assert span.attributes[attr.MARGIN_ROUTE_FROM_MODEL] == asked
+    usage = oracle.openai_chat(response.usage)
+    would_have = oracle.cost(usage, asked, "openai")
+    paid = oracle.cost(usage, response.model, "openai")
+    assert paid < would_have
+    assert Decimal(span.attributes[attr.MARGIN_COST_USD]) == paid
+    assert Decimal(span.attributes[attr.MARGIN_SAVED_USD]) == would_have - paid
