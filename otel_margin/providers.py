@@ -159,7 +159,9 @@ class ServerTable:
         if hit is not None and hit[0] is url and hit[1] is kind:
             return hit[2]
         try:
-            server = detect(str(url), kind.__name__, self._policy_host)
+            # A subclass of AzureOpenAI (a company's wrapper) is still an Azure client.
+            azure = next((c.__name__ for c in kind.__mro__ if c.__name__ in _AZURE_CLIENTS), None)
+            server = detect(str(url), azure or kind.__name__, self._policy_host)
         except Exception:  # noqa: BLE001 - a provider name must never cost the caller its call
             logger.debug("otel-margin: cannot tell the provider of %r", url, exc_info=True)
             return self._fallback

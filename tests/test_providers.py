@@ -176,6 +176,18 @@ def test_an_azure_only_model_is_priced_from_azures_entry(transport, sink, oracle
     oracle.check_span(span, oracle.openai_chat(response.usage), model="phi-4", provider="azure")
 
 
+def test_a_subclass_of_azure_openai_is_azure_whatever_its_host(transport, sink) -> None:
+    class CompanyAzure(openai.AzureOpenAI):
+        pass
+
+    module = sdk_http_module()
+    client = CompanyAzure(api_key="test-key", base_url="https://llm-proxy.example/openai", api_version="2024-10-21",
+                          http_client=module.Client(transport=transport), max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    check_server(sink.one_llm_span(), "azure.ai.openai", "llm-proxy.example", 443)
+
+
 async def test_azure_openai_async_stream_and_embeddings(transport, sink, oracle) -> None:
     client = azure_client(transport, async_=True)
     stream = await client.chat.completions.create(
