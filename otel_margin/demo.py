@@ -148,13 +148,48 @@ def _support_bot(clients: dict[str, Any], tier: str, rng: random.Random) -> None
     )
 
 
+_FAQ = (
+    "How do I change the billing email on my account?",
+    "What does the pro tier include?",
+    "How do I export my invoices as CSV?",
+    "Can I move seats between workspaces?",
+    "Where do I find my API usage for this month?",
+)
+
+
+def _faq(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
+    # Customers ask the same few questions: identical requests (temperature 0, the same
+    # output length) that the demo policy's exact cache answers after the first time.
+    index = rng.randrange(len(_FAQ))
+    clients["openai"].chat.completions.create(
+        model="gpt-4o",
+        temperature=0,
+        messages=[
+            {"role": "system", "content": "Answer from the help centre in two sentences."},
+            {"role": "user", "content": _FAQ[index]},
+        ],
+        extra_headers={"x-standin-output-tokens": str(40 + 15 * index)},
+    )
+
+
 FEATURES = (
     Feature("summarize", 30, _summarize),
     Feature("assistant", 25, _assistant),
     Feature("doc-analysis", 15, _doc_analysis, revenue_per_call=Decimal("0.01")),
     Feature("search", 20, _search),
     Feature("support-bot", 10, _support_bot),
+    Feature("faq", 15, _faq),
 )
+
+POLICY = """
+[plugins.cache]
+store = "memory"
+
+[plugins.cache.features.faq]
+ttl_seconds = 3600
+scope = "customer"
+"""
+"""The demo's policy: the exact response cache on the ``faq`` feature (docs/cache.md)."""
 
 _WORDS = (
     "margin revenue invoice contract customer feature tier latency token cache model route budget "

@@ -270,6 +270,53 @@ def negative_margin_customers(
     return [row for row in rows if row.margin_usd < 0][:limit]
 
 
+@dataclass(frozen=True, slots=True)
+class GuardrailRow:
+    """What the guardrails did for one feature: the cache's hits and the money each lever saved."""
+
+    feature: str
+    calls: int
+    cache_lookups: int
+    """Calls the cache looked up (hits and misses; not the calls it would not cache)."""
+    exact_hits: int
+    semantic_hits: int
+    cache_saved_usd: Decimal
+    """The cost the hits avoided: each stored answer's original cost."""
+    routed_calls: int
+    route_saved_usd: Decimal
+    capped_calls: int
+    blocked_calls: int
+    hit_rate: Decimal | None
+    """Hits over lookups, 0..1 (``None`` without lookups)."""
+    cache_hint: str
+    """The method's tuning rule: under 15 % refine the key (try semantic), over 50 % lengthen TTLs."""
+
+
+def _cache_hint(hit_rate: Decimal | None) -> str:
+    if hit_rate is None:
+        return ""
+    if hit_rate < Decimal("0.15"):
+        return "hit rate under 15 %: refine the key or try semantic matching"
+    if hit_rate > Decimal("0.50"):
+        return "hit rate over 50 %: consider longer TTLs"
+    return ""
+
+
+def guardrails(
+    client: Any, *, start: date, end: date, feature: str | None = None, database: str = schema.DEFAULT_DATABASE
+) -> list[GuardrailRow]:
+    """Guardrail effectiveness per feature over ``start``..``end``, biggest saving first."""
+    _check_range(start, end)
+    rows = _run(client, "guardrails_query", database, {"start": start, "end": end, "feature": feature or ""})
+    result = []
+    for row in rows:
+        hits, lookups = row["exact_hits"] + row["semantic_hits"], row["cache_lookups"]
+        hit_rate = (Decimal(hits) / lookups).quantize(Decimal("0.0001")) if lookups else None
+        fields = {name: row[name] for name in GuardrailRow.__slots__ if name not in ("hit_rate", "cache_hint")}
+        result.append(GuardrailRow(**fields, hit_rate=hit_rate, cache_hint=_cache_hint(hit_rate)))
+    return result
+
+
 def margin_pct(revenue_usd: Decimal, cost_usd: Decimal) -> Decimal | None:
     """``(revenue − cost) / revenue × 100``, or ``None`` without revenue.
 

@@ -221,3 +221,38 @@ def test_bad_settings_name_the_line_and_disable_only_the_cache(server, spans, ca
     assert pm.get_plugin(ExactCache.NAME) is None
     client = openai_client(server)
     assert ask(client).choices
+
+
+def test_the_report_shows_hits_and_the_dollars_they_avoided(server, spans, cache, tmp_path, monkeypatch, capsys):
+    import json
+
+    from otel_margin.cli import main
+    from otel_margin.exporters.clickhouse import ClickHouseSpanExporter
+
+    cache()
+    client = openai_client(server)
+    for customer in ("acme", "acme", "acme", "globex"):
+        ask(client, customer=customer)
+    ask(client, temperature=0.5)  # not cacheable: off, not a lookup
+    finished = spans()[-5:]
+    first_cost = Decimal(finished[0].attributes[attr.MARGIN_COST_USD])
+    endpoint, spool = f"chdb://{tmp_path / 'chdb'}", str(tmp_path / "spool")
+    exporter = ClickHouseSpanExporter(endpoint=endpoint, spool_dir=spool, drain_interval=0.1)
+    exporter.export(finished)
+    exporter.shutdown()
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR", spool)
+    assert main(["report", "--since", "1", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["guardrails"]
+    assert (row["feature"], row["calls"], row["cache_lookups"], row["exact_hits"]) == ("qa", 5, 4, 2)
+    assert Decimal(row["hit_rate"]) == Decimal("0.5") and row["cache_hint"] == ""
+    assert Decimal(row["cache_saved_usd"]) == 2 * first_cost
+    assert main(["report", "--since", "1"]) == 0
+    assert "Guardrails" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("rate", "hint"), [("0.1499", "refine"), ("0.15", ""), ("0.5", ""), ("0.5001", "longer TTLs")])
+def test_the_tuning_hint_follows_the_methods_thresholds(rate, hint):
+    from otel_margin.margin import _cache_hint
+
+    assert (hint in _cache_hint(Decimal(rate))) and (bool(_cache_hint(Decimal(rate))) == bool(hint))

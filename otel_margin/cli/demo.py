@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from typing import Any
 
 
@@ -40,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
+    from otel_margin.demo import POLICY as DEMO_POLICY
     from otel_margin.demo import CostTally, run_workload
+    from otel_margin.pluginhost import configure
+    from otel_margin.policy import parse_policy
     from otel_margin.instrumentation.anthropic import AnthropicMarginInstrumentor
     from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
     from otel_margin.standin import StandInServer, anthropic_client, openai_client
@@ -51,9 +55,15 @@ def run(args: argparse.Namespace) -> int:
     provider = TracerProvider()
     provider.add_span_processor(tally)
     exporter = None if config is None else _clickhouse_exporter(provider, config)
+    # The SDKs imported first, so instrumenting patches them (and loads the plugins) now and the
+    # demo's policy configures the plugins after that.
+    for sdk in ("openai", "anthropic"):
+        importlib.import_module(sdk)
     instrumentors = (OpenAIMarginInstrumentor(), AnthropicMarginInstrumentor())
     for instrumentor in instrumentors:
         instrumentor.instrument(tracer_provider=provider)
+    configure(parse_policy(DEMO_POLICY, source="(the demo's policy)"))
+    console.print("guardrails: the exact response cache on the 'faq' feature (docs/cache.md)")
     try:
         with StandInServer() as server:
             console.print(f"stand-in for OpenAI and Anthropic listening on {server.base_url}")

@@ -101,7 +101,8 @@ def _print_no_data_yet(args: argparse.Namespace, config: Any, start: date, end: 
             "instrumented application exports them; `otel-margin demo` shows a report on sample data.")
     if args.format == "json":
         empty = {"range": {"start": start, "end": end, "feature": args.feature or "", "allocate_by": args.allocate_by},
-                 "total": [], "features": [], "tiers": [], "cost_map": [], "negative_customers": []}
+                 "total": [], "features": [], "tiers": [], "cost_map": [], "negative_customers": [],
+                 "guardrails": []}
         print(to_json(empty))
         print(f"otel-margin report: {note}", file=sys.stderr)
     else:
@@ -121,6 +122,7 @@ def build_report(
         "tiers": margin.margin_by(client, "tier", **common),
         "cost_map": margin.cost_map(client, start=start, end=end, feature=feature, database=database),
         "negative_customers": margin.negative_margin_customers(client, limit=top, **common),
+        "guardrails": margin.guardrails(client, start=start, end=end, feature=feature, database=database),
     }
 
 
@@ -169,12 +171,37 @@ def print_tables(report: dict[str, Any]) -> None:
                       _usd(row.avg_cache_read_usd), _usd(row.avg_cache_write_usd), _usd(row.avg_output_usd),
                       _usd(row.avg_other_usd))
     console.print(table)
+    _print_guardrails(console, report["guardrails"])
     if any(row.unpriced_calls for row in report["total"]):
         console.print("[yellow]Unpriced calls have no cost in these sums: margins above are upper bounds. "
                       "Add their models to the policy file's prices.[/yellow]")
     if any(row.error_calls for row in report["total"]):
         console.print("[red]Errors are failed calls: one the provider reported no usage for costs nothing and "
                       "books no usage revenue.[/red]")
+
+
+def _print_guardrails(console: Any, rows: list[Any]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from otel_margin.display import rich_text
+
+    if not rows:
+        console.print("Guardrails: none acted in this range (the cache, routing and limits report here once configured).")
+        return
+    table = Table(title="Guardrails", title_justify="left")
+    for column in ("feature", "cache lookups", "exact hits", "semantic hits", "hit rate", "cache saved $",
+                   "routed", "route saved $", "capped", "blocked"):
+        table.add_column(column, justify="left" if column == "feature" else "right")
+    for row in rows:
+        rate = "-" if row.hit_rate is None else f"{row.hit_rate * 100:.1f}%"
+        table.add_row(rich_text(row.feature), str(row.cache_lookups), str(row.exact_hits), str(row.semantic_hits), rate,
+                      _usd(row.cache_saved_usd), str(row.routed_calls), _usd(row.route_saved_usd),
+                      str(row.capped_calls), str(row.blocked_calls))
+    console.print(table)
+    for row in rows:
+        if row.cache_hint:
+            console.print(Text.assemble("  ", rich_text(row.feature), f": {row.cache_hint}"))
 
 
 def _plain(value: Any) -> Any:
