@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from test_distro import console_spans
 
 PEERS_OFF = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai,anthropic"}
@@ -70,25 +71,36 @@ def test_sdks_imported_later_are_patched_with_the_catalog_ready_for_the_first_ca
     result = run_instrumented(tmp_path, """
         from otel_margin.standin import StandInServer, anthropic_client, openai_client
 
-        before = loaded("openai", "anthropic", "genai_prices")
+        shown = {"at start": loaded("openai", "anthropic", "genai_prices")}
         import openai
-        # Built by the import, on this thread: the finisher will not import or build it.
-        catalog_after_openai = sys.modules["otel_margin.prices"]._default_catalog is not None
-        after_openai = loaded("openai", "anthropic")
-        import anthropic
+        # openai imports its resources lazily: its import alone costs nothing of ours.
+        shown["after import openai"] = loaded("otel_margin.pipeline", "genai_prices")
         with StandInServer() as server:
-            openai_client(server).chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+            oai = openai_client(server)
+            oai.chat.completions  # imports the chat resource, which the hook patches
+            # Built then, on this thread: the finisher will not import or build it.
+            shown["catalog built"] = sys.modules["otel_margin.prices"]._default_catalog is not None
+            shown["anthropic"] = loaded("anthropic")
+            oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
             anthropic_client(server).messages.create(
                 model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
-        print("RESULT", json.dumps([before, catalog_after_openai, after_openai]))
+        print("RESULT", json.dumps(shown))
     """, PEERS_OFF)
-    assert last_json(result) == [[], True, ["openai"]]
+    assert last_json(result) == {"at start": [], "after import openai": [], "catalog built": True, "anthropic": []}
     llm = [s["attributes"] for s in console_spans(result.stdout) if "gen_ai.operation.name" in s["attributes"]]
     assert [a["gen_ai.provider.name"] for a in llm] == ["openai", "anthropic"], result.stdout[-3000:]
     for attributes in llm:
         assert attributes["margin.cost.status"] == "priced"
         assert attributes["gen_ai.usage.input_tokens"] > 0
+
+
+def test_every_patched_module_is_watched() -> None:
+    from otel_margin.instrumentation.anthropic import AnthropicMarginInstrumentor
+    from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
+
+    for instrumentor in (OpenAIMarginInstrumentor(), AnthropicMarginInstrumentor()):
+        assert sorted(instrumentor.modules) == sorted({patch.module for patch in instrumentor.patches()})
+        assert all(name.split(".")[0] == instrumentor.sdk for name in instrumentor.modules)
 
 
 def test_instrument_cycles_before_the_import(tmp_path) -> None:
@@ -138,8 +150,9 @@ def test_instrumented_twice_before_the_import_patches_once(tmp_path) -> None:
     assert shown == 1
 
 
-def test_a_peer_patching_on_import_after_ours_ends_up_inside_ours(tmp_path) -> None:
-    shown = last_json(run_python(tmp_path, """
+@pytest.mark.parametrize("peer_hook", ["openai", "openai.resources.chat.completions.completions"])
+def test_a_peer_patching_on_import_after_ours_ends_up_inside_ours(tmp_path, peer_hook) -> None:
+    shown = last_json(run_python(tmp_path, f"""
         import wrapt
         from otel_margin.instrumentation import ensure_outermost
         from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
@@ -152,7 +165,7 @@ def test_a_peer_patching_on_import_after_ours_ends_up_inside_ours(tmp_path) -> N
                                         "Completions.create", peer_wrapper)
 
         OpenAIMarginInstrumentor().instrument()
-        wrapt.register_post_import_hook(peer_patch, "openai")  # an instrumentor loaded after ours
+        wrapt.register_post_import_hook(peer_patch, "{peer_hook}")  # an instrumentor loaded after ours
         ensure_outermost()  # opentelemetry-instrument's post-instrument step, before the app runs
         from openai.resources.chat.completions.completions import Completions
         chain, method = [], vars(Completions)["create"]

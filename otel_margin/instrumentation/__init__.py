@@ -4,12 +4,13 @@
 a list of methods with the pipeline's wrappers, and on uninstrument take out only our own
 layer: ``unwrap`` removes whatever wrapper is outermost, which may be somebody else's.
 
-An SDK is patched when the application imports it (a post-import hook; at once if it already
-has), not at instrument time: importing ``anthropic`` and ``openai`` takes seconds, and
+Each SDK module is patched when the application imports it (a post-import hook; at once if it
+already has), not at instrument time: importing ``anthropic`` and ``openai`` takes seconds, and
 ``opentelemetry-instrument`` instruments at start-up whatever is installed. The pipeline, the
-plugins and the price catalog (0.2 s of imports and parsing) load with the SDK, in that same
-hook, so the first call finds the catalog built and the finisher never imports it
-(benchmarks/README.md, "startup.py").
+plugins and the price catalog (0.2 s of imports and parsing) load with the first patched module,
+in that import, so the first call finds the catalog built and the finisher never imports it.
+``openai`` imports its resources lazily: ``import openai`` alone loads nothing of ours, the first
+``client.chat`` does (benchmarks/README.md, "startup.py").
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class PatchingInstrumentor(BaseInstrumentor):
 
     _instruments: Collection[str] = ()
     sdk: str = ""
-    """The SDK's top-level package: its import is what patches it (see the module docstring)."""
+    """The SDK's top-level package."""
+    modules: tuple[str, ...] = ()
+    """Every module :meth:`patches` names: each is patched when the application imports it."""
 
     def patches(self) -> list[Patch]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -75,31 +78,40 @@ class PatchingInstrumentor(BaseInstrumentor):
             return
         with self._lock():
             self._pending: tuple[Policy, Mapping[str, Any]] | None = (policy, kwargs)
-        # Runs _on_import at once when the application has imported the SDK already.
-        wrapt.register_post_import_hook(self._on_import, self.sdk)
+            self._settings: Settings | None = None
+            self._patched_modules: set[str] = set()
+        for name in self.modules:
+            # Runs at once for a module the application has imported already.
+            wrapt.register_post_import_hook(self._on_import, name)
 
     def _on_import(self, module: Any) -> None:
-        """Post-import hook of the SDK: patch it. It must never raise: that would fail the import."""
+        """Post-import hook of a patched module: patch it. Never raises: that would fail the import."""
+        name = getattr(module, "__name__", "")
         with self._lock():
-            pending, self._pending = getattr(self, "_pending", None), None
-            if pending is None:
-                return  # uninstrumented before the import, or patched by an earlier hook
+            pending = getattr(self, "_pending", None)
+            if pending is None or name in self._patched_modules:
+                return  # uninstrumented before the import, or patched by an earlier cycle's hook
+            self._patched_modules.add(name)
             try:
-                self._patch_sdk(*pending)
+                self._patch_module(name, *pending)
             except Exception:  # noqa: BLE001
+                self._pending = None  # one message, not one per module
                 logger.exception("otel-margin: %s could not start; the SDK is left uninstrumented",
                                  type(self).__name__)
 
-    def _patch_sdk(self, policy: Policy, kwargs: Mapping[str, Any]) -> None:
-        from otel_margin.pipeline import Settings
+    def _patch_module(self, name: str, policy: Policy, kwargs: Mapping[str, Any]) -> None:
+        settings = self._settings
+        if settings is None:
+            from otel_margin.pipeline import Settings
 
-        settings = Settings.load(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), policy)
-        patches = self.patches()
-        # One switch across instrument cycles: SDK objects keep bound methods (``with_raw_response``
-        # holds ``create``), so a wrapper can outlive its patch; it follows the switch.
-        settings = replace(settings, enabled=self._switch())
-        settings.enabled.set()
-        for patch in patches:
+            settings = Settings.load(kwargs.get("tracer_provider"), kwargs.get("meter_provider"), policy)
+            # One switch across instrument cycles: SDK objects keep bound methods (``with_raw_response``
+            # holds ``create``), so a wrapper can outlive its patch; it follows the switch.
+            settings = self._settings = replace(settings, enabled=self._switch())
+            settings.enabled.set()
+        for patch in self.patches():
+            if patch.module != name:
+                continue
             try:
                 self._apply(patch, settings)
             except Exception:  # noqa: BLE001
@@ -162,7 +174,7 @@ class PatchingInstrumentor(BaseInstrumentor):
 
     def _uninstrument(self, **kwargs: Any) -> None:
         with self._lock():
-            self._pending = None  # an SDK imported from now on stays bare
+            self._pending = self._settings = None  # a module imported from now on stays bare
             self._unpatch_sdk()
 
     def _unpatch_sdk(self) -> None:
@@ -183,14 +195,15 @@ class PatchingInstrumentor(BaseInstrumentor):
 def ensure_outermost() -> None:
     """``opentelemetry_post_instrument`` hook: make otel-margin's wrappers the outer ones.
 
-    An SDK the application has not imported yet is reordered when it is: this hook's turn then
+    A module the application has not imported yet is reordered when it is: this hook's turn then
     comes after the import hooks every instrumentor registered while loading, so after a peer
-    that patches the SDK on its import as we do.
+    that patches the SDK on its import as we do (on the package's import or the module's).
     """
     for instrumentor_class in PatchingInstrumentor.__subclasses__():
         instance = getattr(instrumentor_class, "_instance", None)
         if instance is not None and instance.is_instrumented_by_opentelemetry:
-            wrapt.register_post_import_hook(instance._reorder, instance.sdk)  # at once if imported
+            for name in (instance.sdk, *instance.modules):
+                wrapt.register_post_import_hook(instance._reorder, name)  # at once if imported
 
 
 def _find_in_chain(current: Any, wrapper: Any) -> tuple[Any, Any]:

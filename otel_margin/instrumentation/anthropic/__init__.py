@@ -13,6 +13,7 @@ from otel_margin.instrumentation import Patch, PatchingInstrumentor
 from otel_margin.instrumentation.anthropic.package import _instruments
 
 _MESSAGES = "anthropic.resources.messages.messages"
+_BASE_CLIENT = "anthropic._base_client"
 
 
 class AnthropicMarginInstrumentor(PatchingInstrumentor):
@@ -20,6 +21,7 @@ class AnthropicMarginInstrumentor(PatchingInstrumentor):
 
     _instruments = _instruments
     sdk = "anthropic"
+    modules = (_MESSAGES, _BASE_CLIENT)
 
     def patches(self) -> list[Patch]:
         # Here, not at the top: the pipeline loads with the SDK (otel_margin.instrumentation).
@@ -33,7 +35,7 @@ class AnthropicMarginInstrumentor(PatchingInstrumentor):
             Patch(_MESSAGES, "Messages.stream", stream, factory=lambda s: manager_wrapper(stream, s)),
             Patch(_MESSAGES, "AsyncMessages.stream", stream, factory=lambda s: manager_wrapper(stream, s)),
             # The SDK's self-tracing (anthropic >= 2.x); absent in older versions.
-            Patch("anthropic._base_client", "start_api_call_span", factory=lambda s: quiet_inside_calls),
+            Patch(_BASE_CLIENT, "start_api_call_span", factory=lambda s: quiet_inside_calls),
         ]
 
 

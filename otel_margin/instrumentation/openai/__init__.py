@@ -21,6 +21,7 @@ class OpenAIMarginInstrumentor(PatchingInstrumentor):
 
     _instruments = _instruments
     sdk = "openai"
+    modules = (_CHAT, _RESPONSES, _EMBEDDINGS)
 
     def patches(self) -> list[Patch]:
         # Here, not at the top: the pipeline loads with the SDK (otel_margin.instrumentation).
