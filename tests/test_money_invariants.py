@@ -92,6 +92,22 @@ def test_unpriced_periods_split_any_amount_by_calls_and_add_up_exactly(
 _EXAMPLES = iter(range(10**9))
 
 
+
+money_12 = st.decimals(min_value=Decimal("-1e15"), max_value=Decimal("1e15"), places=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(revenue=money_12, cost=money_12)
+def test_margin_pct_is_truncated_exactly_like_decimal_38_12(revenue, cost):
+    # (revenue - cost) / revenue x 100, cut (toward zero) to 12 places as ClickHouse's division cuts.
+    got = margin.margin_pct(revenue, cost)
+    if revenue == 0:
+        assert got is None
+        return
+    exact = (Fraction(revenue) - Fraction(cost)) * 100 / Fraction(revenue)
+    cut = Fraction(int(exact * 10**12), 10**12)  # int() truncates toward zero
+    assert got is not None and Fraction(got) == cut and got.as_tuple().exponent == -12
+
 # --- reasoning tokens ------------------------------------------------------------------------------
 
 
@@ -164,6 +180,55 @@ def test_reasoning_without_its_own_price_is_inside_output_at_the_output_price(ca
     ).total_price
     assert cost.total == expected
 
+
+
+# --- prices: survivors of the mutation run (docs/reliability.md, "Mutation testing") --------------
+
+
+@pytest.mark.parametrize(("source", "status"), [("provider", "priced"), ("estimated", "estimated"), ("cache", "priced")])
+def test_a_cost_is_estimated_exactly_when_its_tokens_were_counted(catalog, source, status):
+    cost = catalog.price("openai", "gpt-4o-mini", Usage(input_tokens=10, output_tokens=5, source=source))
+    assert cost.status == status
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tokens=st.integers(0, 10**7))
+def test_an_input_only_catalog_price_prices_embeddings(catalog, tokens):
+    usage = Usage(input_tokens=tokens, output_tokens=0)
+    expected = genai_prices.calc_price(genai_prices.Usage(input_tokens=tokens), "text-embedding-3-small",
+                                       provider_id="openai").total_price
+    cost = catalog.price("openai", "text-embedding-3-small", usage)
+    assert (cost.status, cost.total) == ("priced", expected)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(usage=usages(), seconds=st.floats(0, 10**5, allow_nan=False))
+def test_a_catalog_price_does_not_depend_on_the_call_duration(catalog, usage, seconds):
+    # The pipeline always passes the call's duration; only GPU-second prices may use it.
+    assert catalog.price("openai", "gpt-4o-mini", usage, duration_s=seconds) == catalog.price(
+        "openai", "gpt-4o-mini", usage)
+
+
+REQUEST_FEE_MODELS = [("perplexity", model) for model in ("sonar", "sonar-pro", "sonar-reasoning")]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(usage=usages(), model=st.sampled_from(REQUEST_FEE_MODELS))
+def test_a_per_request_fee_is_charged_once_per_call_like_genai_prices(catalog, usage, model):
+    reference = genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+    calculated = genai_prices.calc_price(reference, model[1], provider_id=model[0])
+    fee = calculated.model_price.requests_kcount
+    assert fee  # a model with a per-request fee, else this test checks nothing
+    cost = catalog.price(*model, usage)
+    assert cost.other == Fraction(fee) / 1000 and cost.total == calculated.total_price
+
+
+def test_gpu_time_is_never_negative():
+    policy = parse_policy('[prices.self_hosted.llama]\ngpu_second_usd = "0.002"\ngpus = 2\n')
+    catalog = PriceCatalog(policy)
+    usage = Usage(input_tokens=100, output_tokens=10)
+    assert catalog.price("vllm", "llama", usage, duration_s=1.5).other == Decimal("0.006")  # 1.5 s x 2 GPUs
+    assert catalog.price("vllm", "llama", usage, duration_s=-3.0).other == 0  # a clock step back costs nothing
 
 # --- policy: discounts and self-hosted per-token prices -------------------------------------------
 
