@@ -81,6 +81,7 @@ def child(args: argparse.Namespace) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -91,10 +92,15 @@ def child(args: argparse.Namespace) -> int:
     from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
     from otel_margin.standin import in_process_transport, openai_client
 
+    if args.direct_insert_seconds is not None:  # the release before issue 18 waited the whole timeout
+        import otel_margin.exporters.clickhouse as clickhouse
+
+        clickhouse.DIRECT_INSERT_SECONDS = args.direct_insert_seconds
     exporter = ClickHouseSpanExporter(endpoint=args.endpoint, database=args.database, spool_dir=args.spool,
                                       spool_max_mb=args.spool_max_mb, timeout=args.timeout)
     provider = TracerProvider(resource=Resource.create({"service.name": "faults"}))
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=args.delay_ms))
+    trace.set_tracer_provider(provider)  # as an application does; the exporter finds its provider there
     total = int(args.rate * args.seconds)
     started = time.monotonic()
     if args.spans:  # the burst: LLM spans shaped like a real call's, without the SDK
@@ -124,9 +130,10 @@ def child(args: argparse.Namespace) -> int:
                 client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
             print("done", i + 1, flush=True)
     print("done", total, flush=True)
+    seconds = time.monotonic() - started  # the calls' time, not the shutdown's
     provider.shutdown()
     stats = exporter.stats()
-    print("stats", json.dumps({"dropped": stats.dropped_spans, "seconds": time.monotonic() - started}), flush=True)
+    print("stats", json.dumps({"dropped": stats.dropped_spans, "seconds": seconds}), flush=True)
     return 0
 
 
@@ -140,10 +147,12 @@ class Worker:
     """A child process running :func:`child`; its stdout read on a thread (so its pipe never fills)."""
 
     def __init__(self, target: "Target", *, rate: float, seconds: float, delay_ms: int, spans: bool = False,
-                 spool_max_mb: float = 256.0) -> None:
+                 spool_max_mb: float = 256.0, direct_insert_seconds: float | None = None) -> None:
         command = [sys.executable, __file__, "--child", "--endpoint", target.endpoint, "--database", target.database,
                    "--spool", str(target.spool), "--rate", str(rate), "--seconds", str(seconds),
                    "--delay-ms", str(delay_ms), "--spool-max-mb", str(spool_max_mb), "--timeout", "5"]
+        if direct_insert_seconds is not None:
+            command += ["--direct-insert-seconds", str(direct_insert_seconds)]
         self.process = subprocess.Popen(command + (["--spans"] if spans else []), cwd=target.workdir,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.returned = 0
@@ -266,18 +275,21 @@ def full_disk(workdir: Path, server, stack: ExitStack) -> Outcome:
                    int(worker.stats.get("dropped", 0)), f"exit {code}; replayed once the target was back")
 
 
-def burst(workdir: Path, server, rate: float, seconds: float) -> Outcome:
+def burst(workdir: Path, server, rate: float, seconds: float, direct_insert_seconds: float | None) -> Outcome:
     target = Target("http", workdir, server)
     server.down()
     try:
-        worker = Worker(target, rate=rate, seconds=seconds, delay_ms=DISTRO_DELAY_MS, spans=True)
+        worker = Worker(target, rate=rate, seconds=seconds, delay_ms=DISTRO_DELAY_MS, spans=True,
+                        direct_insert_seconds=direct_insert_seconds)
         code, stderr = worker.finish(timeout=seconds * 10 + 120)
     finally:
         server.up()
     target.replay()
     found, duplicated = target.count(worker.returned)
     took = worker.stats.get("seconds", 0.0)
-    return Outcome(f"burst {rate:g} spans/s for {seconds:g} s, target down", worker.returned, found, duplicated,
+    waited = "" if direct_insert_seconds is None else f", export waiting {direct_insert_seconds:g} s"
+    return Outcome(f"burst {rate:g} spans/s for {seconds:g} s, target down{waited}", worker.returned, found,
+                   duplicated,
                    int(worker.stats.get("dropped", 0)),
                    f"exit {code}; {worker.returned / took if took else 0:.0f} spans/s achieved; replayed after")
 
@@ -293,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="kill -9 runs per mode (default 3)")
     parser.add_argument("--burst-rate", type=float, default=500.0)
     parser.add_argument("--burst-seconds", type=float, default=60.0)
+    parser.add_argument("--direct-insert-seconds", type=float, metavar="S",
+                        help="how long export() retries an HTTP insert before spooling (default: the exporter's 2 s; "
+                             "10 is the release before issue 18)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for name, kind in (("endpoint", str), ("database", str), ("spool", str), ("seconds", float),
@@ -332,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.append(full_disk(workdir(), server, stack))
             _progress(outcomes[-1])
         if "burst" in args.scenarios:
-            outcomes.append(burst(workdir(), server, args.burst_rate, args.burst_seconds))
+            outcomes.append(burst(workdir(), server, args.burst_rate, args.burst_seconds, args.direct_insert_seconds))
             _progress(outcomes[-1])
     if args.json:
         print(json.dumps([{**o.__dict__, "uncounted": o.uncounted} for o in outcomes], indent=2))

@@ -130,6 +130,17 @@ def test_sigterm_handling_can_be_turned_off(config, tmp_path):
     child.wait(60)
 
 
+def test_the_handler_is_not_installed_from_another_thread():
+    code = ("import signal, threading\n"
+            "from otel_margin import termination\n"
+            "got = []\n"
+            "thread = threading.Thread(target=lambda: got.append(termination.install()))\n"
+            "thread.start(); thread.join()\n"
+            "print(got[0], signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, termination.install())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["False", "True", "True"], done.stderr  # the main thread may
+
+
 # --- a provider's flush ----------------------------------------------------------------------
 
 
