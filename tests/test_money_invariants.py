@@ -31,7 +31,7 @@ from otel_margin import attributes as attr
 from otel_margin.call import Usage
 from otel_margin.policy import PolicyError, parse_policy
 from otel_margin.prices import PriceCatalog
-from otel_margin.revenue import RevenueEvent, import_revenue
+from otel_margin.revenue import RevenueEvent, RevenueFileError, import_revenue, parse_revenue_csv
 from otel_margin.standin import openai_client
 
 MTOK = 10**6
@@ -107,6 +107,35 @@ def test_margin_pct_is_truncated_exactly_like_decimal_38_12(revenue, cost):
     exact = (Fraction(revenue) - Fraction(cost)) * 100 / Fraction(revenue)
     cut = Fraction(int(exact * 10**12), 10**12)  # int() truncates toward zero
     assert got is not None and Fraction(got) == cut and got.as_tuple().exponent == -12
+
+
+@settings(max_examples=300, deadline=None)
+@given(digits=st.integers(0, 10**30), places=st.integers(0, 16), negative=st.booleans())
+def test_a_revenue_amount_is_accepted_exactly_below_10_15_with_at_most_12_places(digits, places, negative):
+    # docs/margin.md: a plain decimal, up to 12 decimal places, below 10^15 USD (a credit is negative).
+    text = str(digits).rjust(places + 1, "0")
+    text = f"{'-' if negative else ''}{text[:len(text) - places]}{'.' if places else ''}{text[len(text) - places:]}"
+    value = Fraction(digits, 10**places)
+    fits = value < 10**15 and places <= 12
+    csv_text = f"customer,period,amount,currency,tier,feature\nacme,2024-05,{text},USD,pro,\n"
+    if fits:
+        (event,) = parse_revenue_csv(csv_text)
+        assert Fraction(event.amount_usd) == (-value if negative else value)
+    else:
+        with pytest.raises(RevenueFileError, match="revenue.csv line 2: amount"):
+            parse_revenue_csv(csv_text)
+
+
+@pytest.mark.parametrize(("amount", "fits"), [("0.000000000001", True), ("-0.000000000001", True),
+                                              ("0.0000000000001", False), ("999999999999999.999999999999", True),
+                                              ("1000000000000000", False), ("-1000000000000000", False)])
+def test_revenue_amount_limits_at_their_edges(amount, fits):
+    csv_text = f"customer,period,amount,currency,tier,feature\nacme,2024-05,{amount},USD,pro,\n"
+    if fits:
+        assert parse_revenue_csv(csv_text)[0].amount_usd == Decimal(amount)
+    else:
+        with pytest.raises(RevenueFileError):
+            parse_revenue_csv(csv_text)
 
 # --- reasoning tokens ------------------------------------------------------------------------------
 
