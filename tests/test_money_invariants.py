@@ -238,6 +238,33 @@ def test_a_catalog_price_does_not_depend_on_the_call_duration(catalog, usage, se
         "openai", "gpt-4o-mini", usage)
 
 
+
+def models_without_token_prices() -> list[tuple[str, str]]:
+    """Catalog models whose price set has neither an input nor an output token price."""
+    from genai_prices import data_snapshot, types
+
+    snapshot = data_snapshot.get_snapshot()
+    found = []
+    for provider in snapshot.providers:
+        for model in provider.models:
+            prices = model.prices
+            if isinstance(prices, types.ModelPrice) and prices.input_mtok is None and prices.output_mtok is None:
+                try:  # the catalog must find the model by its own id, else nothing is checked
+                    found_provider, info = snapshot.find_provider_model(model.id, None, provider.id, None)
+                except LookupError:
+                    continue
+                if info.id == model.id:
+                    found.append((provider.id, model.id))
+    return found
+
+
+def test_a_catalog_model_without_token_prices_is_unpriced_never_zero(catalog):
+    models = models_without_token_prices()
+    assert models  # else this checks nothing
+    for provider, model in models:
+        cost = catalog.price(provider, model, Usage(input_tokens=1_000, output_tokens=100))
+        assert (cost.status, cost.total) == ("unpriced", None), (provider, model)
+
 REQUEST_FEE_MODELS = [("perplexity", model) for model in ("sonar", "sonar-pro", "sonar-reasoning")]
 
 
