@@ -23,6 +23,7 @@ from otel_margin import attributes as a
 from otel_margin.exporters.catchup import SPOOLS_DIR, register_spool, registered_spools
 from otel_margin.exporters.clickhouse import ClickHouseSpanExporter
 from otel_margin.exporters.storage import StorageConfig, session
+from otel_margin.schema import apply_schema
 
 from test_exporter import finished_span, llm_attributes
 
@@ -55,10 +56,16 @@ def stored(config: StorageConfig) -> tuple[int, int]:
 
 
 def test_a_report_before_anything_was_exported_says_no_data_yet(tmp_path):
-    result = report(f"chdb://{tmp_path / 'chdb'}", tmp_path)
+    endpoint = f"chdb://{tmp_path / 'chdb'}"
+    result = report(endpoint, tmp_path)
     assert calls_in(result) == 0
     assert "no LLM calls recorded yet" in result.stderr
-    assert json.loads(result.stdout)["features"] == []
+    nothing_yet = json.loads(result.stdout)
+    with session(StorageConfig(endpoint=endpoint)) as client:
+        apply_schema(client)  # the schema, still without a row
+    empty = json.loads(report(endpoint, tmp_path).stdout)
+    assert nothing_yet.keys() == empty.keys() and nothing_yet["range"] == empty["range"]  # the same shape
+    assert all(rows == [] for key, rows in nothing_yet.items() if key != "range")
 
 
 def test_a_report_sees_every_call_spooled_before_it_asked_by_workers_with_their_own_spools(tmp_path):
