@@ -283,9 +283,10 @@ def test_failed_call_records_its_input_and_no_output(capturing, sink, oai) -> No
     assert OUTPUT not in span.attributes
 
 
-def test_embeddings_carry_no_content(capturing, sink, oai) -> None:
-    oai.embeddings.create(model="text-embedding-3-small", input="secret")
+def test_embeddings_carry_no_content(capturing, sink, oai, records) -> None:
+    oai.embeddings.create(model="text-embedding-3-small", input=["secret"] * 100)
     assert not set(CONTENT_KEYS) & set(sink.one_llm_span().attributes)
+    assert not records.calls[0].notes  # and their (long) input lists are not copied on the caller's thread
 
 
 # --- OpenAI Responses ------------------------------------------------------------------------

@@ -103,6 +103,8 @@ class _Capture:
 
 def start(call: LLMCall, cap: int) -> None:
     """On the caller's thread, as the request leaves: keep what it sends, for the span. Never raises."""
+    if call.api not in _APIS:
+        return  # embeddings: no content (and their input lists can be long)
     params = call.params
     request = {}
     for key in _REQUEST_KEYS:
