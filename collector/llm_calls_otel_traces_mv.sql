@@ -7,7 +7,8 @@
 -- non-GenAI spans are ignored. A missing or unparseable margin.cost.usd is NULL (unpriced),
 -- never 0. A token count UInt64 cannot hold (beyond 2^64 - 1, negative, not a number) is stored
 -- as 0 with cost_status 'invalid' and a NULL cost, never under a cost priced from it, and a row
--- without a cost is never 'priced' or 'estimated'. Inserts into llm_calls cascade into the
+-- without a cost is never 'priced' or 'estimated'. A span outside any unit of work is its own
+-- unit (unit_id = its span id). Inserts into llm_calls cascade into the
 -- hourly and daily rollups.
 CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.llm_calls_otel_traces_mv
 TO `otel_margin`.llm_calls
@@ -26,6 +27,8 @@ SELECT
     SpanAttributes['margin.tier'] AS tier,
     SpanAttributes['margin.cohort'] AS cohort,
     SpanAttributes['margin.customer'] AS customer,
+    if(SpanAttributes['margin.unit.id'] = '', SpanId, SpanAttributes['margin.unit.id']) AS unit_id,
+    SpanAttributes['margin.unit.kind'] AS unit_kind,
     SpanAttributes['gen_ai.provider.name'] AS provider,
     SpanAttributes['gen_ai.operation.name'] AS operation,
     SpanAttributes['gen_ai.request.model'] AS request_model,

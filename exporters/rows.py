@@ -77,6 +77,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("route_from_model", "LowCardinality(String)"),
     ("limit_action", "LowCardinality(String)"),
     ("error_type", "LowCardinality(String)"),
+    ("unit_id", "String"),
+    ("unit_kind", "LowCardinality(String)"),
     ("input_tokens", "UInt64"),
     ("output_tokens", "UInt64"),
     ("cache_read_tokens", "UInt64"),
@@ -115,6 +117,8 @@ _STRINGS: tuple[tuple[str, str], ...] = (
     ("route_from_model", a.MARGIN_ROUTE_FROM_MODEL),
     ("limit_action", a.MARGIN_LIMIT_ACTION),
     ("error_type", a.ERROR_TYPE),
+    ("unit_id", a.MARGIN_UNIT_ID),  # empty outside a unit: the row is its own unit (its span id)
+    ("unit_kind", a.MARGIN_UNIT_KIND),
 )
 _TOKENS: tuple[tuple[str, str], ...] = (
     ("input_tokens", a.GEN_AI_USAGE_INPUT_TOKENS),
@@ -145,8 +149,8 @@ _EMPTY_STRINGS = ("",) * len(_STRINGS)
 _ZEROS = (0,) * len(_TOKENS)
 _INDEX = {name: i for i, name in enumerate(COLUMN_NAMES)}
 _FIRST_STRING, _FIRST_TOKEN, _FIRST_MONEY = _INDEX["feature"], _INDEX["input_tokens"], _INDEX["cost_usd"]
-_FEATURE, _USAGE_SOURCE, _COST, _COST_STATUS, _ERROR_TYPE = (
-    _INDEX[n] for n in ("feature", "usage_source", "cost_usd", "cost_status", "error_type")
+_FEATURE, _USAGE_SOURCE, _COST, _COST_STATUS, _ERROR_TYPE, _UNIT_ID, _SPAN_ID = (
+    _INDEX[n] for n in ("feature", "usage_source", "cost_usd", "cost_status", "error_type", "unit_id", "span_id")
 )
 _STR, _INT = {str}, {int}
 _COST_COMPONENTS = slice(_INDEX["cost_input_usd"], _INDEX["cost_other_usd"] + 1)
@@ -219,6 +223,8 @@ def span_to_row(span: ReadableSpan, *, service_name: str, problems: Counter[str]
         row[_FEATURE] = a.UNATTRIBUTED
     if not row[_USAGE_SOURCE]:
         row[_USAGE_SOURCE] = "provider"
+    if not row[_UNIT_ID]:
+        row[_UNIT_ID] = row[_SPAN_ID]  # a call outside any unit is its own unit: its span id
     if usage_invalid:
         # A count the column cannot hold (beyond UInt64, negative, not a number) is stored as 0:
         # never under a cost priced from it.

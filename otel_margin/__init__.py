@@ -15,7 +15,8 @@ from otel_margin.finisher import flush  # noqa: E402
 from otel_margin.guardrails import CacheHit, LimitDecision, MarginLimitExceeded  # noqa: E402
 from otel_margin.hookspecs import hookimpl  # noqa: E402
 from otel_margin.replay import Exchange  # noqa: E402
+from otel_margin.units import unit  # noqa: E402
 
 __all__ = [
-    "attribute", "flush", "hookimpl", "CacheHit", "Exchange", "LimitDecision", "MarginLimitExceeded", "__version__",
+    "attribute", "flush", "hookimpl", "unit", "CacheHit", "Exchange", "LimitDecision", "MarginLimitExceeded", "__version__",
 ]

@@ -64,12 +64,27 @@ MARGIN_REVENUE_USD = "margin.revenue.usd"
 MARGIN_CACHE_RESULT = "margin.cache.result"
 """``hit`` | ``miss`` | ``off``."""
 MARGIN_SAVED_USD = "margin.saved.usd"
+MARGIN_CACHE_COST_USD = "margin.cache.cost.usd"
+"""What the cache itself spent on the call (the semantic cache's embedding), exact decimal string."""
+MARGIN_CACHE_SIMILARITY = "margin.cache.similarity"
+"""A semantic hit's cosine similarity to the stored request."""
 MARGIN_ROUTE_FROM_MODEL = "margin.route.from_model"
 MARGIN_LIMIT_ACTION = "margin.limit.action"
 """``allow`` | ``cap`` | ``block``."""
 MARGIN_LIMIT_NAME = "margin.limit.name"
+MARGIN_LIMIT_MAX_OUTPUT_TOKENS = "margin.limit.max_output_tokens"
+"""The output-token cap a limit applied to the request (only when it lowered it)."""
+MARGIN_LIMIT_SPEND_USD = "margin.limit.spend.usd"
+"""The current spend the deciding limit reported (exact decimal string)."""
+MARGIN_LIMIT_USD = "margin.limit.usd"
+"""The deciding limit's amount (exact decimal string)."""
 MARGIN_GUARDRAIL_ERRORS = "margin.guardrail.errors"
 """Names of the plugins whose hooks raised during this call (they failed open)."""
+MARGIN_UNIT_ID = "margin.unit.id"
+"""The unit of work the call (or recorded cost, or outcome) belongs to (:mod:`otel_margin.units`);
+absent outside any unit, where a row's unit is its own span id."""
+MARGIN_UNIT_KIND = "margin.unit.kind"
+"""The unit's kind: ``ticket``, ``document``, ``agent_run``, ... (the application's own words)."""
 MARGIN_CONTENT_TRUNCATED = "margin.content.truncated"
 """Names of the captured content attributes that were cut to fit
 ``OTEL_MARGIN_CAPTURE_MESSAGE_MAX_BYTES`` (see :mod:`otel_margin.content`)."""
@@ -82,12 +97,28 @@ BAGGAGE_FEATURE = MARGIN_FEATURE
 BAGGAGE_CUSTOMER = MARGIN_CUSTOMER
 BAGGAGE_TIER = MARGIN_TIER
 BAGGAGE_COHORT = MARGIN_COHORT
+BAGGAGE_UNIT = "margin.unit"
+"""The unit of work's id (:func:`otel_margin.unit` sets it; an upstream service may)."""
+BAGGAGE_UNIT_KIND = MARGIN_UNIT_KIND
 
 # --- metrics ----------------------------------------------------------------------------------
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
 METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
 METRIC_COST = "margin.cost"
 """Counter of cost in USD by feature / model / tier (no customer label: cardinality)."""
+METRIC_CACHE_REQUESTS = "margin.cache.requests"
+"""Counter of calls a cache looked at, by feature and ``margin.cache.result`` (``exact`` |
+``semantic`` | ``miss`` | ``off``): the hit rate per feature, in the user's own backend."""
+METRIC_SAVED = "margin.saved"
+"""Counter of USD a guardrail avoided, by feature and ``margin.saved.by`` (``cache`` | ``route``)."""
+MARGIN_SAVED_BY = "margin.saved.by"
+METRIC_CACHE_ENTRIES = "margin.cache.entries"
+"""Gauge of the cache store's entries (``margin.cache.store`` names the store)."""
+METRIC_CACHE_BYTES = "margin.cache.bytes"
+"""Gauge of the cache store's bytes."""
+METRIC_CACHE_EVICTIONS = "margin.cache.evictions"
+"""Counter of entries the cache store evicted for room (stores that count them)."""
+MARGIN_CACHE_STORE = "margin.cache.store"
 METRIC_INTERNAL_ERRORS = "margin.internal.errors"
 """Counter of otel-margin's own failures that were swallowed so the user's call could proceed."""
 

@@ -30,6 +30,7 @@ from opentelemetry import trace
 from otel_margin import attributes as attr
 from otel_margin import content, guardrails
 from otel_margin.attribution import current_attribution
+from otel_margin.units import unit_attributes
 from otel_margin.call import Attribution, Cost, LLMCall, Usage
 from otel_margin.config_warnings import warn_once
 from otel_margin.environment_variables import (
@@ -37,6 +38,7 @@ from otel_margin.environment_variables import (
 )
 from otel_margin.finisher import FINISHER
 from otel_margin.pluginhost import pm
+from otel_margin.guardrails import CACHE_HIT_NOTE
 from otel_margin.replay import SLOT_KEY, Recording, Slot
 from otel_margin.replay import install as install_replay
 from otel_margin.prices import get_catalog
@@ -65,8 +67,6 @@ _READ_EVENTS_EVERY = 4096
 _KEEP_CHUNKS = 10_000
 """Chunks kept whole for ``margin_record`` hooks, at most."""
 
-CACHE_HIT_NOTE = "cache.hit"
-"""Set in ``call.notes`` when a cache hit answers the call through its stored exchange."""
 
 # OpenLLMetry's instrumentations skip a call when this context key is set.
 _PEER_SUPPRESS_KEY = "suppress_language_model_instrumentation"
@@ -344,7 +344,6 @@ class CallFlow:
             return flow
         if hit is not None and hit.exchange is not None:
             # The SDK builds its own answer from the stored response (otel_margin.replay).
-            flow.call.notes[CACHE_HIT_NOTE] = True
             flow.slot = Slot(exchange=hit.exchange)
             install_replay()
         elif hit is not None:
@@ -515,7 +514,9 @@ class CallFlow:
                 call.usage = Usage(source="cache")  # nothing was billed: the replayed usage was the original's
             if call.usage is not None and call.cost is None:
                 _price(call)
-            if call.attribution.revenue_usd is None and call.attribution.feature in settings.unit_prices:
+            if error is not None or call.error_type is not None:
+                _book_failure(call)
+            elif call.attribution.revenue_usd is None and call.attribution.feature in settings.unit_prices:
                 _set_unit_revenue(call, settings.unit_prices[call.attribution.feature])
             sink = self.slot.sink if self.slot is not None else None
             exchange = sink.last if sink is not None else None
@@ -576,6 +577,7 @@ def _new_call(endpoint: Endpoint, settings: Settings, kwargs: dict, instance: An
     )
     if server is not None:
         call.server_address, call.server_port = server.address, server.port
+    call.attributes.update(unit_attributes())  # empty outside a unit: the row is its own unit
     if not pm.hooks_in_use().isdisjoint(("margin_limit_check", "margin_cache_lookup")):
         # Guardrails want a pre-call size; counting costs time, so only when someone reads it.
         call.estimated_input_tokens = estimate_chat_input_tokens(call.provider, params)

@@ -25,6 +25,7 @@ DEFAULT_TTL_DAYS = 180
 SCHEMA_FILES: tuple[str, ...] = (
     "otel_margin_database.sql",
     "llm_calls_table.sql",
+    "llm_calls_units_alter.sql",
     "llm_calls_hourly_table.sql",
     "llm_calls_daily_table.sql",
     "llm_calls_cost_daily_table.sql",
@@ -51,6 +52,8 @@ SHARDING_KEYS: dict[str, str] = {
 """Cluster mode: the Distributed table's sharding key, per table file."""
 
 _TABLE_FILE = re.compile(r"^(?P<table>[a-z_]+)_table\.sql$")
+_ALTER_FILE = re.compile(r"^[a-z_]+_alter\.sql$")
+"""An upgrade of a table made by an earlier release (``ADD COLUMN IF NOT EXISTS``: a no-op on a new one)."""
 
 
 def quote_identifier(name: str) -> str:
@@ -82,6 +85,8 @@ def statements(
         table = _TABLE_FILE.match(name)
         if cluster is not None and table:
             rendered.append(_distributed(table["table"], values))
+        if cluster is not None and _ALTER_FILE.match(name):
+            rendered.append(render(name, **{**values, "local": ""}))  # the Distributed table's columns too
     return rendered
 
 
@@ -114,7 +119,9 @@ def apply_schema(
 
     Tables and materialized views are ``CREATE … IF NOT EXISTS``, so applying twice, or beside
     a running exporter, changes no stored data. The ``margin_daily`` view holds no data and is
-    ``CREATE OR REPLACE``d, so its definition always matches the queries that read it.
+    ``CREATE OR REPLACE``d, so its definition always matches the queries that read it. A table
+    made by an earlier release gets the columns added since (``*_alter.sql``: ``ADD COLUMN IF NOT
+    EXISTS``; rows stored before read the new column's default).
     ``client`` is a clickhouse-connect client.
     """
     for statement in statements(database=database, cluster=cluster, ttl_days=ttl_days):

@@ -20,6 +20,7 @@ LLM_CALLS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("timestamp", "DateTime64(6, 'UTC')"), ("trace_id", "String"), ("span_id", "String"),
     ("service_name", "LowCardinality(String)"), ("feature", "LowCardinality(String)"),
     ("tier", "LowCardinality(String)"), ("cohort", "LowCardinality(String)"), ("customer", "String"),
+    ("unit_id", "String"), ("unit_kind", "LowCardinality(String)"),
     ("provider", "LowCardinality(String)"), ("operation", "LowCardinality(String)"),
     ("request_model", "LowCardinality(String)"), ("response_model", "LowCardinality(String)"),
     ("input_tokens", "UInt64"), ("output_tokens", "UInt64"), ("cache_read_tokens", "UInt64"),
@@ -97,9 +98,11 @@ def call(
         "cost_status": "unpriced" if cost_usd is None else "priced", "price_version": "test",
         "revenue_usd": revenue_usd, "cache_result": "off", "saved_usd": ZERO,
         "route_from_model": "", "limit_action": "allow", "duration_ms": 12.5, "error_type": "",
-        "stream": False,
+        "stream": False, "unit_id": "", "unit_kind": "",
     }
     row.update(overrides)
+    if not row["unit_id"]:
+        row["unit_id"] = row["span_id"]  # a call outside any unit is its own unit
     return row
 
 

@@ -35,6 +35,8 @@ _STRING_COLUMNS = {
     "route_from_model": a.MARGIN_ROUTE_FROM_MODEL,
     "limit_action": a.MARGIN_LIMIT_ACTION,
     "error_type": a.ERROR_TYPE,
+    "unit_id": a.MARGIN_UNIT_ID,
+    "unit_kind": a.MARGIN_UNIT_KIND,
 }
 _TOKEN_COLUMNS = {
     "input_tokens": a.GEN_AI_USAGE_INPUT_TOKENS,
@@ -98,6 +100,8 @@ def reference_row(
         row["feature"] = a.UNATTRIBUTED
     if not row["usage_source"]:
         row["usage_source"] = "provider"
+    if not row["unit_id"]:
+        row["unit_id"] = row["span_id"]  # a call outside any unit is its own unit
     if usage_invalid:
         # A token count the column cannot hold is stored as 0, never under a cost priced from it.
         row["cost_status"], row["cost_usd"] = "invalid", None

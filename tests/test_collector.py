@@ -108,6 +108,18 @@ def test_counts_uint64_cannot_hold_are_never_wrapped_nor_zeroed_under_a_price(ch
         assert row["cost_input_usd"] == row["cost_output_usd"] == Decimal(0)
 
 
+def test_a_span_in_a_unit_carries_it_and_one_outside_is_its_own_unit(chdb_client, database, traces):
+    write_spans(chdb_client, traces, [
+        ("chat in", {**LLM, "margin.unit.id": "ticket-7", "margin.unit.kind": "ticket"}, "Unset"),
+        ("chat out", LLM, "Unset"),
+    ])
+    db = schema.quote_identifier(database)
+    rows = chdb_client.query(f"SELECT unit_id, unit_kind, span_id FROM {db}.llm_calls ORDER BY unit_kind DESC")
+    (inside, outside) = rows.result_rows
+    assert inside[:2] == ("ticket-7", "ticket")
+    assert outside == (outside[2], "", outside[2]) and outside[2]
+
+
 def test_the_view_reads_only_attribute_names_defined_in_attributes_module():
     text = schema.collector_statements()[0]
     used = set(re.findall(r"SpanAttributes\['([^']+)'\]", text))

@@ -89,7 +89,8 @@ def test_identifiers_are_escaped_by_one_helper(chdb_client):
 
 def test_cluster_variant_is_generated_from_the_same_files_and_parses(chdb_client):
     statements = schema.statements(database="margin", cluster="prod", ttl_days=90)
-    assert len(statements) == len(schema.SCHEMA_FILES) + len(schema.SHARDING_KEYS)
+    alters = [name for name in schema.SCHEMA_FILES if name.endswith("_alter.sql")]  # local and Distributed
+    assert len(statements) == len(schema.SCHEMA_FILES) + len(schema.SHARDING_KEYS) + len(alters)
     for statement in statements:
         assert "ON CLUSTER `prod`" in statement
         # The engine's own parser: formatQuery rejects anything that is not valid SQL.
@@ -111,11 +112,12 @@ def test_every_sql_file_is_one_statement_and_is_used():
         text = root.joinpath(*name.split("/")).read_text()
         body = re.sub(r"--[^\n]*", "", text).strip().rstrip(";")
         assert ";" not in body, name
-        assert re.match(r"^[a-z_]+_(table|mv|view|database|query)\.sql$", name.split("/")[-1]), name
+        assert re.match(r"^[a-z_]+_(table|alter|mv|view|database|query)\.sql$", name.split("/")[-1]), name
 
 
 def test_schema_print_cli_prints_a_runnable_script(capsys):
     assert main(["schema", "print", "--cluster", "prod", "--database", "m", "--collector"]) == 0
     out = capsys.readouterr().out
-    assert out.count(";\n") == len(schema.SCHEMA_FILES) + len(schema.SHARDING_KEYS) + 1
+    alters = [name for name in schema.SCHEMA_FILES if name.endswith("_alter.sql")]  # local and Distributed
+    assert out.count(";\n") == len(schema.SCHEMA_FILES) + len(schema.SHARDING_KEYS) + len(alters) + 1
     assert "CREATE DATABASE IF NOT EXISTS `m` ON CLUSTER `prod`;" in out

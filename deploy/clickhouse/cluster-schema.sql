@@ -5,6 +5,9 @@ CREATE DATABASE IF NOT EXISTS `otel_margin` ON CLUSTER `margin`;
 -- One row per LLM call (one span). Written by the exporter, or derived from the collector's
 -- otel_traces by llm_calls_otel_traces_mv. Money is exact: Decimal(38, 12) dollars.
 -- cost_usd is NULL for an unpriced call (never 0); its components are 0 then.
+-- unit_id / unit_kind: the unit of work (otel_margin.unit); a call outside any unit is its own
+-- unit (unit_id = span_id, unit_kind = ''). Tables made before units get both columns from
+-- llm_calls_units_alter.sql (rows stored before read unit_id = span_id, the default).
 CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls_local ON CLUSTER `margin`
 (
     timestamp            DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
@@ -15,6 +18,8 @@ CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls_local ON CLUSTER `margin`
     tier                 LowCardinality(String),
     cohort               LowCardinality(String),
     customer             String CODEC(ZSTD(1)),
+    unit_id              String DEFAULT span_id CODEC(ZSTD(1)),
+    unit_kind            LowCardinality(String),
     provider             LowCardinality(String),
     operation            LowCardinality(String),
     request_model        LowCardinality(String),
@@ -53,6 +58,20 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_dedup
 CREATE TABLE IF NOT EXISTS `otel_margin`.`llm_calls` ON CLUSTER `margin`
 AS `otel_margin`.`llm_calls_local`
 ENGINE = Distributed(`margin`, `otel_margin`, `llm_calls_local`, cityHash64(customer));
+
+-- The upgrade path of an llm_calls table created before units of work: adds unit_id and
+-- unit_kind when missing (a no-op otherwise). Rows stored before read unit_id = span_id (each
+-- call its own unit) and unit_kind = ''; nothing is rewritten.
+ALTER TABLE `otel_margin`.llm_calls_local ON CLUSTER `margin`
+    ADD COLUMN IF NOT EXISTS unit_id String DEFAULT span_id CODEC(ZSTD(1)) AFTER customer,
+    ADD COLUMN IF NOT EXISTS unit_kind LowCardinality(String) AFTER unit_id;
+
+-- The upgrade path of an llm_calls table created before units of work: adds unit_id and
+-- unit_kind when missing (a no-op otherwise). Rows stored before read unit_id = span_id (each
+-- call its own unit) and unit_kind = ''; nothing is rewritten.
+ALTER TABLE `otel_margin`.llm_calls ON CLUSTER `margin`
+    ADD COLUMN IF NOT EXISTS unit_id String DEFAULT span_id CODEC(ZSTD(1)) AFTER customer,
+    ADD COLUMN IF NOT EXISTS unit_kind LowCardinality(String) AFTER unit_id;
 
 -- Hourly rollup per feature, tier, provider and model: counts, tokens and exact cost sums per
 -- component, for charts and alerts by the hour. Summing only; a query always sums again.
@@ -423,7 +442,8 @@ FROM subscription;
 -- non-GenAI spans are ignored. A missing or unparseable margin.cost.usd is NULL (unpriced),
 -- never 0. A token count UInt64 cannot hold (beyond 2^64 - 1, negative, not a number) is stored
 -- as 0 with cost_status 'invalid' and a NULL cost, never under a cost priced from it, and a row
--- without a cost is never 'priced' or 'estimated'. Inserts into llm_calls cascade into the
+-- without a cost is never 'priced' or 'estimated'. A span outside any unit of work is its own
+-- unit (unit_id = its span id). Inserts into llm_calls cascade into the
 -- hourly and daily rollups.
 CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.llm_calls_otel_traces_mv ON CLUSTER `margin`
 TO `otel_margin`.llm_calls_local
@@ -442,6 +462,8 @@ SELECT
     SpanAttributes['margin.tier'] AS tier,
     SpanAttributes['margin.cohort'] AS cohort,
     SpanAttributes['margin.customer'] AS customer,
+    if(SpanAttributes['margin.unit.id'] = '', SpanId, SpanAttributes['margin.unit.id']) AS unit_id,
+    SpanAttributes['margin.unit.kind'] AS unit_kind,
     SpanAttributes['gen_ai.provider.name'] AS provider,
     SpanAttributes['gen_ai.operation.name'] AS operation,
     SpanAttributes['gen_ai.request.model'] AS request_model,

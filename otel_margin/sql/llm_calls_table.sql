@@ -1,6 +1,9 @@
 -- One row per LLM call (one span). Written by the exporter, or derived from the collector's
 -- otel_traces by llm_calls_otel_traces_mv. Money is exact: Decimal(38, 12) dollars.
 -- cost_usd is NULL for an unpriced call (never 0); its components are 0 then.
+-- unit_id / unit_kind: the unit of work (otel_margin.unit); a call outside any unit is its own
+-- unit (unit_id = span_id, unit_kind = ''). Tables made before units get both columns from
+-- llm_calls_units_alter.sql (rows stored before read unit_id = span_id, the default).
 CREATE TABLE IF NOT EXISTS $database.llm_calls$local$on_cluster
 (
     timestamp            DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
@@ -11,6 +14,8 @@ CREATE TABLE IF NOT EXISTS $database.llm_calls$local$on_cluster
     tier                 LowCardinality(String),
     cohort               LowCardinality(String),
     customer             String CODEC(ZSTD(1)),
+    unit_id              String DEFAULT span_id CODEC(ZSTD(1)),
+    unit_kind            LowCardinality(String),
     provider             LowCardinality(String),
     operation            LowCardinality(String),
     request_model        LowCardinality(String),
