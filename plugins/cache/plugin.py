@@ -29,8 +29,7 @@ from typing import Any, Callable, Mapping
 
 from otel_margin import attributes as attr
 from otel_margin import hookimpl
-from otel_margin.guardrails import CacheHit
-from otel_margin.pipeline import CACHE_HIT_NOTE
+from otel_margin.guardrails import CACHE_HIT_NOTE, CACHE_UNSTORABLE_NOTE, CacheHit
 from otel_margin.plugins.cache.key import NotCacheable, Scope, cache_key
 from otel_margin.plugins.cache.stores import FailOpen, HostStore, MemoryStore, RedisStore
 from otel_margin.replay import Exchange
@@ -49,6 +48,12 @@ class FeatureCache:
     ttl_s: float
     scope: Scope = Scope.CUSTOMER
     allow_nondeterministic: bool = False
+    semantic: bool = False
+    similarity: float = 0.9
+    """A slots dataclass's defaults are not readable on the class: ``DEFAULT_SIMILARITY`` is."""
+
+
+DEFAULT_SIMILARITY = 0.9
 
 
 class CacheSettingsError(ValueError):
@@ -74,7 +79,14 @@ def margin_configure(policy: Any) -> None:
         settings, where=(lambda *path: where("plugins", NAME, *path)) if where else _nowhere
     )
     if store is not None:
-        pm.register(ExactCache(features, store), name=ExactCache.NAME)
+        _observe_stores()
+        semantic = None
+        if any(f.semantic for f in features.values()):
+            from otel_margin.plugins.cache.semantic import SemanticLayer
+
+            directory = None if store.name == "memory" else f"{settings.get('directory', '.otel-margin/cache')}/semantic"
+            semantic = SemanticLayer(store, directory)
+        pm.register(ExactCache(features, store, semantic), name=ExactCache.NAME)
 
 
 class ExactCache:
@@ -82,9 +94,10 @@ class ExactCache:
 
     NAME = "cache.exact"
 
-    def __init__(self, features: Mapping[str, FeatureCache], store: FailOpen) -> None:
+    def __init__(self, features: Mapping[str, FeatureCache], store: FailOpen, semantic: Any = None) -> None:
         self.features = features
         self.store = store
+        self.semantic = semantic  # plugins.cache.semantic.SemanticLayer when a feature is semantic
 
     @hookimpl
     def margin_cache_lookup(self, call: Any) -> CacheHit | None:
@@ -109,6 +122,10 @@ class ExactCache:
                 return CacheHit(exchange=exchange, saved_usd=saved, kind="exact")
         except (ValueError, KeyError, TypeError, InvalidOperation):
             logger.debug("otel-margin cache: an unreadable entry was ignored", exc_info=True)
+        if self.semantic is not None and feature.semantic:
+            hit = self.semantic.lookup_safely(call, key, feature, _unpack)
+            if hit is not None:
+                return hit
         call.attributes[attr.MARGIN_CACHE_RESULT] = "miss"
         return None
 
@@ -119,10 +136,49 @@ class ExactCache:
         feature = self.features.get(call.feature or attr.UNATTRIBUTED)
         if key is None or feature is None or exchange is None or call.notes.get(CACHE_HIT_NOTE):
             return
+        if call.notes.get(CACHE_UNSTORABLE_NOTE):
+            return  # a limit capped the request after it was keyed
         if call.error_type is not None or exchange.status != 200:
             return
         cost = call.cost.total if call.cost is not None else None
         self.store.put(key.store_key, _pack(cost, exchange), feature.ttl_s)
+        if self.semantic is not None and feature.semantic:
+            self.semantic.record(call, key, feature.ttl_s)
+
+
+_observed = False
+
+
+def _observe_stores() -> None:
+    """The store's entries, bytes and evictions as OTel gauges, once per process (the
+    callbacks read whichever cache is registered when the meter collects)."""
+    global _observed
+    if _observed:
+        return
+    _observed = True
+    from opentelemetry import metrics
+
+    meter = metrics.get_meter("otel_margin.plugins.cache")
+    for name, field, description in (
+        (attr.METRIC_CACHE_ENTRIES, "entries", "Entries in the response cache's store."),
+        (attr.METRIC_CACHE_BYTES, "bytes", "Bytes in the response cache's store."),
+        (attr.METRIC_CACHE_EVICTIONS, "evictions", "Entries the cache store evicted for room (when it counts them)."),
+    ):
+        meter.create_observable_gauge(name, callbacks=[_store_callback(field)], description=description)
+
+
+def _store_callback(field: str) -> Callable[[Any], Any]:
+    def observe(options: Any) -> Any:
+        from opentelemetry.metrics import Observation
+
+        from otel_margin.pluginhost import pm
+
+        cache = pm.get_plugin(ExactCache.NAME)
+        stats = cache.store.stats() if cache is not None else None
+        value = getattr(stats, field, None) if stats is not None else None
+        return [] if value is None else [Observation(value, {attr.MARGIN_CACHE_STORE: cache.store.name})]
+
+    return observe
 
 
 def parse_settings(
@@ -155,9 +211,11 @@ def _feature_settings(name: str, table: Any, at: Callable[..., str]) -> FeatureC
     where = f"{at('features', name)}: [plugins.cache.features.{name}]"
     if not isinstance(table, Mapping):
         raise CacheSettingsError(f"{where} must be a table, e.g. ttl_seconds = 3600")
-    unknown = sorted(set(table) - {"ttl_seconds", "scope", "allow_nondeterministic"})
+    unknown = sorted(set(table) - {"ttl_seconds", "scope", "allow_nondeterministic", "semantic", "similarity"})
     if unknown:
-        raise CacheSettingsError(f"{where} has unknown key {unknown[0]!r}; use ttl_seconds, scope or allow_nondeterministic")
+        raise CacheSettingsError(
+            f"{where} has unknown key {unknown[0]!r}; use ttl_seconds, scope, allow_nondeterministic, semantic or similarity"
+        )
     ttl = table.get("ttl_seconds", 3600)
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 366 * 86400:
         raise CacheSettingsError(f"{where} ttl_seconds = {ttl!r}: give a number of seconds from 1 to 31622400")
@@ -170,7 +228,14 @@ def _feature_settings(name: str, table: Any, at: Callable[..., str]) -> FeatureC
     allow = table.get("allow_nondeterministic", False)
     if not isinstance(allow, bool):
         raise CacheSettingsError(f"{where} allow_nondeterministic = {allow!r}: use true or false")
-    return FeatureCache(ttl_s=float(ttl), scope=scope, allow_nondeterministic=allow)
+    semantic = table.get("semantic", False)
+    if not isinstance(semantic, bool):
+        raise CacheSettingsError(f"{where} semantic = {semantic!r}: use true or false")
+    similarity = table.get("similarity", DEFAULT_SIMILARITY)
+    if isinstance(similarity, bool) or not isinstance(similarity, (int, float)) or not 0.5 <= similarity <= 1:
+        raise CacheSettingsError(f"{where} similarity = {similarity!r}: give a cosine similarity from 0.5 to 1, e.g. 0.9")
+    return FeatureCache(ttl_s=float(ttl), scope=scope, allow_nondeterministic=allow, semantic=semantic,
+                        similarity=float(similarity))
 
 
 def _store(settings: Mapping[str, Any], where: Callable[..., str]) -> FailOpen:
