@@ -31,7 +31,7 @@ from otel_margin import attributes as attr
 from otel_margin.call import Usage
 from otel_margin.policy import PolicyError, parse_policy
 from otel_margin.prices import PriceCatalog
-from otel_margin.revenue import RevenueEvent, RevenueFileError, import_revenue, parse_revenue_csv
+from otel_margin.revenue import ImportResult, RevenueEvent, RevenueFileError, import_revenue, parse_revenue_csv
 from otel_margin.standin import openai_client
 
 MTOK = 10**6
@@ -108,6 +108,20 @@ def test_margin_pct_is_truncated_exactly_like_decimal_38_12(revenue, cost):
     cut = Fraction(int(exact * 10**12), 10**12)  # int() truncates toward zero
     assert got is not None and Fraction(got) == cut and got.as_tuple().exponent == -12
 
+
+
+def test_a_reimport_stores_the_new_rows_that_follow_an_unchanged_one(chdb_client, database):
+    may = RevenueEvent("acme", MAY_1, MAY_31, Decimal("10.00"), "pro")
+    june = RevenueEvent("acme", date(2024, 6, 1), date(2024, 6, 30), Decimal("11.00"), "pro")
+    beta = RevenueEvent("beta", MAY_1, MAY_31, Decimal("4.00"), "team")
+    assert import_revenue(chdb_client, [may], source="may.csv", database=database) == ImportResult(1, 0, 0)
+    # The month already imported comes first in the next file: the rows after it still count.
+    assert import_revenue(chdb_client, [may, june, beta], source="all.csv", database=database) == ImportResult(2, 0, 1)
+    stored = chdb_client.query(
+        f"SELECT customer, period_start, amount_usd FROM `{database}`.revenue_events FINAL "
+        "ORDER BY customer, period_start").result_rows
+    assert stored == [("acme", MAY_1, Decimal("10.00")), ("acme", date(2024, 6, 1), Decimal("11.00")),
+                      ("beta", MAY_1, Decimal("4.00"))]
 
 @settings(max_examples=300, deadline=None)
 @given(digits=st.integers(0, 10**30), places=st.integers(0, 16), negative=st.booleans())
@@ -284,6 +298,7 @@ def test_gpu_time_is_never_negative():
     catalog = PriceCatalog(policy)
     usage = Usage(input_tokens=100, output_tokens=10)
     assert catalog.price("vllm", "llama", usage, duration_s=1.5).other == Decimal("0.006")  # 1.5 s x 2 GPUs
+    assert catalog.price("vllm", "llama", usage, duration_s=0.25).other == Decimal("0.001")  # no minimum second
     assert catalog.price("vllm", "llama", usage, duration_s=-3.0).other == 0  # a clock step back costs nothing
 
 # --- policy: discounts and self-hosted per-token prices -------------------------------------------
