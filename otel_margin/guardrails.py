@@ -79,31 +79,51 @@ class MarginLimitExceeded(Exception):
         )
 
 
-def before_call(call: LLMCall, on_plugin_error: Callable[[str], None]) -> CacheHit | None:
-    """Apply limits, then cache, then routing to ``call``; return a cache hit or ``None``.
+CACHE_HIT_NOTE = "cache.hit"
+"""Set in ``call.notes`` once a cache will answer the call: limit plugins see it (a spend budget
+lets a free answer through; a rate limit may still count or block it), record plugins too."""
 
-    Raises :class:`MarginLimitExceeded` when a limit blocks the call; every other plugin
-    failure is passed to ``on_plugin_error`` and the call proceeds.
+
+def before_call(call: LLMCall, on_plugin_error: Callable[[str], None]) -> CacheHit | None:
+    """Apply the cache, then limits, then routing to ``call``; return a cache hit or ``None``.
+
+    The cache looks first, at the request as asked, so limits know whether the call will cost
+    anything: a hit is still subject to a block (a rate limit) but not to an output cap (its
+    answer exists already); a miss whose request a cap changes is not stored under the uncapped
+    request's key (the cache plugin keys at lookup). Raises :class:`MarginLimitExceeded` when a
+    limit blocks the call; every other plugin failure is passed to ``on_plugin_error`` and the
+    call proceeds.
     """
     in_use = pm.hooks_in_use()
     if not in_use:
         return None
     hook = pm.hook
-    if "margin_limit_check" in in_use:
-        _apply_limits(call, _call_each(hook.margin_limit_check, call, on_plugin_error))
+    hit = None
     if "margin_cache_lookup" in in_use:
-        hit = _first(hook.margin_cache_lookup, call, on_plugin_error)
-        if isinstance(hit, CacheHit) and (hit.exchange is not None or hit.response is not None):
-            call.attributes[attr.MARGIN_CACHE_RESULT] = hit.kind
-            if hit.saved_usd is not None:
-                call.attributes[attr.MARGIN_SAVED_USD] = format(hit.saved_usd, "f")
-            return hit
+        found = _first(hook.margin_cache_lookup, call, on_plugin_error)
+        if isinstance(found, CacheHit) and (found.exchange is not None or found.response is not None):
+            hit = found
+            call.notes[CACHE_HIT_NOTE] = True
+    if "margin_limit_check" in in_use:
+        capped = _apply_limits(call, _call_each(hook.margin_limit_check, call, on_plugin_error), hit is not None)
+        if capped:
+            call.notes[CACHE_UNSTORABLE_NOTE] = True
+    if hit is not None:
+        call.attributes[attr.MARGIN_CACHE_RESULT] = hit.kind
+        if hit.saved_usd is not None:
+            call.attributes[attr.MARGIN_SAVED_USD] = format(hit.saved_usd, "f")
+        return hit
     if "margin_route" in in_use:
         model = _first(hook.margin_route, call, on_plugin_error)
         if isinstance(model, str) and model and model != call.model:
             call.attributes[attr.MARGIN_ROUTE_FROM_MODEL] = call.model
             call.params["model"] = model
     return None
+
+
+CACHE_UNSTORABLE_NOTE = "cache.unstorable"
+"""Set in ``call.notes`` when a limit changed the request after the cache keyed it: its answer
+must not be stored under the key of the request as asked."""
 
 
 def after_call(
@@ -114,7 +134,8 @@ def after_call(
         _call_each(pm.hook.margin_record, call, on_plugin_error, response=response, exchange=exchange)
 
 
-def _apply_limits(call: LLMCall, decisions: list[Any]) -> None:
+def _apply_limits(call: LLMCall, decisions: list[Any], cached: bool = False) -> bool:
+    """Apply the strictest decision; True when a cap changed the request. A cached call is not capped."""
     strictest: LimitDecision | None = None
     cap: int | None = None
     for decision in decisions:
@@ -125,16 +146,24 @@ def _apply_limits(call: LLMCall, decisions: list[Any]) -> None:
         if strictest is None or _ACTION_RANK[decision.action] > _ACTION_RANK[strictest.action]:
             strictest = decision
     if strictest is None:
-        return
-    call.attributes[attr.MARGIN_LIMIT_ACTION] = strictest.action
+        return False
+    action = "allow" if cached and strictest.action == "cap" else strictest.action
+    call.attributes[attr.MARGIN_LIMIT_ACTION] = action
     call.attributes[attr.MARGIN_LIMIT_NAME] = strictest.limit
-    if strictest.action == "block":
+    if strictest.current_spend_usd is not None:
+        call.attributes[attr.MARGIN_LIMIT_SPEND_USD] = format(strictest.current_spend_usd, "f")
+    if strictest.limit_usd is not None:
+        call.attributes[attr.MARGIN_LIMIT_USD] = format(strictest.limit_usd, "f")
+    if action == "block":
         raise MarginLimitExceeded(customer=call.customer, feature=call.feature, decision=strictest)
-    if cap is not None:
+    if cap is not None and not cached:
         key = _output_limit_key(call)
         current = call.params.get(key)
         if not isinstance(current, int) or current > cap:
             call.params[key] = cap
+            call.attributes[attr.MARGIN_LIMIT_MAX_OUTPUT_TOKENS] = cap
+            return True
+    return False
 
 
 def _output_limit_key(call: LLMCall) -> str:

@@ -6,8 +6,9 @@ always called with keyword arguments, so a hook may gain an argument without bre
 plugins; an implementation may accept any subset of the arguments.
 
 A call goes through the hooks in this order: :func:`margin_configure` (once, at load),
-then per call :func:`margin_limit_check` → :func:`margin_cache_lookup` →
-:func:`margin_route` → the provider call → :func:`margin_record`.
+then per call :func:`margin_cache_lookup` → :func:`margin_limit_check` →
+:func:`margin_route` → the provider call (none on a hit or a block) → :func:`margin_record`.
+The cache looks first so that limits know whether the call will cost anything.
 """
 
 from __future__ import annotations
@@ -44,9 +45,14 @@ def margin_limit_check(call: LLMCall) -> LimitDecision | None:
 
     :param call: the call record; ``call.estimated_input_tokens`` holds the pre-call
         estimate and ``call.params`` the request as it will be sent.
+        ``call.notes["cache.hit"]`` is ``True`` when a cache will answer the call at no cost:
+        a spend budget should let it through; a request-rate limit may still count or block it.
     :return: ``None`` to allow, or a :class:`~otel_margin.guardrails.LimitDecision`:
-        ``action="cap"`` lowers the request's output-token limit to ``max_output_tokens``;
+        ``action="cap"`` lowers the request's output-token limit to ``max_output_tokens``
+        (ignored for a cache hit, whose answer exists already);
         ``action="block"`` stops the call with :class:`~otel_margin.guardrails.MarginLimitExceeded`.
+        The deciding limit's name, ``current_spend_usd`` and ``limit_usd``, and an applied cap,
+        go on the span (``margin.limit.*``).
 
     All implementations are called and all decisions are collected; the strictest wins
     (block over cap over allow; the lowest cap). An implementation that raises fails open:

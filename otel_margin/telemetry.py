@@ -62,6 +62,16 @@ class Telemetry:
             unit="USD",
             description="Cost of goods of LLM calls (exact per-call values are on spans).",
         )
+        self.cache_requests = meter.create_counter(
+            attr.METRIC_CACHE_REQUESTS,
+            unit="{request}",
+            description="Calls a response cache looked at, by feature and result (exact, semantic, miss, off).",
+        )
+        self.saved = meter.create_counter(
+            attr.METRIC_SAVED,
+            unit="USD",
+            description="Cost of goods a guardrail avoided (cache hits, routing), by feature.",
+        )
         self.internal_errors = meter.create_counter(
             attr.METRIC_INTERNAL_ERRORS,
             unit="{error}",
@@ -166,6 +176,14 @@ class Telemetry:
                     attr.MARGIN_COST_STATUS: cost.status,
                 },
             )
+        result = call.attributes.get(attr.MARGIN_CACHE_RESULT)
+        feature = {attr.MARGIN_FEATURE: call.attribution.feature or attr.UNATTRIBUTED}
+        if result:
+            self.cache_requests.add(1, {**feature, attr.MARGIN_CACHE_RESULT: result})
+        saved = call.attributes.get(attr.MARGIN_SAVED_USD)
+        if saved:
+            by = "cache" if result in ("exact", "semantic", "hit") else "route"
+            self.saved.add(float(saved), {**feature, attr.MARGIN_SAVED_BY: by})
 
 
 class PlannedSpan(trace.NonRecordingSpan):

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_margin import attribute, flush
+from otel_margin import LimitDecision, MarginLimitExceeded, attribute, flush, hookimpl
 from otel_margin import attributes as attr
 from otel_margin.instrumentation.anthropic import AnthropicMarginInstrumentor
 from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
@@ -256,3 +256,104 @@ def test_the_tuning_hint_follows_the_methods_thresholds(rate, hint):
     from otel_margin.margin import _cache_hint
 
     assert (hint in _cache_hint(Decimal(rate))) and (bool(_cache_hint(Decimal(rate))) == bool(hint))
+
+
+class SpendBudget:
+    """Over budget: blocks calls that would cost money, lets free cached answers through."""
+
+    @hookimpl
+    def margin_limit_check(self, call):
+        if call.notes.get("cache.hit"):
+            return None
+        return LimitDecision(action="block", limit="daily budget", current_spend_usd=Decimal("10.5"),
+                             limit_usd=Decimal("10"))
+
+
+class RateLimit:
+    @hookimpl
+    def margin_limit_check(self, call):
+        return LimitDecision(action="block", limit="10 requests a minute")
+
+
+class Cap:
+    @hookimpl
+    def margin_limit_check(self, call):
+        return LimitDecision(action="cap", limit="output cap", max_output_tokens=5)
+
+
+def test_a_spend_budget_lets_a_free_hit_through_and_a_rate_limit_may_not(server, spans, cache):
+    cache()
+    client = openai_client(server)
+    first = ask(client)
+    pm.register(SpendBudget(), name="budget")
+    try:
+        assert ask(client).model_dump() == first.model_dump()  # cached: costs nothing, allowed
+        with pytest.raises(MarginLimitExceeded, match=r"current spend \$10.5 of \$10"):
+            ask(client, customer="globex")  # a miss would spend
+    finally:
+        pm.unregister(name="budget")
+    blocked = spans()[-1]
+    assert blocked.attributes[attr.MARGIN_LIMIT_ACTION] == "block"
+    assert (blocked.attributes[attr.MARGIN_LIMIT_SPEND_USD], blocked.attributes[attr.MARGIN_LIMIT_USD]) == ("10.5", "10")
+    pm.register(RateLimit(), name="rate")
+    try:
+        with pytest.raises(MarginLimitExceeded, match="10 requests a minute"):
+            ask(client)  # a hit, still over the rate
+    finally:
+        pm.unregister(name="rate")
+
+
+def test_a_cap_is_not_applied_to_a_hit_and_a_capped_miss_is_not_stored(server, spans, cache):
+    cache()
+    client = openai_client(server)
+    full = ask(client)
+    pm.register(Cap(), name="cap")
+    try:
+        assert ask(client).model_dump() == full.model_dump()  # the stored, uncapped answer
+        hit = spans()[-1]
+        assert hit.attributes[attr.MARGIN_LIMIT_ACTION] == "allow"
+        assert attr.MARGIN_LIMIT_MAX_OUTPUT_TOKENS not in hit.attributes
+        ask(client, customer="globex")
+        assert server.requests[-1].json["max_completion_tokens"] == 5
+        assert spans()[-1].attributes[attr.MARGIN_LIMIT_MAX_OUTPUT_TOKENS] == 5
+    finally:
+        pm.unregister(name="cap")
+    before = len(server.requests)
+    ask(client, customer="globex")  # the capped answer was not stored under the uncapped request
+    assert len(server.requests) == before + 1
+
+
+def test_hits_and_dollars_avoided_are_metrics_per_feature(server, cache):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader, exporter = InMemoryMetricReader(), InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[reader])
+    instrumentors = (OpenAIMarginInstrumentor(), AnthropicMarginInstrumentor())
+    for instrumentor in instrumentors:
+        instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        cache()
+        client = openai_client(server)
+        for _ in range(3):
+            ask(client)
+        ask(client, temperature=0.9)
+        flush()
+    finally:
+        for instrumentor in instrumentors:
+            instrumentor.uninstrument()
+    points = {
+        metric.name: [(dict(p.attributes), getattr(p, "value", None)) for p in metric.data.data_points]
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    requests = {a[attr.MARGIN_CACHE_RESULT]: v for a, v in points[attr.METRIC_CACHE_REQUESTS]}
+    assert requests == {"miss": 1, "exact": 2, "off": 1}
+    miss = exporter.get_finished_spans()[0]
+    assert miss.attributes[attr.MARGIN_CACHE_RESULT] == "miss"
+    ((labels, saved),) = points[attr.METRIC_SAVED]
+    assert labels == {attr.MARGIN_FEATURE: "qa", attr.MARGIN_SAVED_BY: "cache"}
+    assert saved == pytest.approx(2 * float(miss.attributes[attr.MARGIN_COST_USD]), rel=1e-12)

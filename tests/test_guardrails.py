@@ -99,7 +99,7 @@ def test_hooks_run_in_order_and_record_sees_final_call(server, telemetry, regist
     client = openai_client(server)
     with attribute(feature="qa", customer="acme"):
         response = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert recorder.order == ["limits", "cache", "route", "record"]
+    assert recorder.order == ["cache", "limits", "route", "record"]  # limits know whether a cache answers
     call, seen = recorder.recorded[0]
     assert seen is response
     assert call.usage.input_tokens == response.usage.prompt_tokens
@@ -231,7 +231,7 @@ def test_broken_plugin_fails_open_and_is_counted(server, telemetry, register):
     recorder = register(Recorder(), "recorder")
     response = openai_client(server).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert response.choices[0].message.content
-    assert recorder.order == ["limits", "cache", "route", "record"]  # others still ran
+    assert recorder.order == ["cache", "limits", "route", "record"]  # others still ran
     span = llm_spans(exporter)[-1]
     assert list(span.attributes[attr.MARGIN_GUARDRAIL_ERRORS]) == ["broken"]
     counted = [
