@@ -115,6 +115,56 @@ def test_sigterm_writes_first_then_runs_the_applications_own_handler(config, tmp
     assert rows(config) == (12, 12)
 
 
+UVICORN_CHILD = r"""
+import sys
+import uvicorn
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from otel_margin.exporters.clickhouse import ClickHouseSpanExporter
+from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
+from otel_margin.standin import in_process_transport, openai_client
+
+endpoint, spool = sys.argv[1], sys.argv[2]
+exporter = ClickHouseSpanExporter(endpoint=endpoint, spool_dir=spool, drain_interval=3600)
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=30_000))
+OpenAIMarginInstrumentor().instrument(tracer_provider=provider)
+client = openai_client(in_process_transport())
+
+
+def call(n):
+    for _ in range(n):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                call(7)  # calls served before the stop
+                await send({"type": "lifespan.startup.complete"})
+                print("serving", flush=True)
+            elif message["type"] == "lifespan.shutdown":
+                call(3)  # calls made during uvicorn's graceful shutdown
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+uvicorn.run(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+"""
+
+
+def test_under_uvicorn_its_graceful_shutdown_runs_then_every_call_is_written(config, tmp_path):
+    pytest.importorskip("uvicorn")
+    child = subprocess.Popen([sys.executable, "-c", UVICORN_CHILD, config.endpoint, config.spool_dir],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    read_until(child, "serving")
+    child.send_signal(signal.SIGTERM)  # uvicorn's handler (installed over ours) shuts down, then re-raises
+    assert child.wait(60) == -signal.SIGTERM
+    assert rows(config) == (10, 10)
+
+
 def test_an_ignored_sigterm_stays_ignored(config, tmp_path):
     child = start_child("ignored", config, 1, tmp_path)
     assert read_until(child, "done")[0] == f"handler {int(signal.SIG_IGN)}"
