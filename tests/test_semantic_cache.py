@@ -227,3 +227,19 @@ def test_the_guard_refuses_any_changed_number_and_allows_the_same_facts_reworded
         assert not guard.allows(template.format(a=c, b=b), original)
     assert guard.allows("Please: " + original.lower().replace("show", "display") + " thanks", original.replace("Show", "Display")) or \
         any(w[0].isupper() for w in original.split()[1:])
+
+
+def test_the_shipped_labelled_set_is_what_its_script_makes_and_the_guard_refuses_its_traps():
+    import json
+    from pathlib import Path
+
+    from benchmarks.data.make_cache_pairs import build
+
+    path = Path(__file__).parents[1] / "benchmarks" / "data" / "cache_pairs.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows == build()
+    traps = [r for r in rows if not r["hit"]]
+    paraphrases = [r for r in rows if r["hit"]]
+    assert len(traps) >= 300 and len(paraphrases) >= 200
+    assert sum(guard.allows(r["asked"], r["stored"]) for r in traps) <= len(traps) // 100
+    assert sum(guard.allows(r["asked"], r["stored"]) for r in paraphrases) >= len(paraphrases) // 2

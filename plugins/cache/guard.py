@@ -12,10 +12,12 @@ request to equal the stored request's:
 - negations (*not*, *no*, *never*, *n't*, *without*, *none*, *nothing*, *neither*, *nor*);
 - names and identifiers: capitalised words not at a sentence's start, and any token mixing
   letters with digits or ``-``/``_``/``#`` (``INV-2041``, ``user_17``, ``#5521``);
-- scope and direction words (*all*, *only*, *except*, *every*, *any*, *each*, *both*, *either*,
-  *latest*, *oldest*, *before*, *after*, *more*, *less*, *increase*, *decrease*, *minimum*,
-  *maximum*, *above*, *below*, *refund*, *charge*, *approve*, *reject* …) and the person a
-  request is about (*I/my*, *we/our*, *you*, *he*, *she*, *they*);
+- units, after a number or alone (``15 vacation days`` is ``15 days of vacation``);
+- scope and direction words (*all*/*every*/*each*, *only*, *except*, *everyone*, *latest*,
+  *before*, *after*, *under*/*below*/*less*, *over*/*above*/*more*, *send*/*forward*,
+  *delete*/*remove*, *add*/*apply*, *cancel*/*end*, *refund*, *charge*, *approve*, *reject* …),
+  synonyms compared as one. Pronouns are not compared (*my* password and *your* password
+  are served the same answer);
 - quoted strings, verbatim.
 
 The facts are compared as multisets, so a paraphrase that moves them around still matches, and
@@ -30,20 +32,20 @@ import re
 from collections import Counter
 
 NUMBER_WORDS = {
-    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "zero": "0", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
     "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
     "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16", "seventeen": "17",
     "eighteen": "18", "nineteen": "19", "twenty": "20", "thirty": "30", "forty": "40", "fifty": "50",
     "hundred": "100", "thousand": "1000", "million": "1000000", "dozen": "12", "half": "0.5",
-    "once": "1", "twice": "2", "single": "1", "double": "2", "triple": "3",
+    "twice": "2", "double": "2", "triple": "3",
     "first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th",
 }
 DATE_WORDS = frozenset(
     "january february march april may june july august september october november december "
     "jan feb mar apr jun jul aug sep sept oct nov dec "
     "monday tuesday wednesday thursday friday saturday sunday "
-    "today tomorrow yesterday tonight morning afternoon evening night weekend week month year quarter "
-    "daily weekly monthly yearly annual annually hourly now next last previous past upcoming ago q1 q2 q3 q4".split()
+    "today tomorrow yesterday tonight morning afternoon evening weekend "
+    "daily weekly monthly yearly annual annually hourly next last previous past upcoming ago q1 q2 q3 q4".split()
 )
 NEGATIONS = frozenset(
     "not no never none nothing nobody nowhere neither nor without cannot cant dont doesnt didnt isnt "
@@ -51,33 +53,44 @@ NEGATIONS = frozenset(
     "excluding unless".split()
 )
 SCOPE_WORDS = frozenset(
-    "all only except every any each both either some most many few several entire whole just "
-    "latest oldest newest earliest first last before after since until more less fewer most least "
-    "increase decrease raise lower upgrade downgrade add remove cancel enable disable open close "
-    "above below minimum maximum min max between within outside inside or plus minus per "
-    "partial full refund charge buy sell debit credit cheaper cheapest expensive fastest slowest "
-    "higher highest lowest lock unlock include including public private "
-    "delete archive restore send receive import export encrypt decrypt allow deny approve reject "
-    "accept decline".split()
+    "only except some most many few several just everyone everybody anyone anybody someone somebody "
+    "latest oldest newest earliest before after since until least between outside inside or "
+    "plus minus partial full refund charge buy sell debit credit cheapest expensive fastest slowest "
+    "highest lowest lock unlock include including archive restore receive import export encrypt "
+    "decrypt allow deny approve reject accept decline upgrade downgrade enable disable increase decrease".split()
 )
 """Words that change what a request asks for: a word in one request and not the other refuses the hit."""
-PRONOUNS = {
-    **dict.fromkeys("i me my mine myself".split(), "1"), **dict.fromkeys("we us our ours".split(), "1pl"),
-    **dict.fromkeys("you your yours yourself".split(), "2"), **dict.fromkeys("he him his himself".split(), "3m"),
-    **dict.fromkeys("she her hers herself".split(), "3f"), **dict.fromkeys("they them their theirs".split(), "3pl"),
+SYNONYMS = {
+    **dict.fromkeys("all every each entire whole".split(), "all"),
+    **dict.fromkeys("under below less fewer lower cheaper within beneath smaller".split(), "less"),
+    **dict.fromkeys("over above more greater higher exceeding larger bigger".split(), "more"),
+    **dict.fromkeys("send forward email mail".split(), "send"),
+    **dict.fromkeys("delete remove erase drop".split(), "remove"),
+    **dict.fromkeys("add apply use".split(), "add"),
+    **dict.fromkeys("cancel end terminate".split(), "cancel"),
+    **dict.fromkeys("min minimum".split(), "min"),
+    **dict.fromkeys("max maximum".split(), "max"),
 }
-"""Whom a request is about: compared by person, present or not (``my`` and ``I`` are one person)."""
-SET_KINDS = ("s:", "d:", "p:")
+"""Words that say the same thing, compared as one (``under $50`` is ``below $50``)."""
+UNITS = {
+    **dict.fromkeys(("day", "days"), "day"), **dict.fromkeys(("week", "weeks"), "week"),
+    **dict.fromkeys(("month", "months"), "month"), **dict.fromkeys(("year", "years", "yr", "yrs"), "year"),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "hour"), **dict.fromkeys(("night", "nights"), "night"),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), "minute"), **dict.fromkeys(("quarter", "quarters"), "quarter"),
+    **dict.fromkeys(("%", "percent", "pct"), "%"), **dict.fromkeys(("lb", "lbs"), "lb"), **dict.fromkeys(("mile", "miles"), "mile"),
+    **{w: w for w in ("kb", "mb", "gb", "tb", "ms", "mg", "ml", "kg", "g", "km", "mi", "usd", "eur", "gbp", "x")},
+}
+"""Units, after a number or alone (``15 vacation days`` is ``15 days of vacation``): compared by presence."""
+SET_KINDS = ("s:", "d:", "u:")
 """Facts compared by presence, not count: a paraphrase may say "all" or "today" twice."""
 
 _TOKEN = re.compile(
     r"""(?P<quote>"[^"]{1,80}"|'[^']{2,80}'(?=\W|$))"""
     r"|(?P<money>[$€£¥₹]\s?\d[\d,]*(?:\.\d+)?[kKmM]?)"
     r"|(?P<date>\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}(?:/\d{2,4})?|\d{1,2}:\d{2}(?:\s?[ap]m)?)"
-    r"|(?P<number>\d[\d,]*(?:\.\d+)?)(?P<unit>\s?(?:%|percent|k|kb|mb|gb|tb|ms|s|sec|min|h|hrs?|hours?|days?|weeks?|"
-    r"months?|years?|mg|ml|kg|g|lbs?|km|mi|miles?|usd|eur|gbp|dollars?|euros?|pounds?|am|pm|st|nd|rd|th|x)\b)?"
+    r"|(?P<number>\d[\d,]*(?:\.\d+)?)(?P<unit>[\s-]?(?:%|[a-z]+)\b)?"
     r"|(?P<word>[A-Za-z][A-Za-z0-9_#'’\-]*)"
-    r"|(?P<sentence>[.!?\n]+)",
+    r"|(?P<sentence>(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bSt)(?<!\bProf)(?<!\bNo)[.!?\n]+)",
     re.UNICODE,
 )
 
@@ -99,9 +112,12 @@ def facts(text: str) -> Counter[str]:
         elif kind == "date":
             found["d:" + value.replace(" ", "").lower()] += 1
         elif kind in ("number", "unit"):
-            number = match.group("number").replace(",", "")
-            unit = (match.group("unit") or "").strip().lower().rstrip("s") or ""
-            found[f"n:{_canonical_number(number)}{unit}"] += 1
+            found["n:" + _canonical_number(match.group("number").replace(",", ""))] += 1
+            unit = (match.group("unit") or "").strip(" -").lower()
+            if unit in UNITS:
+                found["u:" + UNITS[unit]] += 1
+            elif unit:  # a word after the number, not a unit: a word like any other
+                _word(unit, False, found)
         elif kind == "word":
             _word(value, sentence_start, found)
         sentence_start = False
@@ -119,6 +135,8 @@ def _canonical_number(number: str) -> str:
 
 def _word(word: str, sentence_start: bool, found: Counter[str]) -> None:
     lower = word.lower().replace("’", "'")
+    if lower.endswith("'s"):
+        word, lower = word[:-2], lower[:-2]
     bare = lower.replace("'", "")
     if lower.endswith("n't") or bare in NEGATIONS:
         found["not"] += 1
@@ -129,8 +147,11 @@ def _word(word: str, sentence_start: bool, found: Counter[str]) -> None:
     if bare in DATE_WORDS:
         found["d:" + bare] += 1
         return
-    if bare in PRONOUNS:
-        found["p:" + PRONOUNS[bare]] += 1
+    if bare in UNITS and len(bare) > 2:
+        found["u:" + UNITS[bare]] += 1
+        return
+    if bare in SYNONYMS:
+        found["s:" + SYNONYMS[bare]] += 1
         return
     if bare in SCOPE_WORDS:
         found["s:" + bare] += 1

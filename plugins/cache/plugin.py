@@ -49,7 +49,7 @@ class FeatureCache:
     scope: Scope = Scope.CUSTOMER
     allow_nondeterministic: bool = False
     semantic: bool = False
-    similarity: float = 0.9
+    similarity: float = 0.85
     """A slots dataclass's defaults are not readable on the class: ``DEFAULT_SIMILARITY`` is."""
 
 
