@@ -154,7 +154,9 @@ def import_revenue(
              event.amount_usd, source, event.line, imported_at]
         )
     if rows:
-        token = hashlib.sha256(repr([row[:6] for row in rows]).encode()).hexdigest()
+        # One token per import: a retry of this insert is dropped, but an amount changed back to
+        # an earlier value (10 -> 12 -> 10) has an earlier import's rows and must still be stored.
+        token = hashlib.sha256(repr((imported_at.isoformat(), [row[:6] for row in rows])).encode()).hexdigest()
         client.insert(
             f"{schema.quote_identifier(database)}.revenue_events",
             rows,

@@ -123,6 +123,16 @@ def test_a_reimport_stores_the_new_rows_that_follow_an_unchanged_one(chdb_client
     assert stored == [("acme", MAY_1, Decimal("10.00")), ("acme", date(2024, 6, 1), Decimal("11.00")),
                       ("beta", MAY_1, Decimal("4.00"))]
 
+
+def test_an_amount_changed_back_to_an_earlier_value_is_stored(chdb_client, database):
+    # A correction undone: 10 -> 12 -> 10. The third insert has the first one's rows; ClickHouse's
+    # insert deduplication must not take it for a retry of the first and drop it.
+    event = {amount: RevenueEvent("acme", MAY_1, MAY_31, Decimal(amount), "pro") for amount in ("10", "12")}
+    for amount in ("10", "12", "10", "12"):
+        import_revenue(chdb_client, [event[amount]], source="r.csv", database=database)
+        stored = chdb_client.query(f"SELECT amount_usd FROM `{database}`.revenue_events FINAL").result_rows
+        assert stored == [(Decimal(amount),)]
+
 @settings(max_examples=300, deadline=None)
 @given(digits=st.integers(0, 10**30), places=st.integers(0, 16), negative=st.booleans())
 def test_a_revenue_amount_is_accepted_exactly_below_10_15_with_at_most_12_places(digits, places, negative):
