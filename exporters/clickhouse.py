@@ -75,6 +75,7 @@ from otel_margin.exporters.rows import (
     span_to_row,
 )
 from otel_margin.exporters.catchup import register_spool
+from otel_margin.exporters.record_rows import TABLE_COLUMNS, record_row, table_for
 from otel_margin.exporters.health import ExportHealth, Figures, observe, quiet_third_party
 from otel_margin.exporters.spool import Spool, SpoolCorruption
 from otel_margin.exporters.storage import (
@@ -347,20 +348,29 @@ class ClickHouseSpanExporter(SpanExporter):
     # --- export path ----------------------------------------------------------------------
 
     def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        rows, skipped, problems = _rows_of(spans)
+        rows, skipped, problems, records = _rows_of(spans)
         block = encode_rows(rows, problems) if rows else None
+        # Outcomes and cost lines (record spans): a block per table, each exported like the calls.
+        blocks = [(block, rows)] if block is not None else []
+        for table, table_rows in records.items():
+            blocks.append((encode_rows(table_rows, problems, columns=TABLE_COLUMNS[table]), table_rows))
         with self._stats_lock:
             self._counts["skipped"] += skipped
             self._problems.update(problems)
         if problems:
             logger.debug("otel-margin exporter coerced or emptied span attributes: %s", dict(problems))
-        if block is None:
-            return SpanExportResult.SUCCESS
+        result = SpanExportResult.SUCCESS
+        for each, each_rows in blocks:
+            if self._export_block(each, each_rows) is not SpanExportResult.SUCCESS:
+                result = SpanExportResult.FAILURE
+        return result
+
+    def _export_block(self, block: Block, rows: list[list[Any]]) -> SpanExportResult:
         token = batch_token(rows)
         # Embedded: never open chDB on the caller's thread. Server: keep order behind a backlog.
         if not self.config.embedded and not self._spool.pending():
             direct = min(self.config.timeout, DIRECT_INSERT_SECONDS)
-            if self._insert_with_retries(block.body, token, time.monotonic() + direct):
+            if self._insert_with_retries(block.body, token, time.monotonic() + direct, block.columns):
                 self._count("exported", len(rows))
                 if self._health.failing:
                     self._health.succeeded(spool_empty=not self._spool.pending())
@@ -386,13 +396,14 @@ class ClickHouseSpanExporter(SpanExporter):
             self._wake.set()
         return SpanExportResult.SUCCESS
 
-    def _insert_with_retries(self, body: bytes, token: str, deadline: float) -> bool:
+    def _insert_with_retries(self, body: bytes, token: str, deadline: float,
+                             columns: Sequence[str] = COLUMN_NAMES) -> bool:
         attempt = 0
         while True:
             try:
                 with self._client_lock:
                     client = self._http_client()
-                    self._insert(client, COLUMN_NAMES, body, token)
+                    self._insert(client, columns, body, token)
                 return True
             except Exception as error:  # noqa: BLE001 - classified below, never raised
                 self._last_error = error
@@ -418,8 +429,9 @@ class ClickHouseSpanExporter(SpanExporter):
             from clickhouse_connect.driver.compression import get_compressor
 
             block = get_compressor(compression).compress_block(block)
+        table = table_for(columns)
         client.raw_insert(
-            self._table,
+            self._table if table == TABLE else f"{quote_identifier(self.config.database)}.{quote_identifier(table)}",
             insert_block=block,
             fmt=fmt,
             compression=compression,
@@ -694,8 +706,11 @@ def batch_token(rows: Sequence[Sequence[Any]]) -> str:
 _TRACE_ID, _SPAN_ID = COLUMN_NAMES.index("trace_id"), COLUMN_NAMES.index("span_id")
 
 
-def _rows_of(spans: Sequence[ReadableSpan]) -> tuple[list[list[Any]], int, Counter[str]]:
+def _rows_of(
+    spans: Sequence[ReadableSpan],
+) -> tuple[list[list[Any]], int, Counter[str], dict[str, list[list[Any]]]]:
     rows: list[list[Any]] = []
+    records: dict[str, list[list[Any]]] = {}
     problems: Counter[str] = Counter()
     skipped = 0
     resource: Any = _rows_of  # no span has this resource: the first span looks its service up
@@ -705,11 +720,13 @@ def _rows_of(spans: Sequence[ReadableSpan]) -> tuple[list[list[Any]], int, Count
             resource = getattr(span, "resource", None)
             service = str((resource.attributes if resource else {}).get("service.name", "unknown_service"))
         row = span_to_row(span, service_name=service, problems=problems)
-        if row is None:
-            skipped += 1
-        else:
+        if row is not None:
             rows.append(row)
-    return rows, skipped, problems
+        elif (record := record_row(span, service_name=service, problems=problems)) is not None:
+            records.setdefault(record[0], []).append(record[1])
+        else:
+            skipped += 1
+    return rows, skipped, problems, records
 
 
 def _is_data_error(error: BaseException) -> bool:

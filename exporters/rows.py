@@ -461,6 +461,18 @@ _HEADERS = {name: _string_bytes(name) + _string_bytes(kind) for name, kind in _W
 assert set(_WIRE_TYPES.values()) <= set(_ENCODERS)
 
 
+def register_columns(columns: Sequence[tuple[str, str]]) -> None:
+    """Let :func:`encode_rows` encode the columns of another table (``outcomes``, ``cost_lines``).
+
+    A name ``llm_calls`` already has must have its type; raises ``ValueError`` otherwise.
+    """
+    for name, kind in columns:
+        wire = "String" if kind.startswith("LowCardinality(") else kind
+        if _WIRE_TYPES.setdefault(name, wire) != wire or wire not in _ENCODERS:
+            raise ValueError(f"column {name!r} of type {kind} clashes with {_WIRE_TYPES[name]}")
+        _HEADERS.setdefault(name, _string_bytes(name) + _string_bytes(wire))
+
+
 # --- coercion ----------------------------------------------------------------------------
 
 

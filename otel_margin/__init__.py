@@ -16,7 +16,9 @@ from otel_margin.guardrails import CacheHit, LimitDecision, MarginLimitExceeded 
 from otel_margin.hookspecs import hookimpl  # noqa: E402
 from otel_margin.replay import Exchange  # noqa: E402
 from otel_margin.units import unit  # noqa: E402
+from otel_margin.outcomes import outcome  # noqa: E402
+from otel_margin.costs import record_cost  # noqa: E402
 
 __all__ = [
-    "attribute", "flush", "hookimpl", "unit", "CacheHit", "Exchange", "LimitDecision", "MarginLimitExceeded", "__version__",
+    "attribute", "flush", "hookimpl", "unit", "outcome", "record_cost", "CacheHit", "Exchange", "LimitDecision", "MarginLimitExceeded", "__version__",
 ]

@@ -31,6 +31,7 @@ from otel_margin import attributes as attr
 from otel_margin import content, guardrails
 from otel_margin.attribution import current_attribution
 from otel_margin.units import unit_attributes
+from otel_margin import outcomes, record_spans
 from otel_margin.call import Attribution, Cost, LLMCall, Usage
 from otel_margin.config_warnings import warn_once
 from otel_margin.environment_variables import (
@@ -108,6 +109,8 @@ class Settings:
             get_catalog(policy)
         except Exception:  # noqa: BLE001 - calls still run; pricing each one retries it and counts the failure
             logger.exception("otel-margin: the price catalog could not be built; calls stay unpriced until it can")
+        record_spans.use_tracer_provider(tracer_provider)  # outcomes and cost lines go where calls go
+        outcomes.use_policy(policy)
         return cls(
             telemetry=Telemetry(tracer_provider, meter_provider),
             routes=dict(policy.routes),

@@ -66,6 +66,9 @@ class FeaturePolicy:
     name: str
     unit_price_usd: Decimal | None = None
     """Usage-priced revenue of one call of this feature."""
+    outcome_prices: Mapping[str, Decimal] = field(default_factory=dict)
+    """Revenue of one unit of work per outcome status (``[features.NAME.outcome_prices]``); a
+    status not listed earns 0 when any is listed (a failed unit earns nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +381,10 @@ _MTOK_KEYS: dict[str, Spec] = {
 SCHEMA = Table(
     {
         "attribution": Table({"routes": TableMap(Key(text, '"summarize"'))}),
-        "features": TableMap(Table({"unit_price_usd": Key(money, '"0.02"')})),
+        "features": TableMap(Table({
+            "unit_price_usd": Key(money, '"0.02"'),
+            "outcome_prices": TableMap(Key(money, '"2.00"')),
+        })),
         "prices": Table(
             {
                 "discounts": TableArray(
@@ -559,7 +565,8 @@ def host_key(key: str) -> str:
 def _build_policy(data: dict[str, Any], source: str, version: str, locator: "_Locator") -> Policy:
     prices = data.get("prices", {})
     features = {
-        name: FeaturePolicy(name=name, unit_price_usd=settings.get("unit_price_usd"))
+        name: FeaturePolicy(name=name, unit_price_usd=settings.get("unit_price_usd"),
+                            outcome_prices=dict(settings.get("outcome_prices", {})))
         for name, settings in data.get("features", {}).items()
     }
     discounts = tuple(

@@ -30,20 +30,32 @@ SCHEMA_FILES: tuple[str, ...] = (
     "llm_calls_daily_table.sql",
     "llm_calls_cost_daily_table.sql",
     "revenue_events_table.sql",
+    "outcomes_table.sql",
+    "cost_lines_table.sql",
+    "period_costs_table.sql",
     "llm_calls_hourly_mv.sql",
     "llm_calls_daily_mv.sql",
     "llm_calls_cost_daily_mv.sql",
     "margin_daily_view.sql",
+    "units_view.sql",
 )
 """Schema files in the order they are applied (tables before the views that read them)."""
 
-COLLECTOR_FILES: tuple[str, ...] = ("collector/llm_calls_otel_traces_mv.sql",)
+COLLECTOR_FILES: tuple[str, ...] = (
+    "collector/llm_calls_otel_traces_mv.sql",
+    "collector/outcomes_otel_traces_mv.sql",
+    "collector/cost_lines_otel_traces_mv.sql",
+)
 """The fleet path: derives ``llm_calls`` rows from the OTel Collector's ``otel_traces``."""
 
 SHARDING_KEYS: dict[str, str] = {
     # A customer's rows stay on one shard: per-customer margin and revenue FINAL stay local.
     "llm_calls": "cityHash64(customer)",
     "revenue_events": "cityHash64(customer)",
+    # An outcome's versions stay on one shard, so FINAL replaces them.
+    "outcomes": "cityHash64(unit_id)",
+    "cost_lines": "cityHash64(customer)",
+    "period_costs": "cityHash64(category)",
     # Rollups are filled by the MVs on each shard, never inserted through Distributed.
     "llm_calls_hourly": "rand()",
     "llm_calls_daily": "rand()",

@@ -128,8 +128,9 @@ def test_the_view_reads_only_attribute_names_defined_in_attributes_module():
 
 
 def test_generated_copy_in_collector_dir_is_current():
-    text = (COLLECTOR / "llm_calls_otel_traces_mv.sql").read_text()
-    assert text.split("\n", 2)[2] == render_script(schema.collector_statements())
+    for name, statement in zip(schema.COLLECTOR_FILES, schema.collector_statements(), strict=True):
+        text = (COLLECTOR / name.split("/")[-1]).read_text()
+        assert text.split("\n", 2)[2] == render_script([statement]), name
 
 
 def test_collector_config_has_persistent_queue_retry_and_batch():

@@ -28,6 +28,8 @@ def test_every_statement_applies_and_reapplying_changes_nothing(chdb_client, dat
         "llm_calls_hourly": "SummingMergeTree", "llm_calls_hourly_mv": "MaterializedView",
         "llm_calls_cost_daily": "AggregatingMergeTree", "llm_calls_cost_daily_mv": "MaterializedView",
         "margin_daily": "View", "revenue_events": "ReplacingMergeTree",
+        "outcomes": "ReplacingMergeTree", "cost_lines": "MergeTree", "period_costs": "ReplacingMergeTree",
+        "units": "View",
     }
 
 
@@ -79,7 +81,7 @@ def test_identifiers_are_escaped_by_one_helper(chdb_client):
     schema.apply_schema(chdb_client, database=name, ttl_days=7)
     try:
         assert chdb_client.query("SELECT count() FROM system.tables WHERE database = {db:String}",
-                                 parameters={"db": name}).result_rows == [(9,)]
+                                 parameters={"db": name}).result_rows == [(13,)]
     finally:
         chdb_client.command(f"DROP DATABASE {schema.quote_identifier(name)}")
     for bad in ("", "a\x00b"):
@@ -119,5 +121,6 @@ def test_schema_print_cli_prints_a_runnable_script(capsys):
     assert main(["schema", "print", "--cluster", "prod", "--database", "m", "--collector"]) == 0
     out = capsys.readouterr().out
     alters = [name for name in schema.SCHEMA_FILES if name.endswith("_alter.sql")]  # local and Distributed
-    assert out.count(";\n") == len(schema.SCHEMA_FILES) + len(schema.SHARDING_KEYS) + len(alters) + 1
+    assert out.count(";\n") == (len(schema.SCHEMA_FILES) + len(schema.SHARDING_KEYS) + len(alters)
+                                 + len(schema.COLLECTOR_FILES))
     assert "CREATE DATABASE IF NOT EXISTS `m` ON CLUSTER `prod`;" in out

@@ -212,6 +212,95 @@ CREATE TABLE IF NOT EXISTS `otel_margin`.`revenue_events` ON CLUSTER `margin`
 AS `otel_margin`.`revenue_events_local`
 ENGINE = Distributed(`margin`, `otel_margin`, `revenue_events_local`, cityHash64(customer));
 
+-- What each unit of work achieved (otel_margin.outcome), one live row per unit: recording again
+-- inserts a newer version (the time it was recorded) and readers use FINAL, so a retried or
+-- corrected outcome is counted once. Written by the exporter from margin.outcome spans, or by
+-- outcomes_otel_traces_mv from the collector's otel_traces. revenue_usd: the outcome's revenue
+-- (given, or the policy's outcome price; NULL when the feature has none).
+CREATE TABLE IF NOT EXISTS `otel_margin`.outcomes_local ON CLUSTER `margin`
+(
+    timestamp     DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    trace_id      String CODEC(ZSTD(1)),
+    span_id       String CODEC(ZSTD(1)),
+    service_name  LowCardinality(String),
+    unit_id       String CODEC(ZSTD(1)),
+    unit_kind     LowCardinality(String),
+    feature       LowCardinality(String),
+    customer      String CODEC(ZSTD(1)),
+    tier          LowCardinality(String),
+    cohort        LowCardinality(String),
+    status        LowCardinality(String),
+    revenue_usd   Nullable(Decimal(38, 12)),
+    quality       Nullable(Decimal(38, 12))
+)
+ENGINE = ReplicatedReplacingMergeTree(timestamp)
+ORDER BY unit_id
+SETTINGS non_replicated_deduplication_window = 10000;
+
+-- Cluster mode only: the name readers and writers use, spread over the *_local tables.
+CREATE TABLE IF NOT EXISTS `otel_margin`.`outcomes` ON CLUSTER `margin`
+AS `otel_margin`.`outcomes_local`
+ENGINE = Distributed(`margin`, `otel_margin`, `outcomes_local`, cityHash64(unit_id));
+
+-- Cost of goods that is not an LLM call, recorded where it is spent (otel_margin.record_cost):
+-- one row per line, exact Decimal(38, 12) dollars, in a waterfall category (orchestration,
+-- infrastructure, support; inference is llm_calls). A table of its own, not rows of llm_calls:
+-- a cost line has no model, tokens or price, and counting it as a call would change every
+-- call count, rollup and allocation by calls. Written by the exporter from margin.cost_line
+-- spans, or by cost_lines_otel_traces_mv from the collector's otel_traces.
+CREATE TABLE IF NOT EXISTS `otel_margin`.cost_lines_local ON CLUSTER `margin`
+(
+    timestamp     DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    trace_id      String CODEC(ZSTD(1)),
+    span_id       String CODEC(ZSTD(1)),
+    service_name  LowCardinality(String),
+    unit_id       String CODEC(ZSTD(1)),
+    unit_kind     LowCardinality(String),
+    feature       LowCardinality(String),
+    customer      String CODEC(ZSTD(1)),
+    tier          LowCardinality(String),
+    cohort        LowCardinality(String),
+    category      LowCardinality(String),
+    amount_usd    Decimal(38, 12) CODEC(ZSTD(1)),
+    description   String CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (toDate(timestamp), feature, customer, unit_id, timestamp)
+SETTINGS non_replicated_deduplication_window = 10000;
+
+-- Cluster mode only: the name readers and writers use, spread over the *_local tables.
+CREATE TABLE IF NOT EXISTS `otel_margin`.`cost_lines` ON CLUSTER `margin`
+AS `otel_margin`.`cost_lines_local`
+ENGINE = Distributed(`margin`, `otel_margin`, `cost_lines_local`, cityHash64(customer));
+
+-- Fixed cost of goods of a period (GPU hosting, a vector database cluster, observability),
+-- imported by `otel-margin costs import`. One live row per (period_start, period_end, category,
+-- feature, customer, tier); a re-import with a new amount inserts a newer version, and readers
+-- use FINAL (the table is small). feature / customer / tier = '' means "not attributed to one".
+-- Not partitioned, so one import is one atomic insert.
+CREATE TABLE IF NOT EXISTS `otel_margin`.period_costs_local ON CLUSTER `margin`
+(
+    period_start  Date,
+    period_end    Date,
+    category      LowCardinality(String),
+    feature       LowCardinality(String),
+    customer      String,
+    tier          LowCardinality(String),
+    amount_usd    Decimal(38, 12),
+    source        String,
+    source_line   UInt32,
+    imported_at   DateTime64(6, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree(imported_at)
+ORDER BY (period_start, period_end, category, feature, customer, tier)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Cluster mode only: the name readers and writers use, spread over the *_local tables.
+CREATE TABLE IF NOT EXISTS `otel_margin`.`period_costs` ON CLUSTER `margin`
+AS `otel_margin`.`period_costs_local`
+ENGINE = Distributed(`margin`, `otel_margin`, `period_costs_local`, cityHash64(category));
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.llm_calls_hourly_mv ON CLUSTER `margin`
 TO `otel_margin`.llm_calls_hourly_local
 AS SELECT
@@ -435,6 +524,73 @@ SELECT
     subscription_revenue_usd, subscription_revenue_usd
 FROM subscription;
 
+-- One row per unit of work active in start..end: its calls, its cost of goods by waterfall
+-- category, and its outcome. A parameterised view:
+--   SELECT * FROM units(start = '2026-12-01', end = '2026-12-31', grace_minutes = 60)
+--
+-- A unit is everything that carries its unit_id: llm_calls rows (inference; embedding calls
+-- are orchestration), cost_lines rows (their own category) and its outcomes row (FINAL: the
+-- newest recording wins, so an outcome recorded twice counts once). Its feature, customer and
+-- tier are those of its first row that has them. outcome is the recorded status; a unit
+-- without one is 'abandoned' once grace_minutes have passed since its last activity, 'open'
+-- before. revenue_usd is the outcome's revenue (NULL without one); cost is exact, Decimal(38, 12).
+-- Outcomes are read for the units active in the range and for outcomes recorded in it.
+CREATE OR REPLACE VIEW `otel_margin`.units ON CLUSTER `margin` AS
+SELECT
+    unit_id,
+    anyIf(unit_kind, unit_kind != '') AS unit_kind,
+    if(countIf(feature != 'unattributed') > 0, argMinIf(feature, at, feature != 'unattributed'), 'unattributed')
+        AS feature,
+    argMinIf(customer, at, customer != '') AS customer,
+    argMinIf(tier, at, tier != '') AS tier,
+    minIf(at, is_outcome = 0) AS first_at,
+    maxIf(at, is_outcome = 0) AS last_at,
+    sum(calls) AS calls,
+    sum(inference_usd) AS inference_usd,
+    sum(orchestration_usd) AS orchestration_usd,
+    sum(infrastructure_usd) AS infrastructure_usd,
+    sum(support_usd) AS support_usd,
+    inference_usd + orchestration_usd + infrastructure_usd + support_usd AS cost_usd,
+    anyIf(status, is_outcome = 1) AS recorded_status,
+    multiIf(recorded_status != '', recorded_status,
+            maxIf(at, is_outcome = 0) < now64(6) - toIntervalMinute({grace_minutes:UInt32}), 'abandoned',
+            'open') AS outcome,
+    anyIf(revenue_usd, is_outcome = 1) AS revenue_usd,
+    anyIf(quality, is_outcome = 1) AS quality
+FROM
+(
+    SELECT
+        unit_id, toString(unit_kind) AS unit_kind, toString(feature) AS feature, customer, toString(tier) AS tier,
+        timestamp AS at, 0 AS is_outcome, toUInt64(1) AS calls,
+        if(operation = 'embeddings', toDecimal128(0, 12), ifNull(cost_usd, toDecimal128(0, 12))) AS inference_usd,
+        if(operation = 'embeddings', ifNull(cost_usd, toDecimal128(0, 12)), toDecimal128(0, 12)) AS orchestration_usd,
+        toDecimal128(0, 12) AS infrastructure_usd, toDecimal128(0, 12) AS support_usd,
+        '' AS status, CAST(NULL AS Nullable(Decimal(38, 12))) AS revenue_usd,
+        CAST(NULL AS Nullable(Decimal(38, 12))) AS quality
+    FROM `otel_margin`.llm_calls
+    WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
+    UNION ALL
+    SELECT
+        unit_id, toString(unit_kind), toString(feature), customer, toString(tier), timestamp, 0, toUInt64(0),
+        if(category = 'inference', amount_usd, toDecimal128(0, 12)),
+        if(category = 'orchestration', amount_usd, toDecimal128(0, 12)),
+        if(category = 'infrastructure', amount_usd, toDecimal128(0, 12)),
+        if(category = 'support', amount_usd, toDecimal128(0, 12)),
+        '', CAST(NULL AS Nullable(Decimal(38, 12))), CAST(NULL AS Nullable(Decimal(38, 12)))
+    FROM `otel_margin`.cost_lines
+    WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
+    UNION ALL
+    SELECT
+        unit_id, toString(unit_kind), toString(feature), customer, toString(tier), timestamp, 1, toUInt64(0),
+        toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12),
+        toString(status), revenue_usd, quality
+    FROM `otel_margin`.outcomes FINAL
+    WHERE (toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date})
+       OR unit_id IN (SELECT unit_id FROM `otel_margin`.llm_calls
+                      WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date})
+)
+GROUP BY unit_id;
+
 -- The fleet path: every LLM span the OpenTelemetry Collector's clickhouse exporter writes to
 -- otel_traces becomes one llm_calls row, with the same meaning the in-process exporter gives
 -- it (otel_margin/exporters/rows.py): the collector stores every attribute as a string.
@@ -501,4 +657,46 @@ SELECT
     lower(SpanAttributes['gen_ai.request.stream']) IN ('true', '1') AS stream
 FROM `otel`.`otel_traces`
 WHERE SpanAttributes['gen_ai.operation.name'] IN ('chat', 'text_completion', 'generate_content', 'embeddings');
+
+-- The fleet path of outcomes: a margin.outcome span the collector wrote to otel_traces becomes
+-- one outcomes row, as the in-process exporter makes it (otel_margin/exporters/record_rows.py).
+CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.outcomes_otel_traces_mv ON CLUSTER `margin`
+TO `otel_margin`.outcomes_local
+AS SELECT
+    toDateTime64(Timestamp, 6, 'UTC') AS timestamp,
+    TraceId AS trace_id,
+    SpanId AS span_id,
+    ServiceName AS service_name,
+    if(SpanAttributes['margin.unit.id'] = '', SpanId, SpanAttributes['margin.unit.id']) AS unit_id,
+    SpanAttributes['margin.unit.kind'] AS unit_kind,
+    if(SpanAttributes['margin.feature'] = '', 'unattributed', SpanAttributes['margin.feature']) AS feature,
+    SpanAttributes['margin.customer'] AS customer,
+    SpanAttributes['margin.tier'] AS tier,
+    SpanAttributes['margin.cohort'] AS cohort,
+    SpanAttributes['margin.outcome.status'] AS status,
+    toDecimal128OrNull(SpanAttributes['margin.outcome.revenue.usd'], 12) AS revenue_usd,
+    toDecimal128OrNull(SpanAttributes['margin.outcome.quality'], 12) AS quality
+FROM `otel`.`otel_traces`
+WHERE SpanAttributes['margin.outcome.status'] != '';
+
+-- The fleet path of cost lines: a margin.cost_line span the collector wrote to otel_traces
+-- becomes one cost_lines row, as the in-process exporter makes it (exporters/record_rows.py).
+CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.cost_lines_otel_traces_mv ON CLUSTER `margin`
+TO `otel_margin`.cost_lines_local
+AS SELECT
+    toDateTime64(Timestamp, 6, 'UTC') AS timestamp,
+    TraceId AS trace_id,
+    SpanId AS span_id,
+    ServiceName AS service_name,
+    if(SpanAttributes['margin.unit.id'] = '', SpanId, SpanAttributes['margin.unit.id']) AS unit_id,
+    SpanAttributes['margin.unit.kind'] AS unit_kind,
+    if(SpanAttributes['margin.feature'] = '', 'unattributed', SpanAttributes['margin.feature']) AS feature,
+    SpanAttributes['margin.customer'] AS customer,
+    SpanAttributes['margin.tier'] AS tier,
+    SpanAttributes['margin.cohort'] AS cohort,
+    SpanAttributes['margin.cost_line.category'] AS category,
+    ifNull(toDecimal128OrNull(SpanAttributes['margin.cost_line.usd'], 12), toDecimal128(0, 12)) AS amount_usd,
+    SpanAttributes['margin.cost_line.description'] AS description
+FROM `otel`.`otel_traces`
+WHERE SpanAttributes['margin.cost_line.category'] != '';
 
