@@ -117,10 +117,12 @@ def test_a_reimport_stores_the_new_rows_that_follow_an_unchanged_one(chdb_client
     assert import_revenue(chdb_client, [may], source="may.csv", database=database) == ImportResult(1, 0, 0)
     # The month already imported comes first in the next file: the rows after it still count.
     assert import_revenue(chdb_client, [may, june, beta], source="all.csv", database=database) == ImportResult(2, 0, 1)
+    corrected = RevenueEvent("acme", MAY_1, MAY_31, Decimal("9.00"), "pro")
+    assert import_revenue(chdb_client, [corrected, beta], source="fix.csv", database=database) == ImportResult(0, 1, 1)
     stored = chdb_client.query(
         f"SELECT customer, period_start, amount_usd FROM `{database}`.revenue_events FINAL "
         "ORDER BY customer, period_start").result_rows
-    assert stored == [("acme", MAY_1, Decimal("10.00")), ("acme", date(2024, 6, 1), Decimal("11.00")),
+    assert stored == [("acme", MAY_1, Decimal("9.00")), ("acme", date(2024, 6, 1), Decimal("11.00")),
                       ("beta", MAY_1, Decimal("4.00"))]
 
 
@@ -160,6 +162,18 @@ def test_revenue_amount_limits_at_their_edges(amount, fits):
     else:
         with pytest.raises(RevenueFileError):
             parse_revenue_csv(csv_text)
+
+
+def test_every_customer_losing_money_is_listed_worst_first_however_small_the_loss(chdb_client, database):
+    moment = datetime(2024, 5, 6, 9, tzinfo=timezone.utc)
+    insert_calls(chdb_client, database, [
+        call(timestamp=moment, customer="cent", cost_usd=Decimal("0.01")),  # loses one cent
+        call(timestamp=moment, customer="heavy", cost_usd=Decimal("3.00"), revenue_usd=Decimal("1.00")),
+        call(timestamp=moment, customer="even", cost_usd=Decimal("0.50"), revenue_usd=Decimal("0.50")),
+        call(timestamp=moment, customer="earns", cost_usd=Decimal("0.20"), revenue_usd=Decimal("0.90")),
+    ])
+    losers = margin.negative_margin_customers(chdb_client, start=MAY_1, end=MAY_31, database=database)
+    assert [(row.key, row.margin_usd) for row in losers] == [("heavy", Decimal("-2")), ("cent", Decimal("-0.01"))]
 
 # --- reasoning tokens ------------------------------------------------------------------------------
 
