@@ -38,6 +38,7 @@ SCHEMA_FILES: tuple[str, ...] = (
     "llm_calls_cost_daily_mv.sql",
     "margin_daily_view.sql",
     "units_view.sql",
+    "period_costs_allocated_view.sql",
 )
 """Schema files in the order they are applied (tables before the views that read them)."""
 

@@ -1,0 +1,162 @@
+"""Fixed cost of goods of a period (GPU hosting, a vector database cluster): the CSV format and the import.
+
+The file (UTF-8, comma-separated, header first)::
+
+    period,amount,category[,feature][,customer][,tier]
+    2026-12,2800.00,infrastructure,dev-tools,,
+    2026-12-01..2026-12-15,120.50,support,,acme,
+
+``period`` is a month ``YYYY-MM`` or an inclusive day range ``YYYY-MM-DD..YYYY-MM-DD`` (at most
+366 days), as in the revenue file. ``amount`` is a decimal in USD (at most 12 decimals; negative
+for a credit). ``category`` is one of the waterfall's categories (:data:`~otel_margin.costs.CATEGORIES`).
+``feature``, ``customer`` and ``tier`` are optional: an empty one means the cost is not
+attributed to one. One row per (period, category, feature, customer, tier).
+
+Import is all or nothing: any bad row gives a per-line error naming the value and the fix, and
+nothing is written. It is idempotent: a row whose key already holds the same amount is skipped;
+a different amount replaces the stored one (newest import wins; readers use ``FINAL``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from otel_margin import schema
+from otel_margin.costs import CATEGORIES
+from otel_margin.revenue import MAX_ROWS, ImportResult, _amount, _period, _RowError, _text
+
+COLUMNS = ("period", "amount", "category", "feature", "customer", "tier")
+REQUIRED_COLUMNS = COLUMNS[:3]
+
+Key = tuple[date, date, str, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodCost:
+    """``amount_usd`` of cost of goods of ``category`` over a period (inclusive)."""
+
+    period_start: date
+    period_end: date
+    category: str
+    amount_usd: Decimal
+    feature: str = ""
+    customer: str = ""
+    tier: str = ""
+    line: int = 0
+
+    @property
+    def key(self) -> Key:
+        """What makes a row unique; a re-import with the same key replaces it."""
+        return (self.period_start, self.period_end, self.category, self.feature, self.customer, self.tier)
+
+
+class CostFileError(ValueError):
+    """The cost file has bad rows; ``errors`` holds one message per problem line."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors) + "\nnothing was imported; fix the lines above and import again")
+        self.errors = errors
+
+
+def parse_costs_csv(text: str, *, source: str = "costs.csv") -> list[PeriodCost]:
+    """Every row of a period-cost CSV, validated; raises :class:`CostFileError` otherwise (never anything else)."""
+    errors: list[str] = []
+    costs: list[PeriodCost] = []
+    seen: dict[Key, int] = {}
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    try:
+        for record in reader:
+            line = reader.line_num
+            if not record or all(not cell.strip() for cell in record):
+                continue
+            if header is None:
+                header = [cell.strip().lower() for cell in record]
+                missing = [name for name in REQUIRED_COLUMNS if name not in header]
+                unknown = [name for name in header if name not in COLUMNS]
+                if missing or unknown or len(set(header)) != len(header):
+                    raise CostFileError([
+                        f"{source} line {line}: header {','.join(header)!r} is not "
+                        f"{','.join(REQUIRED_COLUMNS)}[,feature][,customer][,tier]; the first line must name the columns"])
+                continue
+            if len(errors) >= 50:  # enough to fix; more would bury the first ones
+                break
+            try:
+                cost = _row(dict(zip(header, record)), len(record), len(header), line)
+            except _RowError as error:
+                errors.append(f"{source} line {line}: {error}")
+                continue
+            if cost.key in seen:
+                errors.append(
+                    f"{source} line {line}: period {cost.period_start}..{cost.period_end}, category {cost.category!r}, "
+                    f"feature {cost.feature!r}, customer {cost.customer!r}, tier {cost.tier!r} is already on line "
+                    f"{seen[cost.key]}; keep one row per period, category, feature, customer and tier")
+                continue
+            seen[cost.key] = line
+            costs.append(cost)
+    except csv.Error as error:
+        errors.append(f"{source} line {reader.line_num}: not valid CSV ({error}); check quotes and NUL bytes")
+    if header is None:
+        errors.append(f"{source}: the file is empty; the first line must be the header {','.join(COLUMNS)}")
+    if len(costs) > MAX_ROWS:
+        errors.append(f"{source}: {len(costs)} rows is more than {MAX_ROWS}; split the file")
+    if errors:
+        raise CostFileError(errors)
+    return costs
+
+
+def import_period_costs(
+    client: Any, costs: list[PeriodCost], *, source: str, database: str = schema.DEFAULT_DATABASE
+) -> ImportResult:
+    """Write ``costs`` into ``period_costs`` in one insert, skipping rows stored with the same amount."""
+    stored = _stored(client, database)
+    new = changed = 0
+    rows = []
+    imported_at = datetime.now(timezone.utc)
+    for cost in costs:
+        before = stored.get(cost.key)
+        if before == cost.amount_usd:
+            continue
+        if before is None:
+            new += 1
+        else:
+            changed += 1
+        rows.append([cost.period_start, cost.period_end, cost.category, cost.feature, cost.customer, cost.tier,
+                     cost.amount_usd, source, cost.line, imported_at])
+    if rows:
+        token = hashlib.sha256(repr([row[:7] for row in rows]).encode()).hexdigest()
+        client.insert(
+            f"{schema.quote_identifier(database)}.period_costs",
+            rows,
+            column_names=["period_start", "period_end", "category", "feature", "customer", "tier", "amount_usd",
+                          "source", "source_line", "imported_at"],
+            settings={"insert_deduplication_token": token},
+        )
+    return ImportResult(new=new, changed=changed, unchanged=len(costs) - new - changed)
+
+
+def _row(cells: dict[str, str], width: int, expected: int, line: int) -> PeriodCost:
+    if width != expected:
+        raise _RowError(f"has {width} fields, the header has {expected}; quote values that contain commas")
+    start, end = _period(cells["period"].strip())
+    amount = _amount(cells["amount"].strip())
+    category = cells["category"].strip().lower()
+    if category not in CATEGORIES:
+        raise _RowError(f"category {cells['category'].strip()[:40]!r} is not a cost category; "
+                        f"use one of {', '.join(CATEGORIES)}")
+    return PeriodCost(start, end, category, amount, _text(cells, "feature", required=False),
+                      _text(cells, "customer", required=False), _text(cells, "tier", required=False), line)
+
+
+def _stored(client: Any, database: str) -> dict[Key, Decimal]:
+    result = client.query(
+        "SELECT period_start, period_end, category, feature, customer, tier, amount_usd "
+        f"FROM {schema.quote_identifier(database)}.period_costs FINAL"
+    )
+    return {tuple(row[:6]): row[6] for row in result.result_rows}  # type: ignore[misc]
