@@ -84,7 +84,7 @@ class SemanticIndex:
         self._catch_up(namespace, space)
         if len(space.index) == 0:
             return []
-        matches = space.index.search(vector, count)
+        matches = space.index.search(vector, count, threads=1)  # one query: no thread pool to wake
         now = self._clock()
         found = []
         for label, distance in zip(matches.keys, matches.distances):
@@ -140,7 +140,8 @@ class SemanticIndex:
     def _new_index(self) -> Any:
         from usearch.index import Index
 
-        return Index(ndim=self.ndim, metric="cos", dtype="f32", connectivity=16, expansion_search=64)
+        # f16: half the memory of f32 and faster; cosines are within about 1e-3 of exact.
+        return Index(ndim=self.ndim, metric="cos", dtype="f16", connectivity=16, expansion_add=64, expansion_search=64)
 
     def _space(self, namespace: str) -> _Space:
         space = self._spaces.get(namespace)
