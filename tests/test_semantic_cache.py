@@ -135,7 +135,14 @@ def test_a_verifier_vetoes_and_multi_turn_is_not_matched(server, spans, semantic
     assert spans()[-1].attributes[attr.MARGIN_CACHE_RESULT] == "miss"  # another system prompt: another shape
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.fixture(scope="module")
+def shared_redis():
+    with redis_server() as running:
+        yield running
+
+
+@pytest.mark.parametrize("store", ["memory", "host", "redis"])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     calls=st.lists(
         st.tuples(st.sampled_from(["acme", "globex", "initech"]), st.sampled_from(["c", "cf", "f", "g"]),
@@ -143,9 +150,17 @@ def test_a_verifier_vetoes_and_multi_turn_is_not_matched(server, spans, semantic
         min_size=2, max_size=10,
     )
 )
-def test_no_request_ever_receives_another_tenants_semantic_answer(server, spans, semantic_cache, calls):  # noqa: F811
+def test_no_request_ever_receives_another_tenants_semantic_answer(server, spans, semantic_cache, shared_redis, store,
+                                                               calls):  # noqa: F811
+    import tempfile
+
+    import redis as redis_client
+
     scopes = {"c": Scope.CUSTOMER, "cf": Scope.CUSTOMER_FEATURE, "f": Scope.FEATURE, "g": Scope.GLOBAL}
-    policy = "[plugins.cache]\n" + "".join(
+    if store == "redis":
+        redis_client.Redis.from_url(shared_redis.url).flushall()  # each example starts empty
+        store = shared_redis.url
+    policy = f'[plugins.cache]\nstore = "{store}"\ndirectory = "{tempfile.mkdtemp()}"\n' + "".join(
         f'[plugins.cache.features.{name}]\nsemantic = true\nsimilarity = 0.5\nscope = "{scope.value}"\n'
         for name, scope in scopes.items()
     )
