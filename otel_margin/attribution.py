@@ -143,6 +143,7 @@ class attribute:  # noqa: N801 - reads as a verb at the call site: ``with attrib
 
 
 _NOT_SAID = Attribution()  # frozen: one instance serves every call that says nothing
+_NO_BAGGAGE_KEYS = Attribution(source="baggage")
 
 
 def current_attribution(routes: Mapping[str, str] | None = None) -> Attribution:
@@ -158,7 +159,8 @@ def current_attribution(routes: Mapping[str, str] | None = None) -> Attribution:
             cohort=_from_outside("baggage", attr.BAGGAGE_COHORT, entries.get(attr.BAGGAGE_COHORT)),
             source="baggage",
         )
-        resolved = resolved.merged_over(from_baggage)
+        if from_baggage != _NO_BAGGAGE_KEYS:  # other entries (a unit of work's) say nothing of attribution
+            resolved = resolved.merged_over(from_baggage)
     if resolved.feature is None and routes:
         feature = _from_outside("route", attr.MARGIN_FEATURE, feature_for_route(current_route(), routes))
         if feature is not None:

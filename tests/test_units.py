@@ -208,3 +208,11 @@ def test_schema_apply_adds_the_unit_columns_to_a_table_made_before_units(chdb_cl
         ("old-span", "old-span", "")]
     columns = [row[0] for row in chdb_client.query(f"DESCRIBE TABLE {db}.llm_calls").result_rows]
     assert columns.index("unit_id") == columns.index("customer") + 1
+
+
+def test_a_unit_alone_does_not_make_a_call_look_attributed_by_baggage(standin_server, sink):
+    with unit("ticket", id="T-src"):
+        _ask(openai_client(standin_server))
+    attributes = sink.one_llm_span().attributes
+    assert attributes[a.MARGIN_UNIT_ID] == "T-src"
+    assert (attributes[a.MARGIN_FEATURE], attributes[a.MARGIN_ATTRIBUTION_SOURCE]) == (a.UNATTRIBUTED, "default")
