@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from otel_margin.plugins.cache.journal import MAX_CATCH_UP
 from otel_margin.plugins.cache.key import _namespace_id
 
 logger = logging.getLogger(__name__)
@@ -120,15 +121,9 @@ class SemanticIndex:
                     continue
                 if number not in space.records:
                     self.add(space, number, record, vector)
-            space.position = min(last, space.position + self.journal_batch)
+            space.position = min(last, space.position + MAX_CATCH_UP)
         if self.directory and space.dirty and self._clock() - space.saved_at >= self.save_every_s:
             self._save(namespace, space)
-
-    @property
-    def journal_batch(self) -> int:
-        from otel_margin.plugins.cache.journal import MAX_CATCH_UP
-
-        return MAX_CATCH_UP
 
     def _reset(self, space: _Space) -> None:
         space.index = self._new_index()
