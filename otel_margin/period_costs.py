@@ -19,9 +19,7 @@ a different amount replaces the stored one (newest import wins; readers use ``FI
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -29,7 +27,7 @@ from typing import Any
 
 from otel_margin import schema
 from otel_margin.costs import CATEGORIES
-from otel_margin.revenue import MAX_ROWS, ImportResult, _amount, _period, _RowError, _text
+from otel_margin.revenue import ImportResult, _amount, _period, _RowError, _text, read_csv_rows
 
 COLUMNS = ("period", "amount", "category", "feature", "customer", "tier")
 REQUIRED_COLUMNS = COLUMNS[:3]
@@ -66,49 +64,23 @@ class CostFileError(ValueError):
 
 def parse_costs_csv(text: str, *, source: str = "costs.csv") -> list[PeriodCost]:
     """Every row of a period-cost CSV, validated; raises :class:`CostFileError` otherwise (never anything else)."""
-    errors: list[str] = []
-    costs: list[PeriodCost] = []
-    seen: dict[Key, int] = {}
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header: list[str] | None = None
-    try:
-        for record in reader:
-            line = reader.line_num
-            if not record or all(not cell.strip() for cell in record):
-                continue
-            if header is None:
-                header = [cell.strip().lower() for cell in record]
-                missing = [name for name in REQUIRED_COLUMNS if name not in header]
-                unknown = [name for name in header if name not in COLUMNS]
-                if missing or unknown or len(set(header)) != len(header):
-                    raise CostFileError([
-                        f"{source} line {line}: header {','.join(header)!r} is not "
-                        f"{','.join(REQUIRED_COLUMNS)}[,feature][,customer][,tier]; the first line must name the columns"])
-                continue
-            if len(errors) >= 50:  # enough to fix; more would bury the first ones
-                break
-            try:
-                cost = _row(dict(zip(header, record)), len(record), len(header), line)
-            except _RowError as error:
-                errors.append(f"{source} line {line}: {error}")
-                continue
-            if cost.key in seen:
-                errors.append(
-                    f"{source} line {line}: period {cost.period_start}..{cost.period_end}, category {cost.category!r}, "
-                    f"feature {cost.feature!r}, customer {cost.customer!r}, tier {cost.tier!r} is already on line "
-                    f"{seen[cost.key]}; keep one row per period, category, feature, customer and tier")
-                continue
-            seen[cost.key] = line
-            costs.append(cost)
-    except csv.Error as error:
-        errors.append(f"{source} line {reader.line_num}: not valid CSV ({error}); check quotes and NUL bytes")
-    if header is None:
-        errors.append(f"{source}: the file is empty; the first line must be the header {','.join(COLUMNS)}")
-    if len(costs) > MAX_ROWS:
-        errors.append(f"{source}: {len(costs)} rows is more than {MAX_ROWS}; split the file")
-    if errors:
-        raise CostFileError(errors)
-    return costs
+    return read_csv_rows(
+        text, source=source, columns=COLUMNS, header_problem=_header_problem, parse=_row, error=CostFileError,
+        duplicate=lambda cost, first: (
+            f"period {cost.period_start}..{cost.period_end}, category {cost.category!r}, feature {cost.feature!r}, "
+            f"customer {cost.customer!r}, tier {cost.tier!r} is already on line {first}; "
+            "keep one row per period, category, feature, customer and tier"
+        ),
+    )
+
+
+def _header_problem(header: list[str]) -> str | None:
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    unknown = [name for name in header if name not in COLUMNS]
+    if missing or unknown or len(set(header)) != len(header):
+        return (f"header {','.join(header)!r} is not {','.join(REQUIRED_COLUMNS)}[,feature][,customer][,tier]; "
+                "the first line must name the columns")
+    return None
 
 
 def import_period_costs(

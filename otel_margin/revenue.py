@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Callable
 
 from otel_margin import schema
 
@@ -86,9 +86,35 @@ def parse_revenue_csv(text: str, *, source: str = "revenue.csv") -> list[Revenue
     ``revenue.csv line 7: amount 'abc' is not a number; use a decimal like 99.00``.
     Never raises anything else, whatever ``text`` holds.
     """
+    return read_csv_rows(
+        text, source=source, columns=COLUMNS, header_problem=_header_problem, parse=_event, error=RevenueFileError,
+        duplicate=lambda event, first: (
+            f"customer {event.customer!r}, period {event.period_start}..{event.period_end}, feature {event.feature!r} "
+            f"is already on line {first}; keep one row per customer, period and feature"
+        ),
+    )
+
+
+def read_csv_rows(
+    text: str,
+    *,
+    source: str,
+    columns: tuple[str, ...],
+    header_problem: Callable[[list[str]], str | None],
+    parse: Callable[[dict[str, str], int, int, int], Any],
+    duplicate: Callable[[Any, int], str],
+    error: Callable[[list[str]], Exception],
+) -> list[Any]:
+    """The rows of an all-or-nothing CSV import (revenue, period costs), each checked; else ``error(messages)``.
+
+    ``parse(cells, width, header_width, line)`` builds a row with a ``key`` or raises ``_RowError``;
+    ``duplicate(row, first_line)`` says why a second row with the same key is refused. Every bad
+    line gets a message naming the file and line (at most 50, so the first ones stay visible);
+    nothing else is ever raised, whatever ``text`` holds.
+    """
     errors: list[str] = []
-    events: list[RevenueEvent] = []
-    seen: dict[tuple[str, date, date, str], int] = {}
+    rows: list[Any] = []
+    seen: dict[Any, int] = {}
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     try:
@@ -98,35 +124,31 @@ def parse_revenue_csv(text: str, *, source: str = "revenue.csv") -> list[Revenue
                 continue
             if header is None:
                 header = [cell.strip().lower() for cell in record]
-                problem = _header_problem(header)
+                problem = header_problem(header)
                 if problem:
-                    raise RevenueFileError([f"{source} line {line}: {problem}"])
+                    raise error([f"{source} line {line}: {problem}"])
                 continue
             if len(errors) >= 50:  # enough to fix; more would bury the first ones
                 break
             try:
-                event = _event(dict(zip(header, record)), len(record), len(header), line)
-            except _RowError as error:
-                errors.append(f"{source} line {line}: {error}")
+                row = parse(dict(zip(header, record)), len(record), len(header), line)
+            except _RowError as bad:
+                errors.append(f"{source} line {line}: {bad}")
                 continue
-            if event.key in seen:
-                errors.append(
-                    f"{source} line {line}: customer {event.customer!r}, period {event.period_start}.."
-                    f"{event.period_end}, feature {event.feature!r} is already on line {seen[event.key]}; "
-                    "keep one row per customer, period and feature"
-                )
+            if row.key in seen:
+                errors.append(f"{source} line {line}: {duplicate(row, seen[row.key])}")
                 continue
-            seen[event.key] = line
-            events.append(event)
-    except csv.Error as error:
-        errors.append(f"{source} line {reader.line_num}: not valid CSV ({error}); check quotes and NUL bytes")
+            seen[row.key] = line
+            rows.append(row)
+    except csv.Error as bad:
+        errors.append(f"{source} line {reader.line_num}: not valid CSV ({bad}); check quotes and NUL bytes")
     if header is None:
-        errors.append(f"{source}: the file is empty; the first line must be the header {','.join(COLUMNS)}")
-    if len(events) > MAX_ROWS:
-        errors.append(f"{source}: {len(events)} rows is more than {MAX_ROWS}; split the file")
+        errors.append(f"{source}: the file is empty; the first line must be the header {','.join(columns)}")
+    if len(rows) > MAX_ROWS:
+        errors.append(f"{source}: {len(rows)} rows is more than {MAX_ROWS}; split the file")
     if errors:
-        raise RevenueFileError(errors)
-    return events
+        raise error(errors)
+    return rows
 
 
 def import_revenue(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from otel_margin.display import printable
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``costs import``."""
@@ -23,32 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     """Parse the whole file first; write only if every row is good."""
-    from otel_margin.cli import CommandError
+    from otel_margin.cli.revenue import run_csv_import
     from otel_margin.period_costs import CostFileError, import_period_costs, parse_costs_csv
 
-    try:
-        text = args.file.read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        raise CommandError(f"cannot read {args.file}: {error.strerror}; check the path") from error
-    except UnicodeDecodeError as error:
-        raise CommandError(f"{args.file} is not UTF-8 (byte {error.start}); save it as UTF-8 CSV") from error
-    try:
-        costs = parse_costs_csv(text, source=args.file.name)
-    except CostFileError as error:
-        raise CommandError(str(error)) from error
-    if args.dry_run:
-        print(f"{printable(str(args.file))}: {len(costs)} rows are valid; nothing written (--dry-run)")
-        return 0
-    from otel_margin import schema
-    from otel_margin.cli import storage_config
-    from otel_margin.exporters.storage import StorageUnavailable, session
-
-    config = storage_config(database=args.database)
-    try:
-        with session(config) as client:
-            schema.apply_schema(client, database=config.database, ttl_days=config.ttl_days)
-            result = import_period_costs(client, costs, source=args.file.name, database=config.database)
-    except StorageUnavailable as error:
-        raise CommandError(str(error)) from error
-    print(f"{printable(str(args.file))}: {result.new} new, {result.changed} changed, {result.unchanged} unchanged")
-    return 0
+    return run_csv_import(args, parse_costs_csv, CostFileError, import_period_costs)

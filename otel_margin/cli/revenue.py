@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, Callable
 
 from otel_margin.display import printable
 from otel_margin.revenue import RevenueFileError, import_revenue, parse_revenue_csv
@@ -24,11 +25,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     """Parse the whole file first; write only if every row is good."""
+    return run_csv_import(args, parse_revenue_csv, RevenueFileError, import_revenue)
+
+
+def run_csv_import(
+    args: argparse.Namespace,
+    parse: Callable[..., list[Any]],
+    file_error: type[Exception],
+    write: Callable[..., Any],
+) -> int:
+    """An all-or-nothing CSV import command (revenue, period costs): read and check every row of
+    ``args.file`` with ``parse``, then (unless ``--dry-run``) ``write`` them in one session."""
     from otel_margin.cli import CommandError
 
-    events = read_events(args.file)
+    try:
+        text = args.file.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        raise CommandError(f"cannot read {args.file}: {error.strerror}; check the path") from error
+    except UnicodeDecodeError as error:
+        raise CommandError(f"{args.file} is not UTF-8 (byte {error.start}); save it as UTF-8 CSV") from error
+    try:
+        rows = parse(text, source=args.file.name)
+    except file_error as error:
+        raise CommandError(str(error)) from error
     if args.dry_run:
-        print(f"{printable(str(args.file))}: {len(events)} rows are valid; nothing written (--dry-run)")
+        print(f"{printable(str(args.file))}: {len(rows)} rows are valid; nothing written (--dry-run)")
         return 0
     from otel_margin import schema
     from otel_margin.cli import storage_config
@@ -38,24 +59,8 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         with session(config) as client:
             schema.apply_schema(client, database=config.database, ttl_days=config.ttl_days)
-            result = import_revenue(client, events, source=args.file.name, database=config.database)
+            result = write(client, rows, source=args.file.name, database=config.database)
     except StorageUnavailable as error:
         raise CommandError(str(error)) from error
     print(f"{printable(str(args.file))}: {result.new} new, {result.changed} changed, {result.unchanged} unchanged")
     return 0
-
-
-def read_events(path: Path):
-    """The validated rows of ``path``, or a :class:`CommandError` listing every bad line."""
-    from otel_margin.cli import CommandError
-
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        raise CommandError(f"cannot read {path}: {error.strerror}; check the path") from error
-    except UnicodeDecodeError as error:
-        raise CommandError(f"{path} is not UTF-8 (byte {error.start}); save it as UTF-8 CSV") from error
-    try:
-        return parse_revenue_csv(text, source=path.name)
-    except RevenueFileError as error:
-        raise CommandError(str(error)) from error
