@@ -25,7 +25,8 @@ from pathlib import Path
 
 import clickhouse_connect
 
-from otel_margin import margin, schema
+from otel_margin import schema
+from otel_margin.analysis import margin
 
 DATABASE = "bench_margin"
 START = date(2024, 5, 1)

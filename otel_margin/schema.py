@@ -141,14 +141,6 @@ def apply_schema(
         client.command(statement)
 
 
-def query(name: str, *, database: str = DEFAULT_DATABASE) -> str:
-    """The margin query ``sql/queries/<name>.sql`` with its database filled in.
-
-    Values in it are ``{name:Type}`` placeholders; pass them as ``parameters=``.
-    """
-    return render(f"queries/{name}.sql", database=quote_identifier(database))
-
-
 def render(file_name: str, **values: str) -> str:
     """The SQL file ``file_name`` (relative to ``otel_margin/sql``) with ``values`` filled in.
 

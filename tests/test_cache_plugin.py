@@ -253,7 +253,7 @@ def test_the_report_shows_hits_and_the_dollars_they_avoided(server, spans, cache
 
 @pytest.mark.parametrize(("rate", "hint"), [("0.1499", "refine"), ("0.15", ""), ("0.5", ""), ("0.5001", "longer TTLs")])
 def test_the_tuning_hint_follows_the_methods_thresholds(rate, hint):
-    from otel_margin.margin import _cache_hint
+    from otel_margin.analysis.margin import _cache_hint
 
     assert (hint in _cache_hint(Decimal(rate))) and (bool(_cache_hint(Decimal(rate))) == bool(hint))
 

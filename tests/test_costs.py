@@ -21,7 +21,7 @@ from otel_margin import attribute, record_cost, schema, unit
 from otel_margin import attributes as a
 from otel_margin.cli import main
 from otel_margin.exporters.clickhouse import ClickHouseSpanExporter
-from otel_margin.period_costs import CostFileError, import_period_costs, parse_costs_csv
+from otel_margin.analysis.period_costs import CostFileError, import_period_costs, parse_costs_csv
 from otel_margin.standin import openai_client
 
 from chdb_fixtures import call, chdb_client, chdb_path, database, insert_calls  # noqa: F401 - fixtures

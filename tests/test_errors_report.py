@@ -166,7 +166,7 @@ def test_an_explicit_bad_endpoint_stops_a_command_naming_the_variable(
 
 
 def test_the_demo_starts_clean_unless_kept_and_says_where_it_writes(tmp_path, monkeypatch, capsys) -> None:
-    from otel_margin import margin
+    from otel_margin.analysis import margin
     from otel_margin.cli.demo import DEMO_DATABASE
     from otel_margin.exporters.storage import StorageConfig, session
 

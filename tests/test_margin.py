@@ -19,8 +19,9 @@ from fractions import Fraction
 import pytest
 
 from chdb_fixtures import call, chdb_client, chdb_path, database, insert_calls  # noqa: F401 - fixtures
-from otel_margin import margin, schema
-from otel_margin.revenue import RevenueEvent, import_revenue
+from otel_margin import schema
+from otel_margin.analysis import margin
+from otel_margin.analysis.revenue import RevenueEvent, import_revenue
 
 START, END = date(2024, 5, 1), date(2024, 5, 28)
 FEATURES = ("search", "summarize", "docs")

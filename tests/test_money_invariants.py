@@ -26,12 +26,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from chdb_fixtures import call, chdb_client, chdb_path, database, insert_calls  # noqa: F401 - fixtures
-from otel_margin import attribute, hookimpl, margin
+from otel_margin import attribute, hookimpl
+from otel_margin.analysis import margin
 from otel_margin import attributes as attr
 from otel_margin.call import Usage
 from otel_margin.policy import PolicyError, parse_policy
 from otel_margin.prices import PriceCatalog
-from otel_margin.revenue import ImportResult, RevenueEvent, RevenueFileError, import_revenue, parse_revenue_csv
+from otel_margin.analysis.revenue import ImportResult, RevenueEvent, RevenueFileError, import_revenue, parse_revenue_csv
 from otel_margin.standin import openai_client
 
 MTOK = 10**6

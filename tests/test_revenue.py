@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from chdb_fixtures import chdb_client, chdb_path, database  # noqa: F401 - fixtures
 from otel_margin import schema
 from otel_margin.cli import main
-from otel_margin.revenue import RevenueEvent, RevenueFileError, import_revenue, parse_revenue_csv
+from otel_margin.analysis.revenue import RevenueEvent, RevenueFileError, import_revenue, parse_revenue_csv
 
 GOOD = """customer,period,amount,currency,tier,feature
 acme,2024-05,99.00,USD,pro,

@@ -108,7 +108,6 @@ def test_every_sql_file_is_one_statement_and_is_used():
     root = resources.files("otel_margin").joinpath("sql")
     files = {str(p.relative_to(str(root))) for p in __import__("pathlib").Path(str(root)).rglob("*.sql")}
     used = set(schema.SCHEMA_FILES) | set(schema.COLLECTOR_FILES) | {"cluster/distributed_table.sql"}
-    used |= {f"queries/{p.stem}.sql" for p in __import__("pathlib").Path(str(root), "queries").glob("*.sql")}
     assert files == used
     for name in files:
         text = root.joinpath(*name.split("/")).read_text()

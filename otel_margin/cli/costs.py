@@ -22,6 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_import(args: argparse.Namespace) -> int:
     """Parse the whole file first; write only if every row is good."""
     from otel_margin.cli.revenue import run_csv_import
-    from otel_margin.period_costs import CostFileError, import_period_costs, parse_costs_csv
+    from otel_margin.analysis.period_costs import CostFileError, import_period_costs, parse_costs_csv
 
     return run_csv_import(args, parse_costs_csv, CostFileError, import_period_costs)

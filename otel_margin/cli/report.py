@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from otel_margin import margin
+from otel_margin.analysis import margin
 
 _NO_SCHEMA_CODES = (60, 81)
 """ClickHouse's UNKNOWN_TABLE and UNKNOWN_DATABASE (and UNKNOWN_FUNCTION, 46, naming one of

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from otel_margin.display import printable
-from otel_margin.revenue import RevenueFileError, import_revenue, parse_revenue_csv
+from otel_margin.analysis.revenue import RevenueFileError, import_revenue, parse_revenue_csv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

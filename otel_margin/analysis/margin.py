@@ -5,8 +5,8 @@ level the method asks for: aggregate, feature, tier, customer, cohort; per day w
 3- and 7-day windows; per week with 4-week trailing figures; plus the cost map per feature
 and the per-customer revenue-vs-margin scatter.
 
-Every function runs one query from ``otel_margin/sql/queries/`` (loaded by
-:func:`otel_margin.schema.query`) with all values bound as parameters, over the
+Every function runs one query from ``otel_margin/analysis/sql/`` (loaded by
+:func:`otel_margin.analysis.queries.query`) with all values bound as parameters, over the
 ``margin_daily`` view (which reads only the days a query asks for) and the rollups. Money is summed as ``Decimal(38, 12)`` in SQL and
 arrives here as :class:`~decimal.Decimal`. Cost counts priced calls only; unpriced calls
 are reported in ``unpriced_calls`` and never enter a sum as 0 USD — a margin with
@@ -23,6 +23,7 @@ from decimal import ROUND_DOWN, Decimal, localcontext
 from typing import Any, Literal, get_args
 
 from otel_margin import schema
+from otel_margin.analysis.queries import query
 
 Level = Literal["all", "feature", "tier", "customer", "cohort"]
 AllocateBy = Literal["cost", "calls", "tokens"]
@@ -358,7 +359,7 @@ def _check_range(start: date, end: date) -> None:
 
 
 def _run(client: Any, name: str, database: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-    result = client.query(schema.query(name, database=database), parameters=parameters)
+    result = client.query(query(name, database=database), parameters=parameters)
     return list(result.named_results())
 
 

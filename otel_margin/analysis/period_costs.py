@@ -27,7 +27,7 @@ from typing import Any
 
 from otel_margin import schema
 from otel_margin.costs import CATEGORIES
-from otel_margin.revenue import ImportResult, _amount, _period, _RowError, _text, read_csv_rows
+from otel_margin.analysis.revenue import ImportResult, _amount, _period, _RowError, _text, read_csv_rows
 
 COLUMNS = ("period", "amount", "category", "feature", "customer", "tier")
 REQUIRED_COLUMNS = COLUMNS[:3]
