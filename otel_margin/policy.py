@@ -164,12 +164,15 @@ class Policy:
     """Keyed by lower-cased ``host:port`` or ``host`` (IPv6 addresses without brackets)."""
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=_frozen_map)
     """``[plugins.NAME]`` tables as written, for each plugin's ``margin_configure``."""
-    plugin_lines: Mapping[tuple[str, ...], int] = field(default_factory=_frozen_map)
-    """Line of each key and table under ``[plugins]``, by path (``("plugins", "cache", "store")``)."""
+    document: Mapping[str, Any] = field(default_factory=_frozen_map)
+    """The whole validated file as parsed (money already ``Decimal``): how the read side
+    (``otel_margin.analysis``) reads the tables it declares in :data:`SCHEMA`."""
+    lines: Mapping[tuple[str, ...], int] = field(default_factory=_frozen_map)
+    """Line of each key and table of the file, by path (``("plugins", "cache", "store")``)."""
 
     def where(self, *path: str) -> str:
-        """``otel-margin.toml line 12`` for a key under ``[plugins]``: how a plugin's errors say where."""
-        line = self.plugin_lines.get(path)
+        """``otel-margin.toml line 12`` for a key or table: how errors found after loading say where."""
+        line = self.lines.get(path)
         return f"{self.display_name} line {line}" if line is not None else self.display_name
 
     @property
@@ -596,13 +599,14 @@ def _build_policy(data: dict[str, Any], source: str, version: str, locator: "_Lo
         line = locator.line_of(("hosts", key))
         prices = SelfHostedPolicy(model="*", provider=settings["provider"], line=line, **priced) if priced else None
         hosts[host_key(key)] = HostPolicy(host=key, provider=settings["provider"], prices=prices, line=line)
-    plugin_lines: dict[tuple[str, ...], int] = {}
-    _note_lines(data.get("plugins", {}), ("plugins",), locator, plugin_lines)
+    lines: dict[tuple[str, ...], int] = {}
+    _note_lines(data, (), locator, lines)
     return Policy(
         source=source,
         version=version,
         plugins=MappingProxyType(dict(data.get("plugins", {}))),
-        plugin_lines=MappingProxyType(plugin_lines),
+        document=MappingProxyType(data),
+        lines=MappingProxyType(lines),
         routes=MappingProxyType(dict(data.get("attribution", {}).get("routes", {}))),
         features=MappingProxyType(features),
         discounts=discounts,
