@@ -1,0 +1,1 @@
+"""``otel-margin review weekly|quarterly``: the fixed-agenda margin reviews."""
