@@ -140,3 +140,16 @@ class LLMCall:
         """The model the call is (now) asking for; routing changes it."""
         return str(self.params.get("model", self.request_model))
 
+
+    def estimated_cost(self, output_tokens: int | None = None) -> Decimal | None:
+        """What this call will cost before it runs, exact dollars; ``None`` when its model is unpriced.
+
+        Prices :attr:`model` at :attr:`provider` (and the policy's prices for its server) with
+        the pre-call input-token count and ``output_tokens``, by default the most output the
+        request allows (``max_tokens`` / ``max_completion_tokens`` / ``max_output_tokens``), or
+        none when it sets no limit (then the estimate is the input's cost only, a lower bound).
+        See :mod:`otel_margin.estimate`.
+        """
+        from otel_margin.estimate import estimate_call_cost
+
+        return estimate_call_cost(self, output_tokens)

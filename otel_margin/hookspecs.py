@@ -44,7 +44,8 @@ def margin_limit_check(call: LLMCall) -> LimitDecision | None:
     """Decide whether ``call`` may proceed: budgets, rate limits, output-token caps.
 
     :param call: the call record; ``call.estimated_input_tokens`` holds the pre-call
-        estimate and ``call.params`` the request as it will be sent.
+        estimate and ``call.params`` the request as it will be sent;
+        ``call.estimated_cost()`` prices it before it runs (exact dollars, ``None`` if unpriced).
         ``call.notes["cache.hit"]`` is ``True`` when a cache will answer the call at no cost:
         a spend budget should let it through; a request-rate limit may still count or block it.
     :return: ``None`` to allow, or a :class:`~otel_margin.guardrails.LimitDecision`:
@@ -98,7 +99,8 @@ def margin_record(call: LLMCall, response: Any, exchange: Exchange | None) -> No
         ``attributes`` are final; ``notes`` holds what the plugin's own earlier hooks left
         there for this call (e.g. a cache key made at lookup, from the request as first asked).
         For a stream, this runs when the stream ends. It also runs for a blocked call
-        (``error_type = "MarginLimitExceeded"``, ``cost = None``) and for a cache hit.
+        (``error_type = "MarginLimitExceeded"``, ``usage = None``, ``cost.status = "error"``
+        with ``cost.total = None``: nothing was sent or billed) and for a cache hit.
     :param response: what the caller received (the SDK response object; for streams,
         the list of chunks seen; ``None`` after an error).
     :param exchange: the provider's HTTP response as it came over the wire (status, headers,
