@@ -22,6 +22,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -351,6 +352,121 @@ def positive_int(value: Any) -> int:
     raise _Invalid("a whole number of at least 1")
 
 
+def _number(value: Any, expected: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _Invalid(expected)
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise _Invalid(expected) from None
+    if not number.is_finite():
+        raise _Invalid(expected)
+    return number
+
+
+def floor_percent(value: Any) -> Decimal:
+    """A margin floor: a percentage from 0 up to (not including) 100."""
+    number = _number(value, "a margin percentage from 0 to 99, like 55")
+    if 0 <= number < 100:
+        return number
+    raise _Invalid("a margin percentage from 0 to 99, like 55")
+
+
+def band_points(value: Any) -> Decimal:
+    """Percentage points above a floor: more than 0, at most 50."""
+    number = _number(value, "percentage points above the floor, more than 0 and at most 50, like 5")
+    if 0 < number <= 50:
+        return number
+    raise _Invalid("percentage points above the floor, more than 0 and at most 50, like 5")
+
+
+def positive_number(value: Any) -> Decimal:
+    """A number greater than 0."""
+    number = _number(value, "a number greater than 0, like 0.8")
+    if number > 0:
+        return number
+    raise _Invalid("a number greater than 0, like 0.8")
+
+
+FEATURE_CATEGORIES = ("growth", "core", "premium")
+"""The method's feature categories, each with its default margin floor (docs/alerts.md)."""
+
+
+def feature_category(value: Any) -> str:
+    """One of :data:`FEATURE_CATEGORIES`."""
+    if isinstance(value, str) and value.strip().lower() in FEATURE_CATEGORIES:
+        return value.strip().lower()
+    raise _Invalid(f"one of {', '.join(FEATURE_CATEGORIES)}")
+
+
+def calendar_date(value: Any) -> date:
+    """A date: a TOML date (``2027-03-31``) or the same as a string."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise _Invalid("a date like 2027-03-31")
+
+
+def webhook_url(value: Any) -> str:
+    """An ``http://`` or ``https://`` URL with a host (an alert webhook)."""
+    if isinstance(value, str):
+        parts = urlsplit(value.strip())
+        if parts.scheme in ("http", "https") and parts.hostname:
+            return value.strip()
+    raise _Invalid('an http(s) URL like "https://hooks.slack.com/services/T000/B000/XXXX"')
+
+
+def webhook_format(value: Any) -> str:
+    """The body an alert webhook is sent: ``json`` (the alert's fields) or ``slack``."""
+    if isinstance(value, str) and value.strip().lower() in ("json", "slack"):
+        return value.strip().lower()
+    raise _Invalid('"json" (the alert as a JSON object) or "slack" (a Slack-compatible message)')
+
+
+def cooldown_hours(value: Any) -> Any:
+    """Hours before a standing alert is sent again: a number, or a table of numbers by rule
+    (``{ default = 24, margin_3d_red = 6 }``)."""
+    expected = "hours greater than 0, like 24, or a table of them by rule: { default = 24, margin_3d_red = 6 }"
+    if isinstance(value, dict):
+        hours = {}
+        for rule, item in value.items():
+            try:
+                hours[rule] = cooldown_hours(item)
+            except _Invalid:
+                raise _Invalid(f"{expected} ({rule} = {_show(item)} is not)") from None
+            if isinstance(hours[rule], dict):
+                raise _Invalid(f"{expected} ({rule} is a table)")
+        return hours
+    try:
+        number = positive_number(value)
+    except _Invalid:
+        raise _Invalid(expected) from None
+    return number
+
+
+def value_weight(value: Any) -> Decimal:
+    """A feature's stated value weight for revenue allocation: a number of at least 0 (``3``, ``"0.5"``)."""
+    try:
+        return money(value)
+    except _Invalid:
+        raise _Invalid("a weight of at least 0, like 3") from None
+
+
+def share_percent(value: Any) -> Decimal:
+    """A share of a price in percent, from 0 to 100 (the part of a seat that pays for AI)."""
+    try:
+        amount = money(value)
+    except _Invalid:
+        raise _Invalid("a percentage from 0 to 100, like 40") from None
+    if amount <= 100:
+        return amount
+    raise _Invalid("a percentage from 0 to 100, like 40")
+
+
 def _self_hosted_rule(table: dict[str, Any]) -> str | None:
     per_second = "gpu_second_usd" in table
     per_token = "input_per_mtok" in table or "output_per_mtok" in table
@@ -384,10 +500,61 @@ _MTOK_KEYS: dict[str, Spec] = {
 SCHEMA = Table(
     {
         "attribution": Table({"routes": TableMap(Key(text, '"summarize"'))}),
+        # The AI share of a tier's subscription (read by otel_margin.analysis.allocation; docs/margin.md).
+        "tiers": TableMap(Table({"ai_share_pct": Key(share_percent, "40")})),
         "features": TableMap(Table({
             "unit_price_usd": Key(money, '"0.02"'),
             "outcome_prices": TableMap(Key(money, '"2.00"')),
+            # Revenue allocation (read by otel_margin.analysis.allocation; docs/margin.md).
+            "value_weight": Key(value_weight, "3"),
+            "floor_pct": Key(floor_percent, "55"),
+            "category": Key(feature_category, '"core"'),
+            "yellow_band_pts": Key(band_points, "5"),
         })),
+        # Floors and zones (read by otel_margin.analysis.zones; docs/alerts.md).
+        "zones": Table({
+            "default_category": Key(feature_category, '"core"'),
+            "yellow_band_pts": Key(band_points, "5"),
+            "growth_floor_pct": Key(floor_percent, "40"),
+            "core_floor_pct": Key(floor_percent, "55"),
+            "premium_floor_pct": Key(floor_percent, "65"),
+        }),
+        "exceptions": TableArray(Table({
+            "feature": Key(text, '"onboarding"', required=True),
+            "owner": Key(text, '"jane@example.com"', required=True),
+            "reason": Key(text, '"land-and-expand pricing until Q2"', required=True),
+            "review_date": Key(calendar_date, "2027-03-31", required=True),
+        })),
+        "alerts": Table({
+            # Thresholds of the built-in rules (otel_margin.analysis.alerts.thresholds).
+            "thresholds": Table({
+                "cost_to_revenue_ratio": Key(positive_number, "0.8"),
+                "cost_rise_pct": Key(positive_number, "15"),
+                "daily_rise_pct": Key(positive_number, "2"),
+                "price_change_pct": Key(positive_number, "1"),
+                "unpriced_share_pct": Key(percent, "1"),
+                "unattributed_share_pct": Key(percent, "5"),
+                "min_calls": Key(positive_int, "20"),
+                "customer_window_days": Key(positive_int, "30"),
+            }),
+            # Evaluation and delivery (otel_margin.analysis.alerts.settings; docs/alerts.md).
+            "cooldown_hours": Key(cooldown_hours, "24"),
+            "rules_dir": Key(text, '"alert-rules"'),
+            "webhooks": TableArray(Table({
+                "name": Key(text, '"slack-margin"', required=True),
+                "url": Key(webhook_url, '"https://hooks.slack.com/services/T000/B000/XXXX"', required=True),
+                "format": Key(webhook_format, '"slack"'),
+                "timeout_seconds": Key(positive_number, "5"),
+                "headers": TableMap(Key(text, '"Bearer s3cret"')),
+            })),
+            "runbook": Table({
+                "responder": Key(text, '"margin-oncall@example.com"'),
+                "responders": TableMap(Key(text, '"jane@example.com"')),
+                "red": Key(text, '"act within 24 h"'),
+                "yellow": Key(text, '"investigate within 48 h"'),
+                "info": Key(text, '"routine"'),
+            }),
+        }),
         "prices": Table(
             {
                 "discounts": TableArray(
