@@ -1,8 +1,9 @@
 """The demo workload: real SDK calls against the local stand-in, through the plugin host.
 
-A small SaaS with five LLM features, a dozen customers on three pricing tiers, OpenAI and
+A small SaaS with six LLM features, a dozen customers on three pricing tiers, OpenAI and
 Anthropic models, streaming and not, prompt caching, reasoning, and the odd provider
-error. Every call goes through the real ``openai`` / ``anthropic`` SDKs over HTTP to
+error; support tickets and analysed documents are units of work (a ticket's outcome earns its
+revenue), with a retrieval cost line per document and a day of fixed hosting and review costs. Every call goes through the real ``openai`` / ``anthropic`` SDKs over HTTP to
 :class:`~otel_margin.standin.StandInServer`, instrumented by otel-margin, so what the demo
 prints is what a real service would record.
 """
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from opentelemetry.sdk.trace import SpanProcessor
 
-from otel_margin import attribute
+from otel_margin import attribute, outcome, record_cost, unit
 
 DAILY_SUBSCRIPTION = {"pro": Decimal("0.08"), "enterprise": Decimal("0.30")}
 """Subscription revenue per customer for the demo's one day, by tier (free tiers pay nothing).
@@ -24,6 +25,15 @@ DAILY_SUBSCRIPTION = {"pro": Decimal("0.08"), "enterprise": Decimal("0.30")}
 A real month of subscription revenue against a few hundred demo calls would show 99.9%
 margins everywhere; the demo scales revenue to its workload so the margin is interesting.
 """
+
+VECTOR_QUERY_USD = Decimal("0.0004")
+"""What the demo's vector database charges per query (a cost line in orchestration)."""
+
+DAILY_PERIOD_COSTS = (
+    ("infrastructure", "doc-analysis", Decimal("0.40")),  # the GPU box behind document analysis
+    ("support", "support-bot", Decimal("0.25")),  # human review of escalated tickets
+)
+"""Fixed costs of the demo's one day, imported with ``otel-margin costs import``."""
 
 CUSTOMERS = (
     ("acme", "enterprise", "2026-07"),
@@ -84,6 +94,13 @@ def revenue_csv(day: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def costs_csv(day: str) -> str:
+    """The demo's fixed costs for ``day`` (``YYYY-MM-DD``) as a cost-import CSV."""
+    lines = ["period,amount,category,feature"]
+    lines += [f"{day}..{day},{amount},{category},{feature}" for category, feature, amount in DAILY_PERIOD_COSTS]
+    return "\n".join(lines) + "\n"
+
+
 def _headers(rng: random.Random, output_tokens: int, *scenarios: str) -> dict[str, str]:
     headers = {"x-standin-output-tokens": str(max(1, int(rng.gauss(output_tokens, output_tokens / 4))))}
     picked = [s for s in scenarios if s]
@@ -126,12 +143,15 @@ def _assistant(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
 
 def _doc_analysis(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
     document = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(2000, 6000)))
-    clients["anthropic"].messages.create(
-        model="claude-haiku-4-5",
-        max_tokens=2048,
-        messages=[{"role": "user", "content": f"Extract every obligation from this contract:\n{document}"}],
-        extra_headers=_headers(rng, 600),
-    )
+    with unit("document"):
+        # Retrieval of the clauses to compare against: a vector-database query, priced per query.
+        record_cost(VECTOR_QUERY_USD, "orchestration", description="vector search: similar clauses")
+        clients["anthropic"].messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=2048,
+            messages=[{"role": "user", "content": f"Extract every obligation from this contract:\n{document}"}],
+            extra_headers=_headers(rng, 600),
+        )
 
 
 def _search(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
@@ -140,12 +160,18 @@ def _search(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
 
 
 def _support_bot(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
-    ticket = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(40, 200)))
-    clients["openai"].responses.create(
-        model="o4-mini" if tier == "free" else "gpt-5",
-        input=f"Draft a reply to this support ticket:\n{ticket}",
-        extra_headers=_headers(rng, 500, "reasoning", "cached" if rng.random() < 0.5 else ""),
-    )
+    # A ticket is a unit of work: a draft, sometimes a revision, then its outcome. The policy
+    # prices a resolved ticket (docs/margin.md); an escalated or failed one earns nothing.
+    with unit("ticket"):
+        ticket = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(40, 200)))
+        for attempt in range(rng.choice((1, 1, 2, 3))):
+            clients["openai"].responses.create(
+                model="o4-mini" if tier == "free" else "gpt-5",
+                input=f"{'Revise' if attempt else 'Draft'} a reply to this support ticket:\n{ticket}",
+                extra_headers=_headers(rng, 500, "reasoning", "cached" if rng.random() < 0.5 else ""),
+            )
+        roll = rng.random()
+        outcome("resolved" if roll < 0.7 else "escalated" if roll < 0.9 else "failed")
 
 
 _FAQ = (
@@ -182,6 +208,9 @@ FEATURES = (
 )
 
 POLICY = """
+[features.support-bot.outcome_prices]   # revenue per ticket, by outcome (others earn 0)
+resolved = "0.04"
+
 [plugins.cache]
 store = "memory"
 
@@ -189,7 +218,8 @@ store = "memory"
 ttl_seconds = 3600
 scope = "customer"
 """
-"""The demo's policy: the exact response cache on the ``faq`` feature (docs/cache.md)."""
+"""The demo's policy: the price of a resolved ticket (docs/margin.md) and the exact response
+cache on the ``faq`` feature (docs/cache.md)."""
 
 _WORDS = (
     "margin revenue invoice contract customer feature tier latency token cache model route budget "

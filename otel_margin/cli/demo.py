@@ -41,10 +41,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
+    import os
+    import tempfile
+    from pathlib import Path
+
     from otel_margin.demo import POLICY as DEMO_POLICY
     from otel_margin.demo import CostTally, run_workload
-    from otel_margin.pluginhost import configure
-    from otel_margin.policy import parse_policy
+    from otel_margin.environment_variables import OTEL_MARGIN_POLICY
     from otel_margin.instrumentation.anthropic import AnthropicMarginInstrumentor
     from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
     from otel_margin.standin import StandInServer, anthropic_client, openai_client
@@ -59,11 +62,16 @@ def run(args: argparse.Namespace) -> int:
     # demo's policy configures the plugins after that.
     for sdk in ("openai", "anthropic"):
         importlib.import_module(sdk)
+    # The demo's policy is read as an application's is: the file OTEL_MARGIN_POLICY names.
+    policy_dir = tempfile.TemporaryDirectory(prefix="otel-margin-demo-")
+    policy_file = Path(policy_dir.name) / "otel-margin.toml"
+    policy_file.write_text(DEMO_POLICY)
+    os.environ[OTEL_MARGIN_POLICY] = str(policy_file)  # kept for the report (and its policy settings)
     instrumentors = (OpenAIMarginInstrumentor(), AnthropicMarginInstrumentor())
     for instrumentor in instrumentors:
         instrumentor.instrument(tracer_provider=provider)
-    configure(parse_policy(DEMO_POLICY, source="(the demo's policy)"))
-    console.print("guardrails: the exact response cache on the 'faq' feature (docs/cache.md)")
+    console.print(f"policy: {policy_file} (a resolved ticket earns $0.04; guardrails: the exact "
+                  "response cache on the 'faq' feature, docs/cache.md)")
     try:
         with StandInServer() as server:
             console.print(f"stand-in for OpenAI and Anthropic listening on {server.base_url}")
@@ -78,9 +86,10 @@ def run(args: argparse.Namespace) -> int:
         provider.shutdown()
     console.print(_table("Cost per feature (live, from the spans)", "feature", tally.by_feature))
     console.print(_table("Cost per customer (live, from the spans)", "customer", tally.by_customer))
-    if config is None:
-        return 0
-    return _margin_report(config, console)
+    try:
+        return 0 if config is None else _margin_report(config, console)
+    finally:
+        policy_dir.cleanup()
 
 
 def _demo_store(*, keep: bool, console: Any) -> Any:
@@ -141,18 +150,20 @@ def _margin_report(config: Any, console: Any) -> int:
     from pathlib import Path
 
     from otel_margin.cli import main
-    from otel_margin.demo import revenue_csv
+    from otel_margin.demo import costs_csv, revenue_csv
 
     day = datetime.now(timezone.utc).date().isoformat()
     database = ["--database", config.database]
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "demo-revenue.csv"
-        path.write_text(revenue_csv(day))
-        console.print(f"\nimporting the demo's subscription revenue for {day}: "
-                      f"otel-margin revenue import FILE --database {config.database}")
-        status = main(["revenue", "import", str(path), *database])
-    if status:
-        return status
+        for command, what, text in (("revenue", "subscription revenue", revenue_csv(day)),
+                                    ("costs", "fixed hosting and review costs", costs_csv(day))):
+            path = Path(folder) / f"demo-{command}.csv"
+            path.write_text(text)
+            console.print(f"\nimporting the demo's {what} for {day}: "
+                          f"otel-margin {command} import FILE --database {config.database}")
+            status = main([command, "import", str(path), *database])
+            if status:
+                return status
     console.print(f"\nmargin report from ClickHouse: otel-margin report --since 1 --database {config.database}\n")
     return main(["report", "--since", "1", *database])
 
