@@ -8,7 +8,8 @@
 -- never 0. A token count UInt64 cannot hold (beyond 2^64 - 1, negative, not a number) is stored
 -- as 0 with cost_status 'invalid' and a NULL cost, never under a cost priced from it, and a row
 -- without a cost is never 'priced' or 'estimated'. A span outside any unit of work is its own
--- unit (unit_id = its span id). Inserts into llm_calls cascade into the
+-- unit (unit_id = its span id). margin.request.hash (16 hex digits) is the UInt64 it spells, else 0.
+-- Inserts into llm_calls cascade into the
 -- hourly and daily rollups.
 CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.llm_calls_otel_traces_mv
 TO `otel_margin`.llm_calls
@@ -58,12 +59,15 @@ SELECT
     toDecimal128OrNull(SpanAttributes['margin.revenue.usd'], 12) AS revenue_usd,
     SpanAttributes['margin.cache.result'] AS cache_result,
     ifNull(toDecimal128OrNull(SpanAttributes['margin.saved.usd'], 12), toDecimal128(0, 12)) AS saved_usd,
+    ifNull(toDecimal128OrNull(SpanAttributes['margin.cache.cost.usd'], 12), toDecimal128(0, 12)) AS cache_cost_usd,
     SpanAttributes['margin.route.from_model'] AS route_from_model,
     SpanAttributes['margin.limit.action'] AS limit_action,
     Duration / 1e6 AS duration_ms,
     multiIf(SpanAttributes['error.type'] != '', SpanAttributes['error.type'],
             StatusCode IN ('Error', 'STATUS_CODE_ERROR'), '_OTHER', '') AS error_type,
-    lower(SpanAttributes['gen_ai.request.stream']) IN ('true', '1') AS stream
+    lower(SpanAttributes['gen_ai.request.stream']) IN ('true', '1') AS stream,
+    if(match(SpanAttributes['margin.request.hash'], '^[0-9a-f]{16}$'),
+       reinterpretAsUInt64(reverse(unhex(SpanAttributes['margin.request.hash']))), 0) AS request_hash
 FROM `otel`.`otel_traces`
 WHERE SpanAttributes['gen_ai.operation.name'] IN ('chat', 'text_completion', 'generate_content', 'embeddings');
 

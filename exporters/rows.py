@@ -92,7 +92,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_output_usd", "Decimal(38, 12)"),
     ("cost_other_usd", "Decimal(38, 12)"),
     ("saved_usd", "Decimal(38, 12)"),
+    ("cache_cost_usd", "Decimal(38, 12)"),
     ("stream", "Bool"),
+    ("request_hash", "UInt64"),
 )
 """Every column of ``llm_calls`` the exporter writes, in insert order (grouped by how they are
 read; the table's own order does not matter to an insert), with its type."""
@@ -136,11 +138,12 @@ _MONEY: tuple[tuple[str, str], ...] = (  # the first two are nullable: NULL is "
     ("cost_output_usd", a.MARGIN_COST_OUTPUT_USD),
     ("cost_other_usd", a.MARGIN_COST_OTHER_USD),
     ("saved_usd", a.MARGIN_SAVED_USD),
+    ("cache_cost_usd", a.MARGIN_CACHE_COST_USD),  # nets the cache's saving; never added to cost
 )
 _NULLABLE_MONEY = 2
 assert COLUMN_NAMES == (
     ("timestamp", "trace_id", "span_id", "service_name", "duration_ms")
-    + tuple(c for c, _ in _STRINGS + _TOKENS + _MONEY) + ("stream",)
+    + tuple(c for c, _ in _STRINGS + _TOKENS + _MONEY) + ("stream", "request_hash")
 )
 _STRING_KEYS = tuple(key for _, key in _STRINGS)
 _TOKEN_KEYS = tuple(key for _, key in _TOKENS)
@@ -159,6 +162,8 @@ _PRICED = ("priced", "estimated")
 
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,26}(?:\.[0-9]{1,12})?").fullmatch
 """Money text ClickHouse reads into Decimal(38, 12) exactly as written (no rounding, no overflow)."""
+_HASH_HEX = re.compile(r"[0-9a-f]{16}").fullmatch
+"""A request fingerprint as :mod:`otel_margin.request_hash` writes it (the collector view reads the same)."""
 _SCALE = Decimal(1).scaleb(-12)  # Decimal(38, 12)
 _MAX_MONEY = Decimal(10) ** 26  # 38 digits, 12 after the point
 _MAX_UINT64 = 2**64 - 1
@@ -218,6 +223,7 @@ def span_to_row(span: ReadableSpan, *, service_name: str, problems: Counter[str]
         *tokens,
         *money,
         stream,
+        _request_hash(get(a.MARGIN_REQUEST_HASH), counter),
     ]
     if not row[_FEATURE]:
         row[_FEATURE] = a.UNATTRIBUTED
@@ -544,6 +550,16 @@ def _money(value: Any, column: str, problems: Counter[str]) -> str | None:
     if coerced:
         problems[f"{column}:coerced"] += 1
     return format(amount, "f")
+
+
+def _request_hash(value: Any, problems: Counter[str]) -> int:
+    """``margin.request.hash`` (16 hex digits) as the ``UInt64`` it spells; 0 when absent or malformed."""
+    if value is None:
+        return 0
+    if type(value) is str and _HASH_HEX(value):
+        return int(value, 16)
+    problems["request_hash:invalid"] += 1
+    return 0
 
 
 def _flag(value: Any, column: str, problems: Counter[str]) -> bool:

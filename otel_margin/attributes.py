@@ -60,12 +60,22 @@ MARGIN_PRICE_MODEL = "margin.price.model"
 MARGIN_USAGE_SOURCE = "margin.usage.source"
 """``provider`` when the provider reported usage, ``estimated`` when we counted it."""
 MARGIN_REVENUE_USD = "margin.revenue.usd"
+MARGIN_REQUEST_HASH = "margin.request.hash"
+"""The request's fingerprint: 16 hex digits (64 bits) of the SHA-256 of its canonical form (the
+response cache's, without the tenant: :mod:`otel_margin.request_hash`). Equal on two calls that
+asked the identical thing; absent when the request has no canonical form. Stored as
+``llm_calls.request_hash`` (``UInt64``, 0 when absent)."""
 
 MARGIN_CACHE_RESULT = "margin.cache.result"
 """``hit`` | ``miss`` | ``off``."""
 MARGIN_SAVED_USD = "margin.saved.usd"
 MARGIN_CACHE_COST_USD = "margin.cache.cost.usd"
-"""What the cache itself spent on the call (the semantic cache's embedding), exact decimal string."""
+"""What the cache itself spent on the call's lookup (the semantic cache's embedding), exact decimal
+string; ``0`` for the built-in CPU embedder. The ``cache_cost_usd`` column: it nets what the cache
+saved and is never added to cost (the embedding call is a row of its own)."""
+MARGIN_ORCHESTRATION_BY = "margin.orchestration.by"
+"""On a guardrail's own LLM call (the semantic cache's provider embedding): the guardrail that made
+it (``cache``). Its cost is that guardrail's (:mod:`otel_margin.guardrail_calls`)."""
 MARGIN_CACHE_SIMILARITY = "margin.cache.similarity"
 """A semantic hit's cosine similarity to the stored request."""
 MARGIN_ROUTE_FROM_MODEL = "margin.route.from_model"
@@ -122,6 +132,9 @@ METRIC_CACHE_REQUESTS = "margin.cache.requests"
 ``semantic`` | ``miss`` | ``off``): the hit rate per feature, in the user's own backend."""
 METRIC_SAVED = "margin.saved"
 """Counter of USD a guardrail avoided, by feature and ``margin.saved.by`` (``cache`` | ``route``)."""
+METRIC_CACHE_COST = "margin.cache.cost"
+"""Counter of USD the cache itself spent on lookups (embeddings), by feature: the cache's net
+saving is ``margin.saved{margin.saved.by=cache}`` minus this."""
 MARGIN_SAVED_BY = "margin.saved.by"
 METRIC_CACHE_ENTRIES = "margin.cache.entries"
 """Gauge of the cache store's entries (``margin.cache.store`` names the store)."""

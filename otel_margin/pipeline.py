@@ -31,7 +31,7 @@ from otel_margin import attributes as attr
 from otel_margin import content, guardrails
 from otel_margin.attribution import current_attribution
 from otel_margin.units import unit_attributes
-from otel_margin import outcomes, record_spans
+from otel_margin import guardrail_calls, outcomes, record_spans
 from otel_margin.call import Attribution, Cost, LLMCall, Usage
 from otel_margin.config_warnings import warn_once
 from otel_margin.environment_variables import (
@@ -42,6 +42,7 @@ from otel_margin.pluginhost import pm
 from otel_margin.guardrails import CACHE_HIT_NOTE
 from otel_margin.replay import SLOT_KEY, Recording, Slot
 from otel_margin.replay import install as install_replay
+from otel_margin.request_hash import set_request_hash
 from otel_margin.prices import get_catalog
 from otel_margin.providers import Server, ServerTable
 from otel_margin.streams import EventTap, tap_events, wrap_manager, wrap_raw_response, wrap_stream
@@ -484,6 +485,7 @@ class CallFlow:
                 # runs"): read them here; the finisher gets the record.
                 self._read_pending()
         if "margin_record" in pm.hooks_in_use():
+            # A guardrail's own call is priced before it returns: the guardrail books its cost.
             # Record hooks (cache stores, spend) must have seen this call before the next one begins.
             self._account(response, error, read, stream)
             kept = response if self.settings.capture_content else None  # its content, for the span
@@ -523,9 +525,14 @@ class CallFlow:
                 _set_unit_revenue(call, settings.unit_prices[call.attribution.feature])
             sink = self.slot.sink if self.slot is not None else None
             exchange = sink.last if sink is not None else None
+            guardrail_calls.settle(call)  # a guardrail's own call: its cost, to that guardrail
             guardrails.after_call(call, response, settings.telemetry.count_internal_error, exchange)
         except Exception:  # noqa: BLE001
             _internal_error(settings, "finish")
+        try:
+            set_request_hash(call)  # after the cache's hooks: its key, when it made one, is reused
+        except Exception:  # noqa: BLE001 - the row goes without a fingerprint
+            _internal_error(settings, "request_hash")
 
     def _emit(self, error: BaseException | None, end_ns: int, response: Any = None) -> None:
         """The span's attributes and end, and the metrics."""
@@ -581,6 +588,7 @@ def _new_call(endpoint: Endpoint, settings: Settings, kwargs: dict, instance: An
     if server is not None:
         call.server_address, call.server_port = server.address, server.port
     call.attributes.update(unit_attributes())  # empty outside a unit: the row is its own unit
+    guardrail_calls.mark(call)  # made by a guardrail for another call (the cache's embedding)
     if not pm.hooks_in_use().isdisjoint(("margin_limit_check", "margin_cache_lookup")):
         # Guardrails want a pre-call size; counting costs time, so only when someone reads it.
         call.estimated_input_tokens = estimate_chat_input_tokens(call.provider, params)

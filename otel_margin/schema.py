@@ -26,9 +26,12 @@ SCHEMA_FILES: tuple[str, ...] = (
     "otel_margin_database.sql",
     "llm_calls_table.sql",
     "llm_calls_units_alter.sql",
+    "llm_calls_cache_cost_alter.sql",
+    "llm_calls_request_hash_alter.sql",
     "llm_calls_hourly_table.sql",
     "llm_calls_daily_table.sql",
     "llm_calls_cost_daily_table.sql",
+    "llm_calls_waterfall_daily_table.sql",
     "revenue_events_table.sql",
     "outcomes_table.sql",
     "cost_lines_table.sql",
@@ -36,9 +39,11 @@ SCHEMA_FILES: tuple[str, ...] = (
     "llm_calls_hourly_mv.sql",
     "llm_calls_daily_mv.sql",
     "llm_calls_cost_daily_mv.sql",
+    "llm_calls_waterfall_daily_mv.sql",
     "margin_daily_view.sql",
     "units_view.sql",
     "period_costs_allocated_view.sql",
+    "cost_drivers_view.sql",
 )
 """Schema files in the order they are applied (tables before the views that read them)."""
 
@@ -61,6 +66,7 @@ SHARDING_KEYS: dict[str, str] = {
     "llm_calls_hourly": "rand()",
     "llm_calls_daily": "rand()",
     "llm_calls_cost_daily": "rand()",
+    "llm_calls_waterfall_daily": "rand()",
 }
 """Cluster mode: the Distributed table's sharding key, per table file."""
 

@@ -31,8 +31,10 @@ LLM_CALLS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_other_usd", "Decimal(38, 12)"), ("cost_status", "LowCardinality(String)"),
     ("price_version", "LowCardinality(String)"), ("revenue_usd", "Nullable(Decimal(38, 12))"),
     ("cache_result", "LowCardinality(String)"), ("saved_usd", "Decimal(38, 12)"),
+    ("cache_cost_usd", "Decimal(38, 12)"),
     ("route_from_model", "LowCardinality(String)"), ("limit_action", "LowCardinality(String)"),
     ("duration_ms", "Float64"), ("error_type", "LowCardinality(String)"), ("stream", "Bool"),
+    ("request_hash", "UInt64"),
 )
 """The ``llm_calls`` contract with the exporter, as written in the issue."""
 
@@ -96,9 +98,9 @@ def call(
         "cost_cache_write_usd": components[2], "cost_output_usd": components[3],
         "cost_other_usd": components[4],
         "cost_status": "unpriced" if cost_usd is None else "priced", "price_version": "test",
-        "revenue_usd": revenue_usd, "cache_result": "off", "saved_usd": ZERO,
+        "revenue_usd": revenue_usd, "cache_result": "off", "saved_usd": ZERO, "cache_cost_usd": ZERO,
         "route_from_model": "", "limit_action": "allow", "duration_ms": 12.5, "error_type": "",
-        "stream": False, "unit_id": "", "unit_kind": "",
+        "stream": False, "unit_id": "", "unit_kind": "", "request_hash": 0,
     }
     row.update(overrides)
     if not row["unit_id"]:

@@ -53,6 +53,7 @@ _MONEY_COLUMNS = {
     "cost_output_usd": a.MARGIN_COST_OUTPUT_USD,
     "cost_other_usd": a.MARGIN_COST_OTHER_USD,
     "saved_usd": a.MARGIN_SAVED_USD,
+    "cache_cost_usd": a.MARGIN_CACHE_COST_USD,
 }
 
 _SCALE = Decimal(1).scaleb(-12)  # Decimal(38, 12)
@@ -95,6 +96,7 @@ def reference_row(
     for column, key in _MONEY_COLUMNS.items():
         row[column] = _money(attrs.get(key), column, counter) or Decimal(0)
     row["stream"] = _flag(attrs.get(a.GEN_AI_REQUEST_STREAM), "stream", counter)
+    row["request_hash"] = _request_hash(attrs.get(a.MARGIN_REQUEST_HASH), counter)
 
     if not row["feature"]:
         row["feature"] = a.UNATTRIBUTED
@@ -193,3 +195,13 @@ def _flag(value: Any, column: str, problems: Counter[str]) -> bool:
         return False
     problems[f"{column}:invalid"] += 1
     return False
+
+
+def _request_hash(value: Any, problems: Counter[str]) -> int:
+    """16 lowercase hex digits are the UInt64 they spell; anything else present is invalid (0)."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and len(value) == 16 and all(c in "0123456789abcdef" for c in value):
+        return int(value, 16)
+    problems["request_hash:invalid"] += 1
+    return 0

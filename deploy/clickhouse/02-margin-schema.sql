@@ -8,6 +8,12 @@ CREATE DATABASE IF NOT EXISTS `otel_margin`;
 -- unit_id / unit_kind: the unit of work (otel_margin.unit); a call outside any unit is its own
 -- unit (unit_id = span_id, unit_kind = ''). Tables made before units get both columns from
 -- llm_calls_units_alter.sql (rows stored before read unit_id = span_id, the default).
+-- request_hash: 64 bits of the request's canonical form (margin.request.hash; 0 = none): equal on
+-- calls that asked the identical thing (llm_calls_request_hash_alter.sql upgrades older tables).
+-- cache_cost_usd: what the cache itself spent on this call's lookup (a provider embedding; 0 for
+-- the built-in CPU embedder). It only nets what the cache saved: the embedding is a row of its own
+-- (orchestration), so cost is never cost_usd + cache_cost_usd (llm_calls_cache_cost_alter.sql
+-- upgrades older tables).
 CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls
 (
     timestamp            DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
@@ -41,11 +47,13 @@ CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls
     revenue_usd          Nullable(Decimal(38, 12)) CODEC(ZSTD(1)),
     cache_result         LowCardinality(String),
     saved_usd            Decimal(38, 12) CODEC(ZSTD(1)),
+    cache_cost_usd       Decimal(38, 12) CODEC(ZSTD(1)),
     route_from_model     LowCardinality(String),
     limit_action         LowCardinality(String),
     duration_ms          Float64 CODEC(Gorilla, ZSTD(1)),
     error_type           LowCardinality(String),
-    stream               Bool
+    stream               Bool,
+    request_hash         UInt64 CODEC(ZSTD(1))
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(timestamp)
@@ -60,6 +68,17 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_dedup
 ALTER TABLE `otel_margin`.llm_calls
     ADD COLUMN IF NOT EXISTS unit_id String DEFAULT span_id CODEC(ZSTD(1)) AFTER customer,
     ADD COLUMN IF NOT EXISTS unit_kind LowCardinality(String) AFTER unit_id;
+
+-- The upgrade path of an llm_calls table created before the cache's own cost was recorded: adds
+-- cache_cost_usd when missing (a no-op otherwise). Rows stored before read 0; nothing is rewritten.
+ALTER TABLE `otel_margin`.llm_calls
+    ADD COLUMN IF NOT EXISTS cache_cost_usd Decimal(38, 12) CODEC(ZSTD(1)) AFTER saved_usd;
+
+-- The upgrade path of an llm_calls table created before request fingerprints: adds request_hash
+-- when missing (a no-op otherwise). Rows stored before read 0 (no fingerprint): the weekly
+-- review's repeated-request estimate does not count them.
+ALTER TABLE `otel_margin`.llm_calls
+    ADD COLUMN IF NOT EXISTS request_hash UInt64 CODEC(ZSTD(1));
 
 -- Hourly rollup per feature, tier, provider and model: counts, tokens and exact cost sums per
 -- component, for charts and alerts by the hour. Summing only; a query always sums again.
@@ -157,6 +176,37 @@ CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls_cost_daily
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (day, feature)
+SETTINGS non_replicated_deduplication_window = 10000;
+
+-- Daily rollup of the calls for the margin waterfall: per feature, customer, tier, cohort, unit
+-- kind and model, the calls' cost split into inference (LLM calls other than embeddings) and
+-- orchestration (embedding calls), inference calls (the default allocation weight) and usage
+-- revenue (failed calls earn none). margin_daily reads it. Summing only; a query always sums again.
+-- A table made before this rollup holds only the calls stored after it (see docs/schema.md for
+-- the one INSERT … SELECT that fills it from llm_calls).
+CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls_waterfall_daily
+(
+    day                  Date,
+    feature              LowCardinality(String),
+    customer             String,
+    tier                 LowCardinality(String),
+    cohort               LowCardinality(String),
+    unit_kind            LowCardinality(String),
+    model                LowCardinality(String),
+    calls                UInt64,
+    inference_calls      UInt64,
+    priced_calls         UInt64,
+    unpriced_calls       UInt64,
+    error_calls          UInt64,
+    input_tokens         UInt64,
+    output_tokens        UInt64,
+    inference_usd        Decimal(38, 12),
+    orchestration_usd    Decimal(38, 12),
+    revenue_usd          Decimal(38, 12)
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, customer, feature, tier, cohort, unit_kind, model)
 SETTINGS non_replicated_deduplication_window = 10000;
 
 -- Subscription and invoice revenue, imported by `otel-margin revenue import`.
@@ -341,65 +391,147 @@ AS SELECT
 FROM `otel_margin`.llm_calls AS call
 GROUP BY day, feature;
 
--- Revenue and cost of goods per day, customer, feature, tier and cohort, for the days
--- start..end: every margin view sums this. A parameterised view:
---   SELECT ... FROM margin_daily(allocate_by = 'cost', start = '2024-05-01', end = '2024-05-31')
+-- Fills llm_calls_waterfall_daily from every inserted call. model: the response model (what was
+-- priced), else the requested one. An embedding call is orchestration, every other call
+-- inference; a failed call (error_type set) earns no usage revenue whatever it carries.
+CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.llm_calls_waterfall_daily_mv
+TO `otel_margin`.llm_calls_waterfall_daily
+AS SELECT
+    toDate(call.timestamp) AS day,
+    feature,
+    customer,
+    tier,
+    cohort,
+    unit_kind,
+    toLowCardinality(if(call.response_model != '', toString(call.response_model), toString(call.request_model))) AS model,
+    count() AS calls,
+    countIf(call.operation != 'embeddings') AS inference_calls,
+    countIf(call.cost_usd IS NOT NULL) AS priced_calls,
+    countIf(call.cost_usd IS NULL AND call.cost_status != 'error') AS unpriced_calls,
+    countIf(call.error_type != '') AS error_calls,
+    sum(call.input_tokens) AS input_tokens,
+    sum(call.output_tokens) AS output_tokens,
+    sumIf(ifNull(call.cost_usd, toDecimal128(0, 12)), call.operation != 'embeddings') AS inference_usd,
+    sumIf(ifNull(call.cost_usd, toDecimal128(0, 12)), call.operation = 'embeddings') AS orchestration_usd,
+    sumIf(ifNull(call.revenue_usd, toDecimal128(0, 12)), call.error_type = '') AS revenue_usd
+FROM `otel_margin`.llm_calls AS call
+GROUP BY day, feature, customer, tier, cohort, unit_kind, model;
+
+-- The margin waterfall per day, customer, feature, tier, cohort, model and unit kind, for the
+-- days start..end: every margin view sums this. A parameterised view:
+--   SELECT ... FROM margin_daily(allocate_by = 'calls', start = '2026-12-01', end = '2026-12-31',
+--                                value_features = [], value_weights = [], ai_tiers = [], ai_share_pcts = [])
 --
--- Cost: priced calls only (cost_usd); unpriced calls are counted, never priced at 0 USD.
--- error_calls: failed calls (error_type set); one without usage has no cost and no usage revenue.
--- Revenue = usage revenue on the calls + subscription revenue from revenue_events.
--- Subscription revenue is spread evenly over the days of its period. Revenue without a
--- feature is allocated to the features (and cohorts) the customer used in that period, in
--- proportion to allocate_by: 'cost' (priced cost), 'calls' or 'tokens' (input + output).
--- When that weight is 0 for the whole period (say every call unpriced) the split falls back
--- to calls; with no usage at all in the period it stays on feature 'unattributed'.
--- Tier of revenue is the tier on the revenue row; tier of cost is the tier on the call.
+-- Revenue = usage revenue on the calls (a failed call earns none) + outcome revenue (outcomes
+-- FINAL, on the outcome's day, attributed like its unit) + subscription revenue (revenue_events).
+-- Cost of goods = inference (LLM calls other than embeddings) + orchestration (embedding calls,
+-- orchestration cost lines) + infrastructure + support (cost lines), each plus the period costs
+-- (period_costs) allocated to it. Cost lines and period costs of category 'inference' count as
+-- inference. Unpriced calls are counted, never priced at 0 USD.
 --
--- The split is computed at query time from the daily rollup, so usage that arrives after an
--- import moves it. Only revenue periods that overlap start..end are split (over their whole
--- period), and only the daily rollup rows of those periods are read: the cost of a query
--- follows the range asked for, not the history kept.
+-- Allocation (docs/margin.md "Allocation"). A subscription row without a feature counts only its
+-- AI share (ai_share_pcts of its tier, by ai_tiers; 100 % for a tier not listed) and is split over
+-- what its customer used in its period; a row with a feature over that feature's usage; a period
+-- cost over the usage that matches what it names (an empty feature, customer or tier matches
+-- any). Parts are (customer, feature, tier, cohort, model, unit kind); a subscription keeps the
+-- tier of its row. The weight of a part is allocate_by: 'calls' (inference calls, the default),
+-- 'cost' (priced cost of its calls), 'tokens' (input + output), 'value' (inference calls times
+-- the feature's value weight, by value_features / value_weights, 1 when not listed; period
+-- costs follow inference calls). A weight of 0 over the whole period falls back to all calls;
+-- no usage at all leaves the amount on its own feature ('unattributed' when empty), customer and
+-- tier, with the customer's most frequent cohort. Each part is amount * weight / total weight
+-- in Decimal256 truncated to 12 places, the last part taking the remainder; each part is spread
+-- evenly over the period's days, the last day taking the remainder: everything adds up exactly.
+--
+-- Only periods that overlap start..end are split (over their whole period), and only the rollup
+-- rows of those periods are read: the cost of a query follows the range asked for.
 CREATE OR REPLACE VIEW `otel_margin`.margin_daily AS
 WITH
-    events AS
+    mapFromArrays({value_features:Array(String)}, {value_weights:Array(Decimal(38, 12))}) AS value_weight_of,
+    mapFromArrays({ai_tiers:Array(String)}, {ai_share_pcts:Array(Decimal(38, 12))}) AS ai_share_of,
+    amounts AS
     (
+        -- Everything to allocate: subscription revenue (its AI share) and period costs.
         SELECT
-            customer, tier, feature, period_start, period_end, amount_usd,
+            'revenue' AS kind, customer, feature, tier, period_start, period_end,
+            if(feature = '' AND mapContains(ai_share_of, toString(tier)),
+               toDecimal128(toDecimal256(amount_usd, 12) * ai_share_of[toString(tier)] / 100, 12),
+               amount_usd) AS amount_usd,
             toUInt32(dateDiff('day', period_start, period_end) + 1) AS period_days
         FROM `otel_margin`.revenue_events FINAL
         WHERE period_end >= {start:Date} AND period_start <= {end:Date}
+        UNION ALL
+        SELECT
+            toString(category), customer, feature, tier, period_start, period_end, amount_usd,
+            toUInt32(dateDiff('day', period_start, period_end) + 1)
+        FROM `otel_margin`.period_costs FINAL
+        WHERE period_end >= {start:Date} AND period_start <= {end:Date}
+    ),
+    usage AS
+    (
+        SELECT
+            day, customer, feature, tier, cohort, model, unit_kind, calls, inference_calls,
+            input_tokens + output_tokens AS tokens, inference_usd + orchestration_usd AS cost_usd
+        FROM `otel_margin`.llm_calls_waterfall_daily
+        WHERE day >= (SELECT min(period_start) FROM amounts) AND day <= (SELECT max(period_end) FROM amounts)
     ),
     used AS
     (
-        -- Usage per (feature, cohort) in each unattributed period: an equi-join on
-        -- (customer, day) against the period's days, so each rollup row meets only its periods.
+        -- The usage each amount is split over, per part. Revenue meets its customer's rows by an
+        -- equi-join on (customer, day); a period cost (few rows) meets every row of its days.
         SELECT
-            period.customer AS customer, period.period_start AS period_start, period.period_end AS period_end,
-            (usage.feature, usage.cohort) AS part,
+            kind, amount.customer AS customer, amount.feature AS feature, amount.tier AS tier,
+            period_start, period_end,
+            (usage.customer, toString(usage.feature), toString(if(kind = 'revenue', amount.tier, usage.tier)),
+             toString(usage.cohort), toString(usage.model), toString(usage.unit_kind)) AS part,
             sum(multiIf(
-                {allocate_by:String} = 'calls', toDecimal128(usage.calls, 12),
+                {allocate_by:String} = 'cost', usage.cost_usd,
                 {allocate_by:String} = 'tokens', toDecimal128(usage.tokens, 12),
-                usage.cost_usd)) AS weight,
+                {allocate_by:String} = 'value' AND kind = 'revenue',
+                    toDecimal128(toDecimal256(usage.inference_calls, 12)
+                                 * if(mapContains(value_weight_of, toString(usage.feature)),
+                                      value_weight_of[toString(usage.feature)], toDecimal128(1, 12)), 12),
+                toDecimal128(usage.inference_calls, 12))) AS weight,
             sum(usage.calls) AS calls
         FROM
         (
-            SELECT day, customer, feature, cohort, calls, input_tokens + output_tokens AS tokens, cost_usd
-            FROM `otel_margin`.llm_calls_daily
-            WHERE day >= (SELECT min(period_start) FROM events) AND day <= (SELECT max(period_end) FROM events)
-        ) AS usage
-        INNER JOIN
+            SELECT kind, customer, feature, tier, period_start, period_end,
+                   period_start + arrayJoin(range(period_days)) AS day
+            FROM amounts
+            WHERE kind = 'revenue'
+        ) AS amount
+        INNER JOIN usage ON usage.customer = amount.customer AND usage.day = amount.day
+        WHERE amount.feature = '' OR usage.feature = amount.feature
+        GROUP BY kind, customer, feature, tier, period_start, period_end, part
+        UNION ALL
+        SELECT
+            kind, amount.customer, amount.feature, amount.tier, period_start, period_end,
+            (usage.customer, toString(usage.feature), toString(usage.tier),
+             toString(usage.cohort), toString(usage.model), toString(usage.unit_kind)),
+            sum(multiIf(
+                {allocate_by:String} = 'cost', usage.cost_usd,
+                {allocate_by:String} = 'tokens', toDecimal128(usage.tokens, 12),
+                toDecimal128(usage.inference_calls, 12))),
+            sum(usage.calls)
+        FROM
         (
-            SELECT customer, period_start, period_end, period_start + arrayJoin(range(period_days)) AS day
-            FROM events
-            WHERE feature = ''
-        ) AS period ON usage.customer = period.customer AND usage.day = period.day
-        GROUP BY customer, period_start, period_end, part
+            SELECT kind, customer, feature, tier, period_start, period_end,
+                   period_start + arrayJoin(range(period_days)) AS day
+            FROM amounts
+            WHERE kind != 'revenue'
+        ) AS amount
+        INNER JOIN usage ON usage.day = amount.day
+        WHERE (amount.feature = '' OR usage.feature = amount.feature)
+          AND (amount.customer = '' OR usage.customer = amount.customer)
+          AND (amount.tier = '' OR usage.tier = amount.tier)
+        GROUP BY kind, amount.customer, amount.feature, amount.tier, period_start, period_end, usage.customer,
+                 usage.feature, usage.tier, usage.cohort, usage.model, usage.unit_kind
     ),
     shares AS
     (
-        -- One row per period with usage: its parts in (feature, cohort) order and their weights.
+        -- One row per amount with usage: its parts in order and their weights.
         SELECT
-            customer, period_start, period_end,
+            kind, customer, feature, tier, period_start, period_end,
             arraySort(groupArray((part, weight, calls))) AS used_parts,
             arrayMap(x -> x.1, used_parts) AS parts,
             if(sum(weight) = 0,
@@ -407,75 +539,134 @@ WITH
                arrayMap(x -> x.2, used_parts)) AS weights,
             arraySum(weights) AS total_weight
         FROM used
-        GROUP BY customer, period_start, period_end
+        GROUP BY kind, customer, feature, tier, period_start, period_end
     ),
     cohorts AS
     (
-        -- The customer's most frequent cohort, for revenue that no usage row carries.
+        -- The customer's most frequent cohort, for an amount that no usage row carries.
         SELECT customer, argMax(cohort, calls) AS cohort
         FROM
         (
             SELECT customer, cohort, sum(calls) AS calls
-            FROM `otel_margin`.llm_calls_daily
-            WHERE customer GLOBAL IN (SELECT customer FROM events)
+            FROM `otel_margin`.llm_calls_waterfall_daily
+            WHERE customer GLOBAL IN (SELECT customer FROM amounts WHERE customer != '')
             GROUP BY customer, cohort
         )
         GROUP BY customer
     ),
     allocated AS
     (
-        -- Every period as parallel arrays of parts and amounts. amount * weight / total is
-        -- computed in Decimal256 and truncated to 12 places; the last part takes the rounding
-        -- remainder, so the parts add up to the amount exactly.
         SELECT
-            event.customer AS customer, event.tier AS tier, event.period_start AS period_start,
-            event.period_days AS period_days,
+            amount.kind AS kind, amount.period_start AS period_start, amount.period_days AS period_days,
             if(empty(shares.parts),
-               [(if(event.feature = '', 'unattributed', event.feature), cohorts.cohort)],
+               [(toString(amount.customer), if(amount.feature = '', 'unattributed', toString(amount.feature)),
+                 toString(amount.tier), toString(cohorts.cohort), '', '')],
                shares.parts) AS parts,
             if(empty(shares.parts),
-               [event.amount_usd],
-               arrayMap(weight -> toDecimal128(toDecimal256(event.amount_usd, 12) * weight / shares.total_weight, 12),
+               [amount.amount_usd],
+               arrayMap(weight -> toDecimal128(toDecimal256(amount.amount_usd, 12) * weight / shares.total_weight, 12),
                         shares.weights)) AS rounded,
-            arrayPushBack(arrayPopBack(rounded), event.amount_usd - arraySum(arrayPopBack(rounded))) AS amounts
-        FROM events AS event
+            arrayPushBack(arrayPopBack(rounded), amount.amount_usd - arraySum(arrayPopBack(rounded))) AS amounts
+        FROM amounts AS amount
         LEFT JOIN shares
-            ON shares.customer = event.customer AND shares.period_start = event.period_start
-           AND shares.period_end = event.period_end AND event.feature = ''
-        LEFT JOIN cohorts ON cohorts.customer = event.customer
+            ON shares.kind = amount.kind AND shares.customer = amount.customer AND shares.feature = amount.feature
+           AND shares.tier = amount.tier AND shares.period_start = amount.period_start
+           AND shares.period_end = amount.period_end
+        LEFT JOIN cohorts ON cohorts.customer = amount.customer
     ),
-    subscription AS
+    spread AS
     (
-        -- Spread evenly over the period's days, the last day taking the rounding remainder.
-        -- Only the days inside start..end are produced.
+        -- Each part spread evenly over the period's days, the last day taking the rounding
+        -- remainder; only the days inside start..end are produced.
         SELECT
-            period_start + offset AS day, customer, part.1 AS feature, tier, part.2 AS cohort,
-            if(offset + 1 = period_days, amount - per_day * (period_days - 1), per_day) AS subscription_revenue_usd
+            period_start + offset AS day, kind, part,
+            if(offset + 1 = period_days, amount - per_day * (period_days - 1), per_day) AS amount_usd
         FROM
         (
-            SELECT customer, tier, period_start, period_days, part, amount,
-                   toDecimal128(amount / period_days, 12) AS per_day
+            SELECT kind, period_start, period_days, part, amount, toDecimal128(amount / period_days, 12) AS per_day
             FROM allocated
             ARRAY JOIN parts AS part, amounts AS amount
         )
         ARRAY JOIN range(
             toUInt32(greatest(dateDiff('day', period_start, {start:Date}), 0)),
             toUInt32(least(dateDiff('day', period_start, {end:Date}) + 1, period_days))) AS offset
+    ),
+    outcome_rows AS
+    (
+        SELECT toDate(timestamp) AS day, unit_id, unit_kind, feature, customer, tier, cohort,
+               ifNull(revenue_usd, toDecimal128(0, 12)) AS revenue_usd
+        FROM `otel_margin`.outcomes FINAL
+        WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
+    ),
+    unit_attribution AS
+    (
+        -- For an outcome recorded outside its unit's attribution: the unit's first call that has
+        -- each value, among its calls of the 30 days up to the last outcome day.
+        SELECT
+            unit_id,
+            argMinIf(toString(feature), timestamp, feature != 'unattributed') AS feature,
+            argMinIf(customer, timestamp, customer != '') AS customer,
+            argMinIf(toString(tier), timestamp, tier != '') AS tier,
+            argMinIf(toString(cohort), timestamp, cohort != '') AS cohort,
+            argMinIf(toString(unit_kind), timestamp, unit_kind != '') AS unit_kind
+        FROM `otel_margin`.llm_calls
+        WHERE toDate(timestamp) >= (SELECT min(day) FROM outcome_rows) - 30
+          AND toDate(timestamp) <= (SELECT max(day) FROM outcome_rows)
+          AND unit_id IN (SELECT unit_id FROM outcome_rows
+                          WHERE feature = 'unattributed' OR customer = '' OR tier = '' OR cohort = '' OR unit_kind = '')
+        GROUP BY unit_id
     )
--- Facts, not groups: a (day, customer, feature, tier, cohort) may have several rows (usage
--- and subscription, and rollup rows not merged yet). Always sum.
+-- Facts, not groups: a (day, customer, feature, tier, cohort, model, unit_kind) may have several
+-- rows (calls, cost lines, outcomes, allocations, rollup rows not merged yet). Always sum.
 SELECT
-    day, customer, feature, tier, cohort, calls, priced_calls, unpriced_calls, error_calls, cost_usd,
-    revenue_usd AS usage_revenue_usd, toDecimal128(0, 12) AS subscription_revenue_usd,
-    revenue_usd, revenue_usd - cost_usd AS margin_usd
-FROM `otel_margin`.llm_calls_daily
+    day, customer, feature, tier, cohort, model, unit_kind,
+    calls, priced_calls, unpriced_calls, error_calls, inference_calls,
+    revenue_usd AS usage_revenue_usd, toDecimal128(0, 12) AS outcome_revenue_usd,
+    toDecimal128(0, 12) AS subscription_revenue_usd, revenue_usd AS revenue_usd,
+    inference_usd, orchestration_usd, toDecimal128(0, 12) AS infrastructure_usd, toDecimal128(0, 12) AS support_usd,
+    inference_usd + orchestration_usd AS cost_usd, revenue_usd - cost_usd AS margin_usd
+FROM `otel_margin`.llm_calls_waterfall_daily
 WHERE day >= {start:Date} AND day <= {end:Date}
 UNION ALL
 SELECT
-    day, customer, feature, tier, cohort, 0, 0, 0, 0, toDecimal128(0, 12),
-    toDecimal128(0, 12), subscription_revenue_usd,
-    subscription_revenue_usd, subscription_revenue_usd
-FROM subscription;
+    toDate(timestamp), customer, toString(feature), toString(tier), toString(cohort), '', toString(unit_kind),
+    0, 0, 0, 0, 0,
+    toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12),
+    if(category = 'inference', amount_usd, toDecimal128(0, 12)),
+    if(category = 'orchestration', amount_usd, toDecimal128(0, 12)),
+    if(category = 'infrastructure', amount_usd, toDecimal128(0, 12)),
+    if(category = 'support', amount_usd, toDecimal128(0, 12)),
+    amount_usd, -amount_usd
+FROM `otel_margin`.cost_lines
+WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
+UNION ALL
+SELECT
+    outcome.day,
+    if(outcome.customer != '' OR unit.customer = '', outcome.customer, unit.customer),
+    if(outcome.feature != 'unattributed' OR unit.feature = '', toString(outcome.feature), unit.feature),
+    if(outcome.tier != '' OR unit.tier = '', toString(outcome.tier), unit.tier),
+    if(outcome.cohort != '' OR unit.cohort = '', toString(outcome.cohort), unit.cohort),
+    '',
+    if(outcome.unit_kind != '' OR unit.unit_kind = '', toString(outcome.unit_kind), unit.unit_kind),
+    0, 0, 0, 0, 0,
+    toDecimal128(0, 12), outcome.revenue_usd, toDecimal128(0, 12), outcome.revenue_usd,
+    toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12),
+    toDecimal128(0, 12), outcome.revenue_usd
+FROM outcome_rows AS outcome
+LEFT JOIN unit_attribution AS unit ON unit.unit_id = outcome.unit_id
+UNION ALL
+SELECT
+    day, part.1, part.2, part.3, part.4, part.5, part.6,
+    0, 0, 0, 0, 0,
+    toDecimal128(0, 12), toDecimal128(0, 12),
+    if(kind = 'revenue', amount_usd, toDecimal128(0, 12)), if(kind = 'revenue', amount_usd, toDecimal128(0, 12)),
+    if(kind = 'inference', amount_usd, toDecimal128(0, 12)),
+    if(kind = 'orchestration', amount_usd, toDecimal128(0, 12)),
+    if(kind = 'infrastructure', amount_usd, toDecimal128(0, 12)),
+    if(kind = 'support', amount_usd, toDecimal128(0, 12)),
+    if(kind = 'revenue', toDecimal128(0, 12), amount_usd),
+    if(kind = 'revenue', amount_usd, -amount_usd)
+FROM spread;
 
 -- One row per unit of work active in start..end: its calls, its cost of goods by waterfall
 -- category, and its outcome. A parameterised view:
@@ -632,6 +823,158 @@ SELECT
 FROM allocated
 ARRAY JOIN parts AS part, amounts AS amount;
 
+-- Why a feature's average cost per priced request moved between two windows of days: the
+-- primary cost driver, in words. A parameterised view (the alert rules read it):
+--   SELECT * FROM otel_margin.cost_drivers(base_start = '2026-11-24', base_end = '2026-11-30',
+--                                          current_start = '2026-12-01', current_end = '2026-12-07')
+-- One row per feature priced in both windows: base and current cost per request, the change
+-- (delta_usd), the driver and the dollars per request it explains.
+--
+-- Candidates, each the part of the change it explains (dollars per current request):
+--   1 price       a model's implied price per token of one component (cost / tokens, from the
+--                 hourly rollup) changed: tokens now x (price now - price before)
+--                 -> "model gpt-4o input price +25%"
+--   2 tier mix    a tier's share of requests changed: (share now - share before) x (its cost
+--                 per request - the feature's, before) -> "tier mix: free share 20%→55%"
+--   3 model mix   the same over models -> "model mix: gpt-4o share 10%→50%"
+--   4 customer    a customer's own cost per request changed: its requests now x (its cost per
+--                 request now - before) -> "customer acme prompts +60%" (or outputs, or cost)
+--   5 component   a cost component's cost per request changed, over all requests
+--                 -> "input cost per request +40%"
+-- The driver is the candidate of the first kind (in that order) that explains at least half
+-- of the change; when none does, the one that explains most.
+CREATE OR REPLACE VIEW `otel_margin`.cost_drivers AS
+WITH
+    (x -> concat(if(x >= 0, '+', ''), toString(round(x * 100)), '%')) AS signed,
+    daily AS
+    (
+        SELECT
+            feature, customer, tier,
+            day BETWEEN {current_start:Date} AND {current_end:Date} AS is_current,
+            priced_calls AS calls, input_tokens, output_tokens,
+            toFloat64(cost_usd) AS cost,
+            [toFloat64(cost_input_usd), toFloat64(cost_cache_read_usd), toFloat64(cost_cache_write_usd),
+             toFloat64(cost_output_usd), toFloat64(cost_other_usd)] AS components
+        FROM `otel_margin`.llm_calls_daily
+        WHERE day BETWEEN {base_start:Date} AND {base_end:Date}
+           OR day BETWEEN {current_start:Date} AND {current_end:Date}
+    ),
+    hourly AS
+    (
+        SELECT
+            feature, response_model AS model,
+            toDate(hour) BETWEEN {current_start:Date} AND {current_end:Date} AS is_current,
+            priced_calls AS calls, toFloat64(cost_usd) AS cost,
+            [('input', toFloat64(greatest(toInt64(input_tokens) - toInt64(cache_read_tokens) - toInt64(cache_write_tokens), 0)),
+              toFloat64(cost_input_usd)),
+             ('cache read', toFloat64(cache_read_tokens), toFloat64(cost_cache_read_usd)),
+             ('cache write', toFloat64(cache_write_tokens), toFloat64(cost_cache_write_usd)),
+             ('output', toFloat64(output_tokens), toFloat64(cost_output_usd))] AS parts
+        FROM `otel_margin`.llm_calls_hourly
+        WHERE (toDate(hour) BETWEEN {base_start:Date} AND {base_end:Date}
+               OR toDate(hour) BETWEEN {current_start:Date} AND {current_end:Date})
+          AND unpriced_calls = 0
+    ),
+    totals AS
+    (
+        SELECT
+            feature,
+            sumIf(calls, NOT is_current) AS base_calls,
+            sumIf(calls, is_current) AS current_calls,
+            sumIf(cost, NOT is_current) / base_calls AS base_avg,
+            sumIf(cost, is_current) / current_calls AS current_avg,
+            current_avg - base_avg AS delta
+        FROM daily
+        GROUP BY feature
+        HAVING base_calls > 0 AND current_calls > 0
+    ),
+    candidates AS
+    (
+        SELECT price.feature AS feature, 1 AS kind,
+               tokens_now * (price_now - price_before) / t.current_calls AS explained,
+               concat('model ', model, ' ', component, ' price ', signed(price_now / price_before - 1)) AS text
+        FROM
+        (
+            SELECT
+                feature, model, part.1 AS component,
+                sumIf(part.2, is_current) AS tokens_now,
+                sumIf(part.3, is_current) / tokens_now AS price_now,
+                sumIf(part.3, NOT is_current) / sumIf(part.2, NOT is_current) AS price_before
+            FROM hourly ARRAY JOIN parts AS part
+            GROUP BY feature, model, component
+            HAVING sumIf(part.2, NOT is_current) > 0 AND tokens_now > 0 AND price_before > 0
+        ) AS price
+        INNER JOIN totals AS t ON t.feature = price.feature
+        UNION ALL
+        SELECT tiers.feature, 2,
+               (calls_now / t.current_calls - calls_before / t.base_calls) * (avg_cost - t.base_avg),
+               concat('tier mix: ', tier, ' share ', toString(round(calls_before / t.base_calls * 100)), '%→',
+                      toString(round(calls_now / t.current_calls * 100)), '%')
+        FROM
+        (
+            SELECT feature, tier, sumIf(calls, NOT is_current) AS calls_before, sumIf(calls, is_current) AS calls_now,
+                   if(calls_before > 0, sumIf(cost, NOT is_current) / calls_before, sumIf(cost, is_current) / calls_now) AS avg_cost
+            FROM daily GROUP BY feature, tier
+        ) AS tiers
+        INNER JOIN totals AS t ON t.feature = tiers.feature
+        UNION ALL
+        SELECT models.feature, 3,
+               (calls_now / t.current_calls - calls_before / t.base_calls) * (avg_cost - t.base_avg),
+               concat('model mix: ', model, ' share ', toString(round(calls_before / t.base_calls * 100)), '%→',
+                      toString(round(calls_now / t.current_calls * 100)), '%')
+        FROM
+        (
+            SELECT feature, model, sumIf(calls, NOT is_current) AS calls_before, sumIf(calls, is_current) AS calls_now,
+                   if(calls_before > 0, sumIf(cost, NOT is_current) / calls_before, sumIf(cost, is_current) / calls_now) AS avg_cost
+            FROM hourly GROUP BY feature, model
+        ) AS models
+        INNER JOIN totals AS t ON t.feature = models.feature
+        UNION ALL
+        SELECT customers.feature, 4, (cost_now - calls_now * cost_before / calls_before) / t.current_calls,
+               concat('customer ', customer, ' ', multiIf(
+                   abs(prompts) >= 0.05 AND abs(prompts) >= abs(outputs), concat('prompts ', signed(prompts)),
+                   abs(outputs) >= 0.05, concat('outputs ', signed(outputs)),
+                   concat('cost per request ', signed((cost_now / calls_now) / (cost_before / calls_before) - 1))))
+        FROM
+        (
+            SELECT feature, customer,
+                   sumIf(calls, NOT is_current) AS calls_before, sumIf(calls, is_current) AS calls_now,
+                   sumIf(cost, NOT is_current) AS cost_before, sumIf(cost, is_current) AS cost_now,
+                   sumIf(input_tokens, is_current) / calls_now / (sumIf(input_tokens, NOT is_current) / calls_before) - 1 AS prompts,
+                   sumIf(output_tokens, is_current) / calls_now / (sumIf(output_tokens, NOT is_current) / calls_before) - 1 AS outputs
+            FROM daily GROUP BY feature, customer
+            HAVING calls_before > 0 AND calls_now > 0
+        ) AS customers
+        INNER JOIN totals AS t ON t.feature = customers.feature
+        UNION ALL
+        SELECT feature, 5, now_avg - before_avg,
+               concat(component, ' cost per request ',
+                      if(before_avg > 0, signed(now_avg / before_avg - 1), concat('from 0 to ', toString(now_avg), ' USD')))
+        FROM
+        (
+            SELECT daily.feature AS feature, component,
+                   sumIf(cost, NOT is_current) / any(t.base_calls) AS before_avg,
+                   sumIf(cost, is_current) / any(t.current_calls) AS now_avg
+            FROM daily
+            INNER JOIN totals AS t ON t.feature = daily.feature
+            ARRAY JOIN components AS cost, ['input', 'cache read', 'cache write', 'output', 'other'] AS component
+            GROUP BY feature, component
+        ) AS parts
+    )
+SELECT
+    t.feature AS feature,
+    t.base_calls AS base_calls,
+    t.current_calls AS current_calls,
+    t.base_avg AS base_cost_per_request,
+    t.current_avg AS current_cost_per_request,
+    t.delta AS delta_usd,
+    argMin(c.text, (NOT (c.explained * sign(t.delta) >= 0.5 * abs(t.delta)), c.kind, -c.explained * sign(t.delta))) AS driver,
+    argMin(c.explained, (NOT (c.explained * sign(t.delta) >= 0.5 * abs(t.delta)), c.kind, -c.explained * sign(t.delta))) AS driver_explains_usd
+FROM totals AS t
+INNER JOIN candidates AS c ON c.feature = t.feature
+WHERE isFinite(c.explained)
+GROUP BY t.feature, t.base_calls, t.current_calls, t.base_avg, t.current_avg, t.delta;
+
 -- The fleet path: every LLM span the OpenTelemetry Collector's clickhouse exporter writes to
 -- otel_traces becomes one llm_calls row, with the same meaning the in-process exporter gives
 -- it (otel_margin/exporters/rows.py): the collector stores every attribute as a string.
@@ -640,7 +983,8 @@ ARRAY JOIN parts AS part, amounts AS amount;
 -- never 0. A token count UInt64 cannot hold (beyond 2^64 - 1, negative, not a number) is stored
 -- as 0 with cost_status 'invalid' and a NULL cost, never under a cost priced from it, and a row
 -- without a cost is never 'priced' or 'estimated'. A span outside any unit of work is its own
--- unit (unit_id = its span id). Inserts into llm_calls cascade into the
+-- unit (unit_id = its span id). margin.request.hash (16 hex digits) is the UInt64 it spells, else 0.
+-- Inserts into llm_calls cascade into the
 -- hourly and daily rollups.
 CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.llm_calls_otel_traces_mv
 TO `otel_margin`.llm_calls
@@ -690,12 +1034,15 @@ SELECT
     toDecimal128OrNull(SpanAttributes['margin.revenue.usd'], 12) AS revenue_usd,
     SpanAttributes['margin.cache.result'] AS cache_result,
     ifNull(toDecimal128OrNull(SpanAttributes['margin.saved.usd'], 12), toDecimal128(0, 12)) AS saved_usd,
+    ifNull(toDecimal128OrNull(SpanAttributes['margin.cache.cost.usd'], 12), toDecimal128(0, 12)) AS cache_cost_usd,
     SpanAttributes['margin.route.from_model'] AS route_from_model,
     SpanAttributes['margin.limit.action'] AS limit_action,
     Duration / 1e6 AS duration_ms,
     multiIf(SpanAttributes['error.type'] != '', SpanAttributes['error.type'],
             StatusCode IN ('Error', 'STATUS_CODE_ERROR'), '_OTHER', '') AS error_type,
-    lower(SpanAttributes['gen_ai.request.stream']) IN ('true', '1') AS stream
+    lower(SpanAttributes['gen_ai.request.stream']) IN ('true', '1') AS stream,
+    if(match(SpanAttributes['margin.request.hash'], '^[0-9a-f]{16}$'),
+       reinterpretAsUInt64(reverse(unhex(SpanAttributes['margin.request.hash']))), 0) AS request_hash
 FROM `otel`.`otel_traces`
 WHERE SpanAttributes['gen_ai.operation.name'] IN ('chat', 'text_completion', 'generate_content', 'embeddings');
 

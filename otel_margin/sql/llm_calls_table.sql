@@ -4,6 +4,12 @@
 -- unit_id / unit_kind: the unit of work (otel_margin.unit); a call outside any unit is its own
 -- unit (unit_id = span_id, unit_kind = ''). Tables made before units get both columns from
 -- llm_calls_units_alter.sql (rows stored before read unit_id = span_id, the default).
+-- request_hash: 64 bits of the request's canonical form (margin.request.hash; 0 = none): equal on
+-- calls that asked the identical thing (llm_calls_request_hash_alter.sql upgrades older tables).
+-- cache_cost_usd: what the cache itself spent on this call's lookup (a provider embedding; 0 for
+-- the built-in CPU embedder). It only nets what the cache saved: the embedding is a row of its own
+-- (orchestration), so cost is never cost_usd + cache_cost_usd (llm_calls_cache_cost_alter.sql
+-- upgrades older tables).
 CREATE TABLE IF NOT EXISTS $database.llm_calls$local$on_cluster
 (
     timestamp            DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
@@ -37,11 +43,13 @@ CREATE TABLE IF NOT EXISTS $database.llm_calls$local$on_cluster
     revenue_usd          Nullable(Decimal(38, 12)) CODEC(ZSTD(1)),
     cache_result         LowCardinality(String),
     saved_usd            Decimal(38, 12) CODEC(ZSTD(1)),
+    cache_cost_usd       Decimal(38, 12) CODEC(ZSTD(1)),
     route_from_model     LowCardinality(String),
     limit_action         LowCardinality(String),
     duration_ms          Float64 CODEC(Gorilla, ZSTD(1)),
     error_type           LowCardinality(String),
-    stream               Bool
+    stream               Bool,
+    request_hash         UInt64 CODEC(ZSTD(1))
 )
 ENGINE = ${replicated}MergeTree
 PARTITION BY toYYYYMM(timestamp)

@@ -99,15 +99,24 @@ def cache_key(
         reason = nondeterminism(params)
         if reason:
             raise NotCacheable(reason)
-    request = {name: value for name, value in params.items() if name not in TRANSPORT_PARAMS and not _not_given(value)}
     try:
-        body = _ENCODER.encode([KEY_VERSION, provider, api, request])
+        body = request_body(provider=provider, api=api, params=params)
     except (TypeError, ValueError) as error:
         raise NotCacheable(f"a parameter has no canonical form ({error})") from None
     return CacheKey(
         namespace=namespace(scope, customer=customer, feature=feature),
         digest=hashlib.sha256(body.encode()).hexdigest(),
     )
+
+
+def request_body(*, provider: str, api: str, params: Mapping[str, Any]) -> str:
+    """The request in its canonical form, without any tenant: what :func:`cache_key` digests.
+
+    Also the input of the write path's request fingerprint (:mod:`otel_margin.request_hash`).
+    Raises ``TypeError`` / ``ValueError`` for a parameter without a canonical form.
+    """
+    request = {name: value for name, value in params.items() if name not in TRANSPORT_PARAMS and not _not_given(value)}
+    return _ENCODER.encode([KEY_VERSION, provider, api, request])
 
 
 def nondeterminism(params: Mapping[str, Any]) -> str:
