@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Callable, Literal
 
 from otel_margin import attributes as attr
+from otel_margin import guardrail_calls
 from otel_margin.call import LLMCall
 from otel_margin.pluginhost import pm
 from otel_margin.replay import Exchange
@@ -95,8 +96,8 @@ def before_call(call: LLMCall, on_plugin_error: Callable[[str], None]) -> CacheH
     call proceeds.
     """
     in_use = pm.hooks_in_use()
-    if not in_use:
-        return None
+    if not in_use or guardrail_calls.is_own(call):
+        return None  # a guardrail's own call (the cache's embedding) is part of another call's guardrails
     hook = pm.hook
     hit = None
     if "margin_cache_lookup" in in_use:

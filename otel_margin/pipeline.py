@@ -484,7 +484,7 @@ class CallFlow:
                 # Chunks must not outlive their call (benchmarks/README.md, "Where the work
                 # runs"): read them here; the finisher gets the record.
                 self._read_pending()
-        if "margin_record" in pm.hooks_in_use():
+        if "margin_record" in pm.hooks_in_use() or guardrail_calls.is_own(self.call):
             # A guardrail's own call is priced before it returns: the guardrail books its cost.
             # Record hooks (cache stores, spend) must have seen this call before the next one begins.
             self._account(response, error, read, stream)

@@ -72,6 +72,11 @@ class Telemetry:
             unit="USD",
             description="Cost of goods a guardrail avoided (cache hits, routing), by feature.",
         )
+        self.cache_cost = meter.create_counter(
+            attr.METRIC_CACHE_COST,
+            unit="USD",
+            description="Cost of goods the cache itself spent on lookups (embeddings), by feature.",
+        )
         self.internal_errors = meter.create_counter(
             attr.METRIC_INTERNAL_ERRORS,
             unit="{error}",
@@ -184,6 +189,9 @@ class Telemetry:
         if saved:
             by = "cache" if result in ("exact", "semantic", "hit") else "route"
             self.saved.add(float(saved), {**feature, attr.MARGIN_SAVED_BY: by})
+        cache_cost = call.attributes.get(attr.MARGIN_CACHE_COST_USD)
+        if cache_cost:
+            self.cache_cost.add(float(cache_cost), feature)
 
 
 class PlannedSpan(trace.NonRecordingSpan):

@@ -13,8 +13,9 @@ On an exact miss for a feature with ``semantic = true``, the request's user text
 5. its exact entry still holds the answer.
 
 Only single-turn requests (system messages plus one user message, no tools results) are matched
-semantically. The embedding's cost is the cache's own (``margin.cache.cost.usd``) and is
-subtracted from what a hit saved (``margin.saved.usd``).
+semantically. The embedding's cost is the cache's own (``margin.cache.cost.usd``, on every
+call that embedded, hit or miss); a hit's ``margin.saved.usd`` is the stored call's cost, and
+the report nets the cache's costs from the hits' savings.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ class SemanticLayer:
         if request is None:
             return None
         embedding = self.embedder.embed(request.text)
-        call.attributes[attr.MARGIN_CACHE_COST_USD] = format(embedding.cost_usd, "f")
+        if embedding.cost_usd is not None:  # None: the embedding call was unpriced (its own row says so)
+            call.attributes[attr.MARGIN_CACHE_COST_USD] = format(embedding.cost_usd, "f")
         call.notes[NOTE] = (request, embedding.vector)
         for similarity, record in self.index.search(key.namespace, embedding.vector):
             if similarity < feature.similarity:
@@ -154,8 +156,7 @@ class SemanticLayer:
                 continue
             saved, exchange = unpack(stored)
             call.attributes[attr.MARGIN_CACHE_SIMILARITY] = round(similarity, 4)
-            net = None if saved is None else saved - embedding.cost_usd
-            return CacheHit(exchange=exchange, saved_usd=net, kind="semantic")
+            return CacheHit(exchange=exchange, saved_usd=saved, kind="semantic")  # gross: the cost is netted apart
         return None
 
     def record(self, call: Any, key: CacheKey, ttl_s: float) -> None:
