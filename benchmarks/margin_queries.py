@@ -115,8 +115,8 @@ def sizes(client) -> str:
     return "  ".join(f"{table}: {count:,} rows ({size})" for table, count, size in rows)
 
 
-ROLLUPS = ("llm_calls_daily", "llm_calls_cost_daily")
-"""The rollups the report queries read (margin_daily reads llm_calls_daily)."""
+ROLLUPS = ("llm_calls_daily", "llm_calls_cost_daily", "llm_calls_waterfall_daily")
+"""The rollups the report queries read (margin_daily reads llm_calls_waterfall_daily)."""
 
 
 def create_raw_views(client) -> None:
@@ -127,7 +127,9 @@ def create_raw_views(client) -> None:
         client.command(f"CREATE VIEW IF NOT EXISTS {DATABASE}.{rollup}_raw AS {select}")
     view = schema.render("margin_daily_view.sql", database=DATABASE, on_cluster="")
     view = view.replace(f"{DATABASE}.margin_daily ", f"{DATABASE}.margin_daily_raw ")
-    client.command(re.sub(rf"\b{DATABASE}\.llm_calls_daily\b", f"{DATABASE}.llm_calls_daily_raw", view))
+    for rollup in ROLLUPS:
+        view = re.sub(rf"\b{DATABASE}\.{rollup}\b", f"{DATABASE}.{rollup}_raw", view)
+    client.command(view)
 
 
 QUERIES = {

@@ -555,6 +555,12 @@ SCHEMA = Table(
                 "info": Key(text, '"routine"'),
             }),
         }),
+        # The weekly and quarterly reviews (otel_margin.analysis.reviews.settings; docs/reviews.md).
+        "reviews": Table({
+            "small_output_tokens": Key(positive_int, "256"),
+            "trend_threshold_pct": Key(positive_number, "5"),
+            "self_hosting_monthly_usd": Key(money, '"15000"'),
+        }),
         "prices": Table(
             {
                 "discounts": TableArray(

@@ -149,7 +149,7 @@ def workload(chdb_client):
 
 
 @pytest.mark.parametrize("allocate_by", ["cost", "calls", "tokens"])
-@pytest.mark.parametrize("level", margin.LEVELS)
+@pytest.mark.parametrize("level", ("all", "feature", "tier", "customer", "cohort"))  # model, unit_kind: test_allocation.py
 def test_margin_by_level_matches_independent_computation(workload, level, allocate_by):
     client, db, rows, events = workload
     expected = group(expected_facts(rows, events, allocate_by), level, START, END)
@@ -207,7 +207,7 @@ def test_adjacent_ranges_add_up_exactly_to_their_union(workload, split):
 def test_the_split_follows_usage_that_arrives_after_the_import(chdb_client, database):
     # The allocation is computed at query time: calls that arrive after `revenue import` move
     # the unattributed revenue between features, without a re-import.
-    may = {"start": date(2024, 5, 1), "end": date(2024, 5, 31), "database": database}
+    may = {"start": date(2024, 5, 1), "end": date(2024, 5, 31), "database": database, "allocate_by": "cost"}
     import_revenue(chdb_client, [RevenueEvent("acme", date(2024, 5, 1), date(2024, 5, 31), Decimal("90"), "pro")],
                    source="seats.csv", database=database)
     assert {row.key: row.revenue_usd for row in margin.margin_by(chdb_client, "feature", **may)} == {
@@ -229,7 +229,7 @@ def test_daily_series_with_rolling_windows(workload, level):
     client, db, rows, events = workload
     facts = expected_facts(rows, events, "cost")
     start, end = date(2024, 5, 5), date(2024, 5, 25)
-    actual = margin.daily_margin(client, start=start, end=end, level=level, database=db)
+    actual = margin.daily_margin(client, start=start, end=end, level=level, allocate_by="cost", database=db)
     by_day: dict[tuple[str, date], Fact] = {}
     for day in {key[0] for key in facts}:
         for key, fact in group(facts, level, day, day).items():
@@ -256,7 +256,7 @@ def test_weekly_series_with_four_week_trailing_averages(workload):
             week = weekly[key[0] - timedelta(key[0].weekday())]
             week.revenue += fact.revenue
             week.cost += fact.cost
-    actual = margin.weekly_margin(client, start=date(2024, 5, 13), end=END, database=db)
+    actual = margin.weekly_margin(client, start=date(2024, 5, 13), end=END, allocate_by="cost", database=db)
     assert [row.week for row in actual] == [date(2024, 5, 13), date(2024, 5, 20), date(2024, 5, 27)]
     for row in actual:
         window = [weekly[w] for w in (row.week - timedelta(7 * k) for k in range(4)) if w in weekly]
@@ -298,13 +298,13 @@ def assert_p95(actual: Decimal | None, ordered: list[Fraction]) -> None:
 def test_customer_scatter_and_negative_margin_customers(workload):
     client, db, rows, events = workload
     expected = group(expected_facts(rows, events, "cost"), "customer", START, END)
-    points = margin.customer_scatter(client, start=START, end=END, database=db)
+    points = margin.customer_scatter(client, start=START, end=END, allocate_by="cost", database=db)
     assert {p.customer for p in points} == set(expected)
     for point in points:
         want = expected[point.customer]
         assert close(point.revenue_usd, want.revenue) and close(point.margin_usd, want.revenue - want.cost)
         assert point.tier == CUSTOMERS.get(point.customer, ("pro",))[0]
-    losers = margin.negative_margin_customers(client, start=START, end=END, database=db)
+    losers = margin.negative_margin_customers(client, start=START, end=END, allocate_by="cost", database=db)
     assert [row.key for row in losers] == sorted(
         (c for c, f in expected.items() if f.revenue < f.cost), key=lambda c: expected[c].revenue - expected[c].cost
     )
@@ -346,7 +346,7 @@ def test_document_analysis_worked_example(chdb_client, database):
 def test_bad_arguments_name_the_value_and_the_choices(chdb_client, database):
     with pytest.raises(ValueError, match="'product'.*feature"):
         margin.margin_by(chdb_client, "product", start=START, end=END, database=database)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="'seats'.*cost, calls, tokens"):
+    with pytest.raises(ValueError, match="'seats'.*calls, cost, tokens, value"):
         margin.margin_by(chdb_client, "all", start=START, end=END, allocate_by="seats", database=database)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ends before it starts"):
         margin.cost_map(chdb_client, start=END, end=START, database=database)
@@ -359,7 +359,8 @@ def test_report_json_carries_the_same_numbers_as_strings(workload):
 
     client, db, _, _ = workload
     report = json.loads(to_json(build_report(client, start=START, end=END, database=db)))
-    features = {row.key: row for row in margin.margin_by(client, "feature", start=START, end=END, database=db)}
+    features = {row.key: row for row in margin.margin_by(client, "feature", start=START, end=END, database=db,
+                                                         allocate_by=report["range"]["allocate_by"])}
     assert {row["key"]: Decimal(row["margin_usd"]) for row in report["features"]} == {
         key: row.margin_usd for key, row in features.items()
     }

@@ -23,12 +23,13 @@ from decimal import ROUND_DOWN, Decimal, localcontext
 from typing import Any, Literal, get_args
 
 from otel_margin import schema
+from otel_margin.analysis.allocation import ALLOCATE_BY, DEFAULT_ALLOCATE_BY, AllocateBy, allocation
 from otel_margin.analysis.queries import query
+from otel_margin.policy import Policy
 
-Level = Literal["all", "feature", "tier", "customer", "cohort"]
-AllocateBy = Literal["cost", "calls", "tokens"]
+Level = Literal["all", "feature", "tier", "customer", "cohort", "model", "unit_kind"]
 LEVELS: tuple[str, ...] = get_args(Level)
-ALLOCATE_BY: tuple[str, ...] = get_args(AllocateBy)
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,11 @@ class MarginRow:
     margin_usd: Decimal
     margin_pct: Decimal | None
     """``None`` when there is no revenue."""
+    inference_usd: Decimal = _ZERO
+    """``cost_usd`` by waterfall category (they add up to it); see :mod:`otel_margin.analysis.waterfall`."""
+    orchestration_usd: Decimal = _ZERO
+    infrastructure_usd: Decimal = _ZERO
+    support_usd: Decimal = _ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,19 +147,25 @@ def margin_by(
     start: date,
     end: date,
     feature: str | None = None,
-    allocate_by: AllocateBy = "cost",
+    allocate_by: AllocateBy = DEFAULT_ALLOCATE_BY,
+    policy: Policy | None = None,
     database: str = schema.DEFAULT_DATABASE,
 ) -> list[MarginRow]:
     """Gross margin per ``level`` over the days ``start``..``end`` (inclusive), worst first.
 
-    ``feature`` restricts to one feature; ``allocate_by`` decides how subscription revenue
-    without a feature is split across the customer's features (see ``docs/margin.md``).
+    Revenue and cost of goods are every source (docs/margin.md): usage, outcome and allocated
+    subscription revenue; inference, orchestration, infrastructure and support costs. ``feature``
+    restricts to one feature; ``allocate_by`` and ``policy`` (its value weights and AI shares;
+    ``None`` reads the policy file) decide how subscription revenue and period costs are split.
     """
-    rows = _run(client, "margin_by_level_query", database, _parameters(level, start, end, feature, allocate_by))
+    parameters = _parameters(level, start, end, feature, allocate_by, policy)
+    rows = _run(client, "margin_by_level_query", database, parameters)
+    categories = ("inference_usd", "orchestration_usd", "infrastructure_usd", "support_usd")
     return [
         MarginRow(
             **_shared_fields(row),
             margin_pct=row["margin_pct"],
+            **{name: row[name] for name in categories},
         )
         for row in rows
     ]
@@ -166,7 +178,8 @@ def daily_margin(
     end: date,
     level: Level = "all",
     feature: str | None = None,
-    allocate_by: AllocateBy = "cost",
+    allocate_by: AllocateBy = DEFAULT_ALLOCATE_BY,
+    policy: Policy | None = None,
     database: str = schema.DEFAULT_DATABASE,
 ) -> list[DailyMarginRow]:
     """Margin per day and key, with rolling 3- and 7-day margins, ordered by key then day.
@@ -175,7 +188,7 @@ def daily_margin(
     contributes nothing) and include days before ``start``.
     """
     rows = _run(
-        client, "margin_daily_series_query", database, _parameters(level, start, end, feature, allocate_by)
+        client, "margin_daily_series_query", database, _parameters(level, start, end, feature, allocate_by, policy)
     )
     return [
         DailyMarginRow(
@@ -198,7 +211,8 @@ def weekly_margin(
     end: date,
     level: Level = "all",
     feature: str | None = None,
-    allocate_by: AllocateBy = "cost",
+    allocate_by: AllocateBy = DEFAULT_ALLOCATE_BY,
+    policy: Policy | None = None,
     database: str = schema.DEFAULT_DATABASE,
 ) -> list[WeeklyMarginRow]:
     """Margin per week (Monday start) and key, with 4-week trailing averages.
@@ -207,7 +221,7 @@ def weekly_margin(
     windows reach back 3 weeks before it. The last week may be partial (up to ``end``).
     """
     rows = _run(
-        client, "margin_weekly_series_query", database, _parameters(level, start, end, feature, allocate_by)
+        client, "margin_weekly_series_query", database, _parameters(level, start, end, feature, allocate_by, policy)
     )
     return [
         WeeklyMarginRow(
@@ -246,11 +260,12 @@ def customer_scatter(
     *,
     start: date,
     end: date,
-    allocate_by: AllocateBy = "cost",
+    allocate_by: AllocateBy = DEFAULT_ALLOCATE_BY,
+    policy: Policy | None = None,
     database: str = schema.DEFAULT_DATABASE,
 ) -> list[CustomerPoint]:
     """Revenue and margin per customer, highest revenue first (the scatter's points)."""
-    rows = _run(client, "customer_scatter_query", database, _parameters("customer", start, end, None, allocate_by))
+    rows = _run(client, "customer_scatter_query", database, _parameters("customer", start, end, None, allocate_by, policy))
     return [CustomerPoint(**{name: row[name] for name in CustomerPoint.__slots__}) for row in rows]
 
 
@@ -261,12 +276,14 @@ def negative_margin_customers(
     end: date,
     limit: int = 10,
     feature: str | None = None,
-    allocate_by: AllocateBy = "cost",
+    allocate_by: AllocateBy = DEFAULT_ALLOCATE_BY,
+    policy: Policy | None = None,
     database: str = schema.DEFAULT_DATABASE,
 ) -> list[MarginRow]:
     """The ``limit`` customers losing the most money (margin below 0 USD), worst first."""
     rows = margin_by(
-        client, "customer", start=start, end=end, feature=feature, allocate_by=allocate_by, database=database
+        client, "customer", start=start, end=end, feature=feature, allocate_by=allocate_by, policy=policy,
+        database=database,
     )
     return [row for row in rows if row.margin_usd < 0][:limit]
 
@@ -283,6 +300,10 @@ class GuardrailRow:
     semantic_hits: int
     cache_saved_usd: Decimal
     """The cost the hits avoided: each stored answer's original cost."""
+    cache_cost_usd: Decimal
+    """What the cache itself spent on its lookups (provider embeddings; 0 for the built-in CPU embedder)."""
+    cache_net_saved_usd: Decimal
+    """``cache_saved_usd − cache_cost_usd``: the dollars the cache avoided, net of its own cost."""
     routed_calls: int
     route_saved_usd: Decimal
     capped_calls: int
@@ -304,11 +325,14 @@ def _cache_hint(hit_rate: Decimal | None) -> str:
 
 
 def guardrails(
-    client: Any, *, start: date, end: date, feature: str | None = None, database: str = schema.DEFAULT_DATABASE
+    client: Any, *, start: date, end: date, feature: str | None = None, tier: str | None = None,
+    customer: str | None = None, database: str = schema.DEFAULT_DATABASE
 ) -> list[GuardrailRow]:
-    """Guardrail effectiveness per feature over ``start``..``end``, biggest saving first."""
+    """Guardrail effectiveness per feature over ``start``..``end``, biggest saving first
+    (``feature``, ``tier``, ``customer``: only those calls)."""
     _check_range(start, end)
-    rows = _run(client, "guardrails_query", database, {"start": start, "end": end, "feature": feature or ""})
+    parameters = {"start": start, "end": end, "feature": feature or "", "tier": tier or "", "customer": customer or ""}
+    rows = _run(client, "guardrails_query", database, parameters)
     result = []
     for row in rows:
         hits, lookups = row["exact_hits"] + row["semantic_hits"], row["cache_lookups"]
@@ -343,14 +367,15 @@ def _shared_fields(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parameters(
-    level: str, start: date, end: date, feature: str | None, allocate_by: str
+    level: str, start: date, end: date, feature: str | None, allocate_by: str, policy: Policy | None
 ) -> dict[str, Any]:
     if level not in LEVELS:
         raise ValueError(f"margin level {level!r} is not one of {', '.join(LEVELS)}")
     if allocate_by not in ALLOCATE_BY:
         raise ValueError(f"allocate_by {allocate_by!r} is not one of {', '.join(ALLOCATE_BY)}")
     _check_range(start, end)
-    return {"level": level, "start": start, "end": end, "feature": feature or "", "allocate_by": allocate_by}
+    rule = allocation(allocate_by, policy)
+    return {"level": level, "start": start, "end": end, "feature": feature or "", **rule.parameters()}
 
 
 def _check_range(start: date, end: date) -> None:

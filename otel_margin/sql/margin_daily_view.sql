@@ -1,62 +1,118 @@
--- Revenue and cost of goods per day, customer, feature, tier and cohort, for the days
--- start..end: every margin view sums this. A parameterised view:
---   SELECT ... FROM margin_daily(allocate_by = 'cost', start = '2024-05-01', end = '2024-05-31')
+-- The margin waterfall per day, customer, feature, tier, cohort, model and unit kind, for the
+-- days start..end: every margin view sums this. A parameterised view:
+--   SELECT ... FROM margin_daily(allocate_by = 'calls', start = '2026-12-01', end = '2026-12-31',
+--                                value_features = [], value_weights = [], ai_tiers = [], ai_share_pcts = [])
 --
--- Cost: priced calls only (cost_usd); unpriced calls are counted, never priced at 0 USD.
--- error_calls: failed calls (error_type set); one without usage has no cost and no usage revenue.
--- Revenue = usage revenue on the calls + subscription revenue from revenue_events.
--- Subscription revenue is spread evenly over the days of its period. Revenue without a
--- feature is allocated to the features (and cohorts) the customer used in that period, in
--- proportion to allocate_by: 'cost' (priced cost), 'calls' or 'tokens' (input + output).
--- When that weight is 0 for the whole period (say every call unpriced) the split falls back
--- to calls; with no usage at all in the period it stays on feature 'unattributed'.
--- Tier of revenue is the tier on the revenue row; tier of cost is the tier on the call.
+-- Revenue = usage revenue on the calls (a failed call earns none) + outcome revenue (outcomes
+-- FINAL, on the outcome's day, attributed like its unit) + subscription revenue (revenue_events).
+-- Cost of goods = inference (LLM calls other than embeddings) + orchestration (embedding calls,
+-- orchestration cost lines) + infrastructure + support (cost lines), each plus the period costs
+-- (period_costs) allocated to it. Cost lines and period costs of category 'inference' count as
+-- inference. Unpriced calls are counted, never priced at 0 USD.
 --
--- The split is computed at query time from the daily rollup, so usage that arrives after an
--- import moves it. Only revenue periods that overlap start..end are split (over their whole
--- period), and only the daily rollup rows of those periods are read: the cost of a query
--- follows the range asked for, not the history kept.
+-- Allocation (docs/margin.md "Allocation"). A subscription row without a feature counts only its
+-- AI share (ai_share_pcts of its tier, by ai_tiers; 100 % for a tier not listed) and is split over
+-- what its customer used in its period; a row with a feature over that feature's usage; a period
+-- cost over the usage that matches what it names (an empty feature, customer or tier matches
+-- any). Parts are (customer, feature, tier, cohort, model, unit kind); a subscription keeps the
+-- tier of its row. The weight of a part is allocate_by: 'calls' (inference calls, the default),
+-- 'cost' (priced cost of its calls), 'tokens' (input + output), 'value' (inference calls times
+-- the feature's value weight, by value_features / value_weights, 1 when not listed; period
+-- costs follow inference calls). A weight of 0 over the whole period falls back to all calls;
+-- no usage at all leaves the amount on its own feature ('unattributed' when empty), customer and
+-- tier, with the customer's most frequent cohort. Each part is amount * weight / total weight
+-- in Decimal256 truncated to 12 places, the last part taking the remainder; each part is spread
+-- evenly over the period's days, the last day taking the remainder: everything adds up exactly.
+--
+-- Only periods that overlap start..end are split (over their whole period), and only the rollup
+-- rows of those periods are read: the cost of a query follows the range asked for.
 CREATE OR REPLACE VIEW $database.margin_daily$on_cluster AS
 WITH
-    events AS
+    mapFromArrays({value_features:Array(String)}, {value_weights:Array(Decimal(38, 12))}) AS value_weight_of,
+    mapFromArrays({ai_tiers:Array(String)}, {ai_share_pcts:Array(Decimal(38, 12))}) AS ai_share_of,
+    amounts AS
     (
+        -- Everything to allocate: subscription revenue (its AI share) and period costs.
         SELECT
-            customer, tier, feature, period_start, period_end, amount_usd,
+            'revenue' AS kind, customer, feature, tier, period_start, period_end,
+            if(feature = '' AND mapContains(ai_share_of, toString(tier)),
+               toDecimal128(toDecimal256(amount_usd, 12) * ai_share_of[toString(tier)] / 100, 12),
+               amount_usd) AS amount_usd,
             toUInt32(dateDiff('day', period_start, period_end) + 1) AS period_days
         FROM $database.revenue_events FINAL
         WHERE period_end >= {start:Date} AND period_start <= {end:Date}
+        UNION ALL
+        SELECT
+            toString(category), customer, feature, tier, period_start, period_end, amount_usd,
+            toUInt32(dateDiff('day', period_start, period_end) + 1)
+        FROM $database.period_costs FINAL
+        WHERE period_end >= {start:Date} AND period_start <= {end:Date}
+    ),
+    usage AS
+    (
+        SELECT
+            day, customer, feature, tier, cohort, model, unit_kind, calls, inference_calls,
+            input_tokens + output_tokens AS tokens, inference_usd + orchestration_usd AS cost_usd
+        FROM $database.llm_calls_waterfall_daily
+        WHERE day >= (SELECT min(period_start) FROM amounts) AND day <= (SELECT max(period_end) FROM amounts)
     ),
     used AS
     (
-        -- Usage per (feature, cohort) in each unattributed period: an equi-join on
-        -- (customer, day) against the period's days, so each rollup row meets only its periods.
+        -- The usage each amount is split over, per part. Revenue meets its customer's rows by an
+        -- equi-join on (customer, day); a period cost (few rows) meets every row of its days.
         SELECT
-            period.customer AS customer, period.period_start AS period_start, period.period_end AS period_end,
-            (usage.feature, usage.cohort) AS part,
+            kind, amount.customer AS customer, amount.feature AS feature, amount.tier AS tier,
+            period_start, period_end,
+            (usage.customer, toString(usage.feature), toString(if(kind = 'revenue', amount.tier, usage.tier)),
+             toString(usage.cohort), toString(usage.model), toString(usage.unit_kind)) AS part,
             sum(multiIf(
-                {allocate_by:String} = 'calls', toDecimal128(usage.calls, 12),
+                {allocate_by:String} = 'cost', usage.cost_usd,
                 {allocate_by:String} = 'tokens', toDecimal128(usage.tokens, 12),
-                usage.cost_usd)) AS weight,
+                {allocate_by:String} = 'value' AND kind = 'revenue',
+                    toDecimal128(toDecimal256(usage.inference_calls, 12)
+                                 * if(mapContains(value_weight_of, toString(usage.feature)),
+                                      value_weight_of[toString(usage.feature)], toDecimal128(1, 12)), 12),
+                toDecimal128(usage.inference_calls, 12))) AS weight,
             sum(usage.calls) AS calls
         FROM
         (
-            SELECT day, customer, feature, cohort, calls, input_tokens + output_tokens AS tokens, cost_usd
-            FROM $database.llm_calls_daily
-            WHERE day >= (SELECT min(period_start) FROM events) AND day <= (SELECT max(period_end) FROM events)
-        ) AS usage
-        INNER JOIN
+            SELECT kind, customer, feature, tier, period_start, period_end,
+                   period_start + arrayJoin(range(period_days)) AS day
+            FROM amounts
+            WHERE kind = 'revenue'
+        ) AS amount
+        INNER JOIN usage ON usage.customer = amount.customer AND usage.day = amount.day
+        WHERE amount.feature = '' OR usage.feature = amount.feature
+        GROUP BY kind, customer, feature, tier, period_start, period_end, part
+        UNION ALL
+        SELECT
+            kind, amount.customer, amount.feature, amount.tier, period_start, period_end,
+            (usage.customer, toString(usage.feature), toString(usage.tier),
+             toString(usage.cohort), toString(usage.model), toString(usage.unit_kind)),
+            sum(multiIf(
+                {allocate_by:String} = 'cost', usage.cost_usd,
+                {allocate_by:String} = 'tokens', toDecimal128(usage.tokens, 12),
+                toDecimal128(usage.inference_calls, 12))),
+            sum(usage.calls)
+        FROM
         (
-            SELECT customer, period_start, period_end, period_start + arrayJoin(range(period_days)) AS day
-            FROM events
-            WHERE feature = ''
-        ) AS period ON usage.customer = period.customer AND usage.day = period.day
-        GROUP BY customer, period_start, period_end, part
+            SELECT kind, customer, feature, tier, period_start, period_end,
+                   period_start + arrayJoin(range(period_days)) AS day
+            FROM amounts
+            WHERE kind != 'revenue'
+        ) AS amount
+        INNER JOIN usage ON usage.day = amount.day
+        WHERE (amount.feature = '' OR usage.feature = amount.feature)
+          AND (amount.customer = '' OR usage.customer = amount.customer)
+          AND (amount.tier = '' OR usage.tier = amount.tier)
+        GROUP BY kind, amount.customer, amount.feature, amount.tier, period_start, period_end, usage.customer,
+                 usage.feature, usage.tier, usage.cohort, usage.model, usage.unit_kind
     ),
     shares AS
     (
-        -- One row per period with usage: its parts in (feature, cohort) order and their weights.
+        -- One row per amount with usage: its parts in order and their weights.
         SELECT
-            customer, period_start, period_end,
+            kind, customer, feature, tier, period_start, period_end,
             arraySort(groupArray((part, weight, calls))) AS used_parts,
             arrayMap(x -> x.1, used_parts) AS parts,
             if(sum(weight) = 0,
@@ -64,72 +120,131 @@ WITH
                arrayMap(x -> x.2, used_parts)) AS weights,
             arraySum(weights) AS total_weight
         FROM used
-        GROUP BY customer, period_start, period_end
+        GROUP BY kind, customer, feature, tier, period_start, period_end
     ),
     cohorts AS
     (
-        -- The customer's most frequent cohort, for revenue that no usage row carries.
+        -- The customer's most frequent cohort, for an amount that no usage row carries.
         SELECT customer, argMax(cohort, calls) AS cohort
         FROM
         (
             SELECT customer, cohort, sum(calls) AS calls
-            FROM $database.llm_calls_daily
-            WHERE customer GLOBAL IN (SELECT customer FROM events)
+            FROM $database.llm_calls_waterfall_daily
+            WHERE customer GLOBAL IN (SELECT customer FROM amounts WHERE customer != '')
             GROUP BY customer, cohort
         )
         GROUP BY customer
     ),
     allocated AS
     (
-        -- Every period as parallel arrays of parts and amounts. amount * weight / total is
-        -- computed in Decimal256 and truncated to 12 places; the last part takes the rounding
-        -- remainder, so the parts add up to the amount exactly.
         SELECT
-            event.customer AS customer, event.tier AS tier, event.period_start AS period_start,
-            event.period_days AS period_days,
+            amount.kind AS kind, amount.period_start AS period_start, amount.period_days AS period_days,
             if(empty(shares.parts),
-               [(if(event.feature = '', 'unattributed', event.feature), cohorts.cohort)],
+               [(toString(amount.customer), if(amount.feature = '', 'unattributed', toString(amount.feature)),
+                 toString(amount.tier), toString(cohorts.cohort), '', '')],
                shares.parts) AS parts,
             if(empty(shares.parts),
-               [event.amount_usd],
-               arrayMap(weight -> toDecimal128(toDecimal256(event.amount_usd, 12) * weight / shares.total_weight, 12),
+               [amount.amount_usd],
+               arrayMap(weight -> toDecimal128(toDecimal256(amount.amount_usd, 12) * weight / shares.total_weight, 12),
                         shares.weights)) AS rounded,
-            arrayPushBack(arrayPopBack(rounded), event.amount_usd - arraySum(arrayPopBack(rounded))) AS amounts
-        FROM events AS event
+            arrayPushBack(arrayPopBack(rounded), amount.amount_usd - arraySum(arrayPopBack(rounded))) AS amounts
+        FROM amounts AS amount
         LEFT JOIN shares
-            ON shares.customer = event.customer AND shares.period_start = event.period_start
-           AND shares.period_end = event.period_end AND event.feature = ''
-        LEFT JOIN cohorts ON cohorts.customer = event.customer
+            ON shares.kind = amount.kind AND shares.customer = amount.customer AND shares.feature = amount.feature
+           AND shares.tier = amount.tier AND shares.period_start = amount.period_start
+           AND shares.period_end = amount.period_end
+        LEFT JOIN cohorts ON cohorts.customer = amount.customer
     ),
-    subscription AS
+    spread AS
     (
-        -- Spread evenly over the period's days, the last day taking the rounding remainder.
-        -- Only the days inside start..end are produced.
+        -- Each part spread evenly over the period's days, the last day taking the rounding
+        -- remainder; only the days inside start..end are produced.
         SELECT
-            period_start + offset AS day, customer, part.1 AS feature, tier, part.2 AS cohort,
-            if(offset + 1 = period_days, amount - per_day * (period_days - 1), per_day) AS subscription_revenue_usd
+            period_start + offset AS day, kind, part,
+            if(offset + 1 = period_days, amount - per_day * (period_days - 1), per_day) AS amount_usd
         FROM
         (
-            SELECT customer, tier, period_start, period_days, part, amount,
-                   toDecimal128(amount / period_days, 12) AS per_day
+            SELECT kind, period_start, period_days, part, amount, toDecimal128(amount / period_days, 12) AS per_day
             FROM allocated
             ARRAY JOIN parts AS part, amounts AS amount
         )
         ARRAY JOIN range(
             toUInt32(greatest(dateDiff('day', period_start, {start:Date}), 0)),
             toUInt32(least(dateDiff('day', period_start, {end:Date}) + 1, period_days))) AS offset
+    ),
+    outcome_rows AS
+    (
+        SELECT toDate(timestamp) AS day, unit_id, unit_kind, feature, customer, tier, cohort,
+               ifNull(revenue_usd, toDecimal128(0, 12)) AS revenue_usd
+        FROM $database.outcomes FINAL
+        WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
+    ),
+    unit_attribution AS
+    (
+        -- For an outcome recorded outside its unit's attribution: the unit's first call that has
+        -- each value, among its calls of the 30 days up to the last outcome day.
+        SELECT
+            unit_id,
+            argMinIf(toString(feature), timestamp, feature != 'unattributed') AS feature,
+            argMinIf(customer, timestamp, customer != '') AS customer,
+            argMinIf(toString(tier), timestamp, tier != '') AS tier,
+            argMinIf(toString(cohort), timestamp, cohort != '') AS cohort,
+            argMinIf(toString(unit_kind), timestamp, unit_kind != '') AS unit_kind
+        FROM $database.llm_calls
+        WHERE toDate(timestamp) >= (SELECT min(day) FROM outcome_rows) - 30
+          AND toDate(timestamp) <= (SELECT max(day) FROM outcome_rows)
+          AND unit_id IN (SELECT unit_id FROM outcome_rows
+                          WHERE feature = 'unattributed' OR customer = '' OR tier = '' OR cohort = '' OR unit_kind = '')
+        GROUP BY unit_id
     )
--- Facts, not groups: a (day, customer, feature, tier, cohort) may have several rows (usage
--- and subscription, and rollup rows not merged yet). Always sum.
+-- Facts, not groups: a (day, customer, feature, tier, cohort, model, unit_kind) may have several
+-- rows (calls, cost lines, outcomes, allocations, rollup rows not merged yet). Always sum.
 SELECT
-    day, customer, feature, tier, cohort, calls, priced_calls, unpriced_calls, error_calls, cost_usd,
-    revenue_usd AS usage_revenue_usd, toDecimal128(0, 12) AS subscription_revenue_usd,
-    revenue_usd, revenue_usd - cost_usd AS margin_usd
-FROM $database.llm_calls_daily
+    day, customer, feature, tier, cohort, model, unit_kind,
+    calls, priced_calls, unpriced_calls, error_calls, inference_calls,
+    revenue_usd AS usage_revenue_usd, toDecimal128(0, 12) AS outcome_revenue_usd,
+    toDecimal128(0, 12) AS subscription_revenue_usd, revenue_usd AS revenue_usd,
+    inference_usd, orchestration_usd, toDecimal128(0, 12) AS infrastructure_usd, toDecimal128(0, 12) AS support_usd,
+    inference_usd + orchestration_usd AS cost_usd, revenue_usd - cost_usd AS margin_usd
+FROM $database.llm_calls_waterfall_daily
 WHERE day >= {start:Date} AND day <= {end:Date}
 UNION ALL
 SELECT
-    day, customer, feature, tier, cohort, 0, 0, 0, 0, toDecimal128(0, 12),
-    toDecimal128(0, 12), subscription_revenue_usd,
-    subscription_revenue_usd, subscription_revenue_usd
-FROM subscription
+    toDate(timestamp), customer, toString(feature), toString(tier), toString(cohort), '', toString(unit_kind),
+    0, 0, 0, 0, 0,
+    toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12),
+    if(category = 'inference', amount_usd, toDecimal128(0, 12)),
+    if(category = 'orchestration', amount_usd, toDecimal128(0, 12)),
+    if(category = 'infrastructure', amount_usd, toDecimal128(0, 12)),
+    if(category = 'support', amount_usd, toDecimal128(0, 12)),
+    amount_usd, -amount_usd
+FROM $database.cost_lines
+WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
+UNION ALL
+SELECT
+    outcome.day,
+    if(outcome.customer != '' OR unit.customer = '', outcome.customer, unit.customer),
+    if(outcome.feature != 'unattributed' OR unit.feature = '', toString(outcome.feature), unit.feature),
+    if(outcome.tier != '' OR unit.tier = '', toString(outcome.tier), unit.tier),
+    if(outcome.cohort != '' OR unit.cohort = '', toString(outcome.cohort), unit.cohort),
+    '',
+    if(outcome.unit_kind != '' OR unit.unit_kind = '', toString(outcome.unit_kind), unit.unit_kind),
+    0, 0, 0, 0, 0,
+    toDecimal128(0, 12), outcome.revenue_usd, toDecimal128(0, 12), outcome.revenue_usd,
+    toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12),
+    toDecimal128(0, 12), outcome.revenue_usd
+FROM outcome_rows AS outcome
+LEFT JOIN unit_attribution AS unit ON unit.unit_id = outcome.unit_id
+UNION ALL
+SELECT
+    day, part.1, part.2, part.3, part.4, part.5, part.6,
+    0, 0, 0, 0, 0,
+    toDecimal128(0, 12), toDecimal128(0, 12),
+    if(kind = 'revenue', amount_usd, toDecimal128(0, 12)), if(kind = 'revenue', amount_usd, toDecimal128(0, 12)),
+    if(kind = 'inference', amount_usd, toDecimal128(0, 12)),
+    if(kind = 'orchestration', amount_usd, toDecimal128(0, 12)),
+    if(kind = 'infrastructure', amount_usd, toDecimal128(0, 12)),
+    if(kind = 'support', amount_usd, toDecimal128(0, 12)),
+    if(kind = 'revenue', toDecimal128(0, 12), amount_usd),
+    if(kind = 'revenue', amount_usd, -amount_usd)
+FROM spread

@@ -19,13 +19,17 @@ FROM
                     {level:String} = 'tier', tier,
                     {level:String} = 'customer', customer,
                     {level:String} = 'cohort', cohort,
+                    {level:String} = 'model', model,
+                    {level:String} = 'unit_kind', unit_kind,
                     'all') AS key,
             sum(calls) AS calls,
             sum(unpriced_calls) AS unpriced_calls,
             sum(error_calls) AS error_calls,
             sum(revenue_usd) AS revenue_usd,
             sum(cost_usd) AS cost_usd
-        FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date} - 6, end = {end:Date})
+        FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date} - 6, end = {end:Date},
+        value_features = {value_features:Array(String)}, value_weights = {value_weights:Array(Decimal(38, 12))},
+        ai_tiers = {ai_tiers:Array(String)}, ai_share_pcts = {ai_share_pcts:Array(Decimal(38, 12))})
         WHERE ({feature:String} = '' OR feature = {feature:String})
         GROUP BY day, key
     )
