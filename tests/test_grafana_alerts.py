@@ -51,11 +51,13 @@ def test_a_literal_reads_back_as_its_value(chdb_client: Any, value: Any) -> None
 
 def test_maps_dates_and_arrays_inline_with_their_types(chdb_client: Any) -> None:
     sql = grafana.inline_parameters(
-        "SELECT {floors:Map(String, Float64)} AS f, {day:Date} AS d, {names:Array(String)} AS n, {at:DateTime64(6)} AS t",
+        "SELECT {floors:Map(String, Float64)} AS f, {day:Date} AS d, {names:Array(String)} AS n, {at:DateTime64(6)} AS t, "
+        "{exceptions:Array(Tuple(String, String, Date))} AS e",
         {"floors": {"chat": 55.0, "o'neil": 40.5}, "day": date(2026, 12, 7), "names": ["a", "b'c"],
-         "at": datetime(2026, 12, 7, 3, 4, 5, 6)},
+         "at": datetime(2026, 12, 7, 3, 4, 5, 6), "exceptions": [("chat", "ana", date(2027, 1, 31))]},
     )
     row = chdb_client.query(sql).result_rows[0]
+    assert row[4] == [("chat", "ana", date(2027, 1, 31))]
     assert row[0] == {"chat": 55.0, "o'neil": 40.5}
     assert row[1] == date(2026, 12, 7)
     assert row[2] == ["a", "b'c"]
