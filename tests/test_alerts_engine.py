@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chdb_fixtures import call, chdb_client, chdb_path, database, insert_calls  # noqa: F401 - fixtures
@@ -148,6 +148,7 @@ def test_a_users_file_replaces_the_builtin_of_the_same_name_and_a_missing_direct
 
 # --- the history: deduplication and cooldown, as a property ----------------------------------------
 
+RANK = ["info", "yellow", "red"]
 KEYS = [("r1", "search", ""), ("r1", "chat", ""), ("r2", "search", "acme")]
 COOLDOWN = timedelta(hours=24)
 
@@ -163,10 +164,14 @@ def alert(key: tuple[str, str, str], severity: str = "yellow") -> Alert:
     st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(["info", "yellow", "red"])), max_size=3, unique_by=lambda x: x[0]),
     st.sets(st.sampled_from(["r1", "r2"])),  # rules that failed this run
 ), min_size=1, max_size=12))
+@example([(0, [(KEYS[0], "yellow")], set()), (1, [(KEYS[0], "info")], set()), (1, [(KEYS[0], "yellow")], set())])
+@example([(0, [(KEYS[0], "red")], set()), (1, [], {"r1"}), (1, [], set())])
+@example([(0, [(KEYS[0], "yellow")], set()), (1, [(KEYS[0], "red")], set())])
 def test_a_standing_breach_is_sent_once_per_cooldown_unless_it_gets_worse(runs):
     history: list[events.Event] = []
     now = NOW
     fired: dict[tuple, list[tuple[datetime, str]]] = {}
+    peak: dict[tuple, str] = {}
     for hours, found, failed in runs:
         now += timedelta(hours=hours)
         found = [(key, severity) for key, severity in found if key[0] not in failed]
@@ -179,17 +184,19 @@ def test_a_standing_breach_is_sent_once_per_cooldown_unless_it_gets_worse(runs):
             if status == "new":
                 assert event.fired_at == now and event.due == ("hook",)
                 if previous:  # fired again: the cooldown passed, or the severity rose
-                    last_at, last_severity = previous[-1]
-                    assert now - last_at >= COOLDOWN or ["info", "yellow", "red"].index(event.severity) > \
-                        ["info", "yellow", "red"].index(last_severity)
+                    last_at, _ = previous[-1]
+                    assert now - last_at >= COOLDOWN or RANK.index(event.severity) > RANK.index(peak[event.key])
                 fired.setdefault(event.key, []).append((now, event.severity))
-            else:
+                peak[event.key] = event.severity
+            else:  # standing: within the cooldown, and no worse than what was sent or seen since
                 assert previous and now - previous[-1][0] < COOLDOWN and event.last_seen == now
+                assert RANK.index(event.severity) <= RANK.index(peak[event.key])
+                peak[event.key] = max(peak[event.key], event.severity, key=RANK.index)
+        live_before = {e.key for e in history if e.closed_at is None}
         history = events.merge(history, result.changed)
-        # Exactly one live row per key that is standing now, none for a key its rule saw gone.
+        # One live row per key standing now; a key its rule ran without is closed; a failed rule closes nothing.
         live = {e.key for e in history if e.closed_at is None}
-        assert {k for k, _ in found} <= live
-        assert all(key[0] in failed or key in {k for k, _ in found} for key in live - {k for k, _ in found})
+        assert live == {k for k, _ in found} | {key for key in live_before if key[0] in failed}
         assert len([e for e in history if e.closed_at is None]) == len(live)
     # Every key that ever breached fired at least once.
     assert set(fired) == {k for _, found, failed in runs for k, _ in found if k[0] not in failed}
@@ -310,3 +317,14 @@ def test_alerts_run_without_data_creates_nothing(chdb_client, chdb_path, tmp_pat
     assert main(["alerts", "run", "--no-builtin", "--rules", str(rules), "--database", "alerts_nothing_here"]) == 0
     assert capsys.readouterr().out.startswith("No data yet")
     assert chdb_client.command("SELECT count() FROM system.databases WHERE name = 'alerts_nothing_here'") == 0
+
+
+def test_the_weekly_count_is_of_the_seven_days_up_to_now():
+    history: list[events.Event] = []
+    for days_ago in (8, 6, 3, 0):
+        result = events.reconcile(history, Evaluation((alert(KEYS[0]), alert(KEYS[2])), (), frozenset({"r1", "r2"})),
+                                  now=NOW - timedelta(days=days_ago), cooldown_for=lambda rule: COOLDOWN, destinations=[])
+        history = events.merge(history, result.changed)
+    assert len(history) == 8
+    assert events.weekly_counts(history, now=NOW) == {"r1": 3, "r2": 3}
+    assert events.weekly_counts(history, now=NOW + timedelta(days=1)) == {"r1": 2, "r2": 2}  # 6 days ago left the week

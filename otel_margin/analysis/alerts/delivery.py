@@ -94,19 +94,19 @@ def post(webhook: Webhook, payload: Mapping[str, Any], *, event_id: str, client:
 
     headers = {"Content-Type": "application/json", "User-Agent": "otel-margin", "Idempotency-Key": event_id,
                **webhook.headers}
-    attempts, problem = 0, ""
+    attempts, problems = 0, []
     for attempt in range(retries + 1):
         attempts += 1
         try:
             response = client.post(webhook.url, json=payload, headers=headers, timeout=webhook.timeout_seconds)
         except httpx.TimeoutException:
-            problem = f"no answer within {webhook.timeout_seconds:g} s (raise timeout_seconds if it is just slow)"
+            problems.append(f"no answer within {webhook.timeout_seconds:g} s")
         except httpx.HTTPError as error:
-            problem = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'cannot connect'}"
+            problems.append(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'cannot connect'}")
         else:
             if response.is_success:
                 return Delivery(webhook.name, True, attempts)
-            problem = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+            problems.append(f"HTTP {response.status_code} {response.reason_phrase}".rstrip())
             if response.status_code < 500 and response.status_code not in _RETRY_STATUS:
                 break  # the request itself is refused: the URL, the headers or the format need a fix
         if attempt < retries:
@@ -117,7 +117,7 @@ def post(webhook: Webhook, payload: Mapping[str, Any], *, event_id: str, client:
                 break
     host = urlsplit(webhook.url).hostname or "?"
     return Delivery(webhook.name, False, attempts,
-                    f"webhook {webhook.name!r} ({host}): {problem} after {attempts} attempt(s); "
+                    f"webhook {webhook.name!r} ({host}): {', then '.join(problems)} ({attempts} attempt(s)); "
                     "the alert stays undelivered and is sent again at the next run")
 
 
