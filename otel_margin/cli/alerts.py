@@ -205,7 +205,7 @@ def _print_table(rows: list[dict[str, Any]], result: Any) -> None:
             table.add_row(row["status"], zone, rich_text(row["rule"]), rich_text(row["feature"]),
                           rich_text(row["customer"]), f"{row['value']:.6g}", f"{row['threshold']:.6g}",
                           rich_text(row["trend"]), rich_text(row["driver"]), rich_text(row["responder"]),
-                          rich_text(row["response"]), row["first_seen"])
+                          rich_text(row["response"]), row["first_seen"][:16].replace("T", " "))
         console.print(table)
     sent = [(event, delivery) for event, delivery in result.deliveries if delivery.ok]
     for event, delivery in sent:

@@ -33,7 +33,7 @@ DEFAULT_RESPONSE = {"red": "act within 24 h", "yellow": "investigate within 48 h
 """The method's response times by severity (``info`` is the green zone)."""
 ZONES = {"red": "red", "yellow": "yellow", "info": "green"}
 """The margin zone of each severity."""
-DEFAULT_RESPONDER = "(no responder set: add [alerts.runbook] responder to the policy file)"
+DEFAULT_RESPONDER = "(none: set [alerts.runbook] responder)"
 
 
 @dataclass(frozen=True, slots=True)
