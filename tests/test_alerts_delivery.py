@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from chdb_fixtures import chdb_client, chdb_path, database  # noqa: F401 - fixtures
 from otel_margin.analysis.alerts.runner import AlertRunner
@@ -221,3 +223,62 @@ def test_the_watcher_survives_failed_runs_and_stops_cleanly_on_sigterm(tmp_path)
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_alerts_settings_of_the_policy_file(tmp_path):
+    from datetime import timedelta as hours_of
+
+    from otel_margin.analysis.alerts.settings import DEFAULT_RESPONDER, alert_settings
+    from otel_margin.policy import PolicyError
+
+    policy = parse_policy("""
+[alerts]
+cooldown_hours = { default = 12, spend = 1.5 }
+rules_dir = "mine"
+
+[[alerts.webhooks]]
+name = "a"
+url = "https://x.example/h"
+
+[alerts.runbook]
+responders = { search = "jane" }
+red = "now"
+""", source=str(tmp_path / "otel-margin.toml"))
+    settings = alert_settings(policy)
+    assert settings.cooldown_for("spend") == hours_of(hours=1.5) and settings.cooldown_for("other") == hours_of(hours=12)
+    assert settings.rules_dir == tmp_path / "mine"  # beside the policy file
+    (webhook,) = settings.webhooks
+    assert (webhook.name, webhook.format, webhook.timeout_seconds) == ("a", "json", 5.0)
+    assert settings.runbook.responder_for("search") == "jane" and settings.runbook.responder_for("x") == DEFAULT_RESPONDER
+    assert settings.runbook.response_for("red") == "now" and settings.runbook.response_for("yellow") == "investigate within 48 h"
+    assert alert_settings(parse_policy("")).cooldown_for("x") == hours_of(hours=24)
+
+    with pytest.raises(PolicyError) as error:
+        parse_policy('[alerts]\ncooldown_hours = 0\n[[alerts.webhooks]]\nname = "a"\nurl = "hooks.slack.com/x"\n'
+                     'format = "teams"\n')
+    assert [line.split(":")[0] for line in error.value.errors] == ["otel-margin.toml line 2", "otel-margin.toml line 5",
+                                                                  "otel-margin.toml line 6"]
+    assert "cooldown_hours = 0 is not valid; expected hours greater than 0" in error.value.errors[0]
+    assert 'expected an http(s) URL like "https://' in error.value.errors[1] and '"slack"' in error.value.errors[2]
+    twice = parse_policy('[[alerts.webhooks]]\nname = "a"\nurl = "https://x.example"\n'
+                         '[[alerts.webhooks]]\nname = "a"\nurl = "https://y.example"\n')
+    with pytest.raises(PolicyError, match="entries 1 and 2 are both named 'a'; give each destination its own name"):
+        alert_settings(twice)
+
+
+@settings(max_examples=200, deadline=None)
+@given(feature=st.text(max_size=40), driver=st.text(max_size=60), customer=st.text(max_size=20))
+@example(feature="&lt;b&gt; &amp; co", driver="<!channel> & more", customer="")
+def test_a_slack_message_escapes_names_and_keeps_them(feature, driver, customer):
+    import html
+    from dataclasses import replace
+
+    from otel_margin.analysis.alerts.delivery import alert_fields, sample_event, slack_message
+    from otel_margin.analysis.alerts.settings import Runbook
+
+    event = replace(sample_event(), feature=feature, driver=driver, customer=customer)
+    message = slack_message(alert_fields(event, Runbook(responder="<@U123>")))
+    text = json.dumps(message, ensure_ascii=False)
+    assert "<" not in text and ">" not in text  # Slack would read them as links and mentions
+    assert feature in html.unescape(message["text"]) and driver in html.unescape(message["text"])
+    assert "<@U123>" in html.unescape(message["blocks"][1]["text"]["text"])

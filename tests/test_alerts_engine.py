@@ -328,3 +328,37 @@ def test_the_weekly_count_is_of_the_seven_days_up_to_now():
     assert len(history) == 8
     assert events.weekly_counts(history, now=NOW) == {"r1": 3, "r2": 3}
     assert events.weekly_counts(history, now=NOW + timedelta(days=1)) == {"r1": 2, "r2": 2}  # 6 days ago left the week
+
+
+def test_alerts_run_on_a_clickhouse_server_over_http(tmp_path_factory, tmp_path):
+    """The same engine through clickhouse-connect's HTTP transport (the loopback server: chDB behind ClickHouse's
+    HTTP interface, in its own process; or OTEL_MARGIN_TEST_CLICKHOUSE_URL)."""
+    import os
+    import uuid
+
+    from clickhouse_http import LoopbackClickHouse, RealClickHouse
+    from otel_margin import schema
+    from otel_margin.exporters.storage import session
+
+    url = os.environ.get("OTEL_MARGIN_TEST_CLICKHOUSE_URL")
+    server = RealClickHouse(url) if url else LoopbackClickHouse(tmp_path_factory.mktemp("alerts-http"))
+    try:
+        config = StorageConfig(endpoint=server.url, database=f"alerts_{uuid.uuid4().hex[:8]}")
+        with session(config) as client:
+            schema.apply_schema(client, database=config.database, ttl_days=0)
+            seed(client, config.database)
+        rules = write_rules(tmp_path / "rules", {"spend.sql": SPEND, "per_customer.sql": PER_CUSTOMER,
+                                                 "no_driver_no_rows.sql": BROKEN["no_driver_no_rows.sql"][0]})
+        clock = [NOW]
+        make = lambda: AlertRunner(config, policy=lambda: parse_policy(""), rules_dirs=[str(rules)], builtin=False,  # noqa: E731
+                                   parameters=lambda policy, **_: PARAMETERS, clock=lambda: clock[0])
+        first = make().run_once()
+        assert sorted((e.rule, status) for e, status in first.current) == [("customer_spend", "new"), ("spend", "new")]
+        assert [f.name for f in first.failures] == ["no_driver_no_rows"]
+        clock[0] = NOW + timedelta(hours=1)
+        assert {status for _, status in make().run_once().current} == {"standing"}
+        with session(config) as client:
+            assert client.command(f"SELECT count() FROM `{config.database}`.alert_events FINAL") == 2
+            client.command(f"DROP DATABASE `{config.database}`")
+    finally:
+        server.stop()
