@@ -247,6 +247,7 @@ def test_the_report_shows_hits_and_the_dollars_they_avoided(server, spans, cache
     assert (row["feature"], row["calls"], row["cache_lookups"], row["exact_hits"]) == ("qa", 5, 4, 2)
     assert Decimal(row["hit_rate"]) == Decimal("0.5") and row["cache_hint"] == ""
     assert Decimal(row["cache_saved_usd"]) == 2 * first_cost
+    assert Decimal(row["cache_cost_usd"]) == 0 and Decimal(row["cache_net_saved_usd"]) == 2 * first_cost  # exact: no embedding
     assert main(["report", "--since", "1"]) == 0
     assert "Guardrails" in capsys.readouterr().out
 
