@@ -50,7 +50,7 @@ class StrategicException:
     reason: str
     review_date: date
     where: str
-    """``otel-margin.toml line N``: where the entry is, for messages."""
+    """``otel-margin.toml [[exceptions]] entry 2``: where the entry is, for messages."""
 
     def expired(self, today: date) -> bool:
         """Past its review date: it no longer covers the feature."""
@@ -96,7 +96,7 @@ class Floors:
         self._features: Mapping[str, Mapping[str, Any]] = document.get("features", {})
         self.exceptions: tuple[StrategicException, ...] = tuple(
             StrategicException(entry["feature"], entry["owner"], entry["reason"], entry["review_date"],
-                               policy.where("exceptions", index))  # type: ignore[arg-type]
+                               f"{policy.display_name} [[exceptions]] entry {index + 1}")
             for index, entry in enumerate(document.get("exceptions", []))
         )
 
@@ -149,4 +149,48 @@ def zoned(
             floor=floor,
             exception=floors.exception(name, today) if name is not None else None,
         ))
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneInfo:
+    """The zone of one margin row, as the report shows it (terminal and JSON)."""
+
+    key: str
+    zone: Zone | None
+    floor_pct: Decimal
+    band_pts: Decimal
+    category: str
+    floor_source: str
+    exception_owner: str | None = None
+    exception_reason: str | None = None
+    exception_review_date: date | None = None
+
+
+REPORT_LEVELS: Mapping[str, str] = {"total": "all", "features": "feature", "tiers": "tier",
+                                    "negative_customers": "customer"}
+"""The report's margin sections and the level their rows are at."""
+
+
+def report_zones(
+    sections: Mapping[str, Iterable[Any]], policy: Policy, *, today: date, feature: str | None = None
+) -> dict[str, list[ZoneInfo]]:
+    """The zone of every row of the report's margin sections (:data:`REPORT_LEVELS`), by section.
+
+    ``feature`` is the report's ``--feature``: with it, every section is that feature's rows
+    and is zoned by its floor.
+    """
+    result = {}
+    for section, level in REPORT_LEVELS.items():
+        rows = zoned(sections.get(section, ()), policy, today=today, level=level, feature=feature)
+        result[section] = [
+            ZoneInfo(
+                key=item.row.key, zone=item.zone, floor_pct=item.floor.floor_pct, band_pts=item.floor.band_pts,
+                category=item.floor.category, floor_source=item.floor.source,
+                exception_owner=item.exception.owner if item.exception else None,
+                exception_reason=item.exception.reason if item.exception else None,
+                exception_review_date=item.exception.review_date if item.exception else None,
+            )
+            for item in rows
+        ]
     return result

@@ -16,11 +16,15 @@ import dataclasses
 import json
 import os
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from otel_margin.analysis import margin
+from otel_margin.analysis import zones
+from otel_margin.cli import _report_sections
+from otel_margin.display import printable
+from otel_margin.policy import load_policy
 
 _NO_SCHEMA_CODES = (60, 81)
 """ClickHouse's UNKNOWN_TABLE and UNKNOWN_DATABASE (and UNKNOWN_FUNCTION, 46, naming one of
@@ -31,8 +35,13 @@ _UNKNOWN_IDENTIFIER = 47
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``report``."""
-    parser = subparsers.add_parser("report", help="gross margin per feature, tier and customer, and the cost map")
-    parser.add_argument("--since", type=int, default=30, metavar="DAYS", help="days back from today, UTC (default 30)")
+    parser = subparsers.add_parser(
+        "report", help="gross margin per feature, tier and customer, the margin waterfall, units of work and the cost map",
+        description="Gross margin over a period: the waterfall (revenue - inference - orchestration - infrastructure "
+        "- support = gross margin) in total and per --by level, margin per feature and tier, customers losing money, "
+        "cost per unit of work and margin per outcome, the cost map and the guardrails.",
+    )
+    _report_sections.add_arguments(parser)
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--feature", help="only this feature")
     parser.add_argument(
@@ -49,22 +58,21 @@ def run(args: argparse.Namespace) -> int:
     from otel_margin.exporters.catchup import insert_spooled_rows
     from otel_margin.exporters.storage import StorageUnavailable, session
 
-    if args.since < 1:
-        raise CommandError(f"--since {args.since} must be at least 1 day")
-    end = datetime.now(timezone.utc).date()
-    start = end - timedelta(days=args.since - 1)
+    period = _report_sections.resolve_period(args)
+    start, end = period.start, period.end
     config = storage_config(database=args.database)
     try:
         with session(config) as client:
             # Embedded: insert what the exporters spooled before we asked (and the schema with it).
             insert_spooled_rows(client, config)
             if not _has_calls(client, config.database):
-                _print_no_data_yet(args, config, start, end)
+                _print_no_data_yet(args, config, start, end, period)
                 return 0
             report = build_report(
                 client, start=start, end=end, feature=args.feature, allocate_by=args.allocate_by,
-                database=config.database,
+                database=config.database, by=args.by, grace_minutes=args.grace_minutes,
             )
+            report["period"] = period
     except StorageUnavailable as error:
         raise CommandError(str(error)) from error
     except Exception as error:
@@ -94,7 +102,7 @@ def _has_calls(client: Any, database: str) -> bool:
     ).result_rows[0][0])
 
 
-def _print_no_data_yet(args: argparse.Namespace, config: Any, start: date, end: date) -> None:
+def _print_no_data_yet(args: argparse.Namespace, config: Any, start: date, end: date, period: Any) -> None:
     """Nothing written yet (a service starting, or none running): an empty report, and why."""
     note = (f"no LLM calls recorded yet in database {config.database!r} at {config.endpoint}: nothing has "
             "been exported there (the exporter creates the schema with its first rows). Calls appear once an "
@@ -102,7 +110,8 @@ def _print_no_data_yet(args: argparse.Namespace, config: Any, start: date, end: 
     if args.format == "json":
         empty = {"range": {"start": start, "end": end, "feature": args.feature or "", "allocate_by": args.allocate_by},
                  "total": [], "features": [], "tiers": [], "cost_map": [], "negative_customers": [],
-                 "guardrails": []}
+                 "guardrails": [], "zones": {section: [] for section in zones.REPORT_LEVELS}, "period": period,
+                 **_report_sections.empty_sections(args.by, args.grace_minutes)}
         print(to_json(empty))
         print(f"otel-margin report: {note}", file=sys.stderr)
     else:
@@ -111,11 +120,15 @@ def _print_no_data_yet(args: argparse.Namespace, config: Any, start: date, end: 
 
 def build_report(
     client: Any, *, start: date, end: date, feature: str | None = None, allocate_by: str = "cost",
-    database: str = "otel_margin", top: int = 10,
+    database: str = "otel_margin", top: int = 10, by: str = "feature",
+    grace_minutes: int = _report_sections.units.DEFAULT_GRACE_MINUTES, policy: Any = None,
 ) -> dict[str, Any]:
-    """Every section of the report as rows (the one source of both output formats)."""
+    """Every section of the report as rows (the one source of both output formats).
+
+    ``policy`` gives the floors the zones compare with; ``None`` reads the policy file.
+    """
     common = {"start": start, "end": end, "feature": feature, "allocate_by": allocate_by, "database": database}
-    return {
+    report = {
         "range": {"start": start, "end": end, "feature": feature or "", "allocate_by": allocate_by},
         "total": margin.margin_by(client, "all", **common),
         "features": margin.margin_by(client, "feature", **common),
@@ -123,7 +136,13 @@ def build_report(
         "cost_map": margin.cost_map(client, start=start, end=end, feature=feature, database=database),
         "negative_customers": margin.negative_margin_customers(client, limit=top, **common),
         "guardrails": margin.guardrails(client, start=start, end=end, feature=feature, database=database),
+        **_report_sections.build_sections(client, start=start, end=end, by=by, feature=feature,
+                                          allocate_by=allocate_by, grace_minutes=grace_minutes, database=database),
     }
+    # Green / yellow / red against each feature's floor, exceptions as of the range's last day.
+    report["zones"] = zones.report_zones(report, policy if policy is not None else load_policy(), today=end,
+                                         feature=feature)
+    return report
 
 
 def to_json(report: dict[str, Any]) -> str:
@@ -147,7 +166,8 @@ def print_tables(report: dict[str, Any]) -> None:
         console = Console(width=_PIPE_WIDTH)  # a pipe or a CI log: room for every column
     span = report["range"]
     # Names come from outside (baggage, --feature): shown as printable text, never as markup.
-    header = Text.assemble(("Gross margin", "bold"), f" {span['start']} .. {span['end']}")
+    period = report.get("period")
+    header = Text.assemble(("Gross margin", "bold"), f" {period.label if period else ''} ({span['start']} .. {span['end']})")
     if span["feature"]:
         header.append_text(Text("  feature=") + rich_text(span["feature"]))
     header.append(f"  (subscription revenue allocated by {span['allocate_by']})")
@@ -155,12 +175,13 @@ def print_tables(report: dict[str, Any]) -> None:
     for title, rows in (("Total", report["total"]), ("Per feature", report["features"]), ("Per tier", report["tiers"]),
                         ("Customers with negative margin", report["negative_customers"])):
         table = Table(title=title, title_justify="left")
-        for column in ("key", "calls", "errors", "unpriced", "revenue $", "cost $", "margin $", "margin %"):
-            table.add_column(column, justify="left" if column == "key" else "right")
+        zone_of = {info.key: info for info in report.get("zones", {}).get(_ZONE_SECTIONS[title], [])}
+        for column in ("key", "calls", "errors", "unpriced", "revenue $", "cost $", "margin $", "margin %", "zone"):
+            table.add_column(column, justify="left" if column in ("key", "zone") else "right")
         for row in rows:
             table.add_row(rich_text(row.key) if row.key else "(none)", str(row.calls), _flagged(row.error_calls, "red"),
                           _flagged(row.unpriced_calls, "yellow"), _usd(row.revenue_usd), _usd(row.cost_usd),
-                          _usd(row.margin_usd), _pct(row.margin_pct))
+                          _usd(row.margin_usd), _pct(row.margin_pct), _zone(zone_of.get(row.key)))
         console.print(table)
     table = Table(title="Cost map (per priced request)", title_justify="left")
     for column in ("feature", "calls", "unpriced", "avg $", "P95 $", "input", "cache read", "cache write", "output", "other"):
@@ -172,12 +193,31 @@ def print_tables(report: dict[str, Any]) -> None:
                       _usd(row.avg_other_usd))
     console.print(table)
     _print_guardrails(console, report["guardrails"])
+    _report_sections.print_sections(console, report)
     if any(row.unpriced_calls for row in report["total"]):
         console.print("[yellow]Unpriced calls have no cost in these sums: margins above are upper bounds. "
                       "Add their models to the policy file's prices.[/yellow]")
     if any(row.error_calls for row in report["total"]):
         console.print("[red]Errors are failed calls: one the provider reported no usage for costs nothing and "
                       "books no usage revenue.[/red]")
+
+
+_ZONE_SECTIONS = {"Total": "total", "Per feature": "features", "Per tier": "tiers",
+                  "Customers with negative margin": "negative_customers"}
+
+
+def _zone(info: Any) -> Any:
+    """``green`` / ``yellow`` / ``red`` in its colour, and the floor; an exception says whose."""
+    from rich.text import Text
+
+    if info is None or info.zone is None:
+        return "-"
+    text = Text(info.zone, style=info.zone)
+    text.append(f" (floor {info.floor_pct}%)")
+    if info.exception_owner is not None:
+        text.append(f", exception until {info.exception_review_date}: ")
+        text.append(printable(info.exception_owner))
+    return text
 
 
 def _print_guardrails(console: Any, rows: list[Any]) -> None:
@@ -191,12 +231,13 @@ def _print_guardrails(console: Any, rows: list[Any]) -> None:
         return
     table = Table(title="Guardrails", title_justify="left")
     for column in ("feature", "cache lookups", "exact hits", "semantic hits", "hit rate", "cache saved $",
-                   "routed", "route saved $", "capped", "blocked"):
+                   "cache cost $", "cache net $", "routed", "route saved $", "capped", "blocked"):
         table.add_column(column, justify="left" if column == "feature" else "right")
     for row in rows:
         rate = "-" if row.hit_rate is None else f"{row.hit_rate * 100:.1f}%"
         table.add_row(rich_text(row.feature), str(row.cache_lookups), str(row.exact_hits), str(row.semantic_hits), rate,
-                      _usd(row.cache_saved_usd), str(row.routed_calls), _usd(row.route_saved_usd),
+                      _usd(row.cache_saved_usd), _usd(row.cache_cost_usd), _usd(row.cache_net_saved_usd),
+                      str(row.routed_calls), _usd(row.route_saved_usd),
                       str(row.capped_calls), str(row.blocked_calls))
     console.print(table)
     for row in rows:
@@ -236,7 +277,7 @@ _usd = usd_text
 def _pct(value: Decimal | None) -> str:
     if value is None:
         return "-"
-    # No floors yet (they come with alerts): colour only the sign.
+    # The sign's colour; the zone column compares with the feature's floor.
     text = _significant(value, whole_places=1, digits=2)
     style = "red" if text.startswith("-") else "green"
     return f"[{style}]{text}%[/{style}]"
