@@ -362,3 +362,17 @@ def test_alerts_run_on_a_clickhouse_server_over_http(tmp_path_factory, tmp_path)
             client.command(f"DROP DATABASE `{config.database}`")
     finally:
         server.stop()
+
+
+def test_a_history_table_that_cannot_be_used_is_an_error_naming_it(chdb_client, chdb_path, database, tmp_path,
+                                                                  monkeypatch, capsys):
+    from otel_margin.cli import main
+
+    seed(chdb_client, database)
+    chdb_client.command(f"CREATE TABLE `{database}`.alert_events (x Int8) ENGINE = Memory")  # someone else's table
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", f"chdb://{chdb_path}")
+    rules = write_rules(tmp_path / "rules", {"per_customer.sql": PER_CUSTOMER})
+    assert main(["alerts", "run", "--no-builtin", "--rules", str(rules), "--database", database]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot read the alerts' history {database}.alert_events" in err and "Traceback" not in err
+    assert "alert_events_table.sql" in err

@@ -71,6 +71,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``alerts run``: once, or ``--watch``."""
+    from otel_margin.analysis.alerts.events import HistoryError
     from otel_margin.analysis.alerts.runner import AlertRunner, watch
     from otel_margin.cli import CommandError, storage_config
     from otel_margin.exporters.storage import StorageUnavailable
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         result = runner.run_once()
-    except (StorageUnavailable, PolicyError) as error:
+    except (StorageUnavailable, PolicyError, HistoryError) as error:
         raise CommandError(str(error)) from error
     return _print_result(result, args, config, watching=False)
 

@@ -20,9 +20,10 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from contextlib import contextmanager
 from importlib import resources
 from string import Template
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from otel_margin.analysis.alerts.engine import Alert, Evaluation
 from otel_margin.analysis.alerts.rules import SEVERITIES
@@ -213,17 +214,31 @@ def table_statements(*, database: str = DEFAULT_DATABASE, cluster: str | None = 
     return statements
 
 
+class HistoryError(Exception):
+    """``alert_events`` cannot be created, read or written; the message names the table and the fix."""
+
+
 def ensure_table(client: Any, *, database: str = DEFAULT_DATABASE, cluster: str | None = None) -> None:
-    """Create ``alert_events`` if it does not exist (idempotent; the database must exist)."""
-    for statement in table_statements(database=database, cluster=cluster):
-        client.command(statement)
+    """Create ``alert_events`` if it does not exist (idempotent; the database must exist).
+
+    Looked up first, so a watcher does not send DDL (``ON CLUSTER``: through the DDL queue) every run.
+    """
+    with _history_errors(database, "create"):
+        exists = client.query(
+            "SELECT count() FROM system.tables WHERE database = {database:String} AND name = 'alert_events'",
+            parameters={"database": database},
+        ).result_rows[0][0]
+        if not exists:
+            for statement in table_statements(database=database, cluster=cluster):
+                client.command(statement)
 
 
 def load_history(client: Any, *, now: datetime, longest_cooldown: timedelta,
                  database: str = DEFAULT_DATABASE) -> list[Event]:
     """The rows that decide this run: fired within the cooldown, the retry window or the week, or still open."""
     since = utc(now) - max(longest_cooldown, RETRY_WINDOW, WEEK)
-    result = client.query(query("alert_events_recent_query", database=database), parameters={"since": since})
+    with _history_errors(database, "read"):
+        result = client.query(query("alert_events_recent_query", database=database), parameters={"since": since})
     return [_event(dict(zip(result.column_names, row))) for row in result.result_rows]
 
 
@@ -232,7 +247,25 @@ def save(client: Any, events: Sequence[Event], *, database: str = DEFAULT_DATABA
     if not events:
         return
     rows = [[_column(event, name) for name in COLUMNS] for event in events]
-    client.insert(f"{quote_identifier(database)}.alert_events", rows, column_names=list(COLUMNS))
+    with _history_errors(database, "write"):
+        client.insert(f"{quote_identifier(database)}.alert_events", rows, column_names=list(COLUMNS))
+
+
+@contextmanager
+def _history_errors(database: str, action: str) -> Iterator[None]:
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+    try:
+        yield
+    except OperationalError:
+        raise  # the store is unreachable: not the table's problem
+    except DatabaseError as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise HistoryError(
+            f"cannot {action} the alerts' history {database}.alert_events ({detail[:400]}); the alerts command creates, "
+            "reads and writes that table: use credentials that may (CREATE TABLE, SELECT and INSERT on it), or create "
+            "it from otel_margin/analysis/sql/alert_events_table.sql"
+        ) from error
 
 
 def utc(moment: datetime) -> datetime:

@@ -83,7 +83,7 @@ class AlertRunner:
 
     def run_once(self, stop: threading.Event | None = None) -> RunResult:
         """Evaluate every rule once, update the history, send what is due. Raises
-        :class:`~otel_margin.policy.PolicyError` and
+        :class:`~otel_margin.policy.PolicyError`, :class:`~.events.HistoryError` and
         :class:`~otel_margin.exporters.storage.StorageUnavailable`; rule failures are in the result."""
         from otel_margin.exporters.catchup import insert_spooled_rows
         from otel_margin.exporters.storage import session
@@ -134,7 +134,7 @@ class AlertRunner:
         try:
             with session(self.config) as client:
                 events.save(client, list(updated.values()), database=self.config.database)
-        except StorageUnavailable as error:
+        except (StorageUnavailable, events.HistoryError) as error:
             return (f"what was sent could not be recorded ({error}); alerts delivered in this run may be sent again "
                     "at the next run")
         return ""
