@@ -76,7 +76,9 @@ def build(
     # The weekly view's 4-week trailing window reaches 3 weeks before the first Monday.
     facts_start = start - timedelta(days=start.weekday() + 21)
     rule = allocation(filters.allocate_by, policy).parameters()
-    facts = _rows(client, "dashboard_facts_query", database, {**bound, **rule, "start": facts_start, "end": end})
+    rows = _rows(client, "dashboard_facts_query", database,
+                 {**bound, **rule, "start": facts_start, "end": end, "page_start": start})
+    facts = [row for row in rows if row["by"] == "day"]
     in_range = [row for row in facts if row["day"] >= start]
     document = {
         "generated_at": now.isoformat(timespec="seconds"),
@@ -88,7 +90,7 @@ def build(
             "daily": _daily(in_range, Floors(policy), end),
             "weekly": {"tier": _weekly(facts, "tier", start), "cohort": _weekly(facts, "cohort", start)},
             "monthly": _monthly(in_range),
-            "customers": _customers(client, database, {**bound, **rule, "start": start, "end": end}),
+            "customers": _customers([row for row in rows if row["by"] == "customer" and row["page"]]),
             "cost_map": _cost_map(client, database, filters, start, end),
             "waterfall": _waterfall(in_range),
             "guardrails": _guardrails(client, database, filters, start, end),
@@ -244,18 +246,28 @@ def _monthly(rows: list[dict[str, Any]]) -> dict[str, Any]:
                      for month, feature in sorted(groups)]}
 
 
-def _customers(client: Any, database: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    rows = _rows(client, "dashboard_customers_query", database, {**parameters, "limit": CUSTOMER_POINTS})
-    total = rows[0]["customers_total"] if rows else 0
+def _customers(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The customers with the most revenue (then calls), each in its tier with the most revenue."""
+    by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        del row["customers_total"]
-    plotted = [row for row in rows if row["margin_pct"] is not None]
+        by_customer[row["customer"]].append(row)
+    customers = []
+    for customer, parts in by_customer.items():
+        total = _sum(parts)
+        tier = max(parts, key=lambda part: (part["revenue_usd"], part["calls"], part["tier"]))["tier"]
+        customers.append({"customer": customer, "tier": tier, **{name: total[name] for name in _CUSTOMER_FIELDS}})
+    customers.sort(key=lambda row: (-row["revenue_usd"], -row["calls"], row["customer"]))
+    shown = customers[:CUSTOMER_POINTS]
+    plotted = [row for row in shown if row["margin_pct"] is not None]
     return {
         "points": plotted,
-        "without_revenue": [row for row in rows if row["margin_pct"] is None],
-        "customers_total": total,
+        "without_revenue": [row for row in shown if row["margin_pct"] is None],
+        "customers_total": len(customers),
         "quadrant": _quadrant(plotted),
     }
+
+
+_CUSTOMER_FIELDS = ("calls", "unpriced_calls", "revenue_usd", "cost_usd", "margin_usd", "margin_pct")
 
 
 def _quadrant(points: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -1,0 +1,137 @@
+"""Time to read the whole dashboard's data, and to write its snapshot, on N synthetic calls in chDB.
+
+    python benchmarks/dashboard.py                     # 10,000,000 calls over 30 days
+    python benchmarks/dashboard.py --calls 1000000 --repeat 5
+    python benchmarks/dashboard.py --path /tmp/bench-chdb --keep   # generate once ...
+    python benchmarks/dashboard.py --path /tmp/bench-chdb --reuse  # ... and time again
+
+Generates the calls with margin_queries.py's generator (INSERT … SELECT FROM numbers() into
+``llm_calls``, so every rollup fills as under the exporter, plus a monthly subscription per
+customer), then times, as the dashboard runs them for its default 30-day page ending on the last
+generated day: the whole data document (every view's queries and their Python assembly, one call
+of ``otel_margin.analysis.dashboard.data.build``) and each query inside it, then writing the
+snapshot (HTML with plotly.js and the data inlined) to a file. Prints medians of wall clock and of
+this process's CPU (chDB runs in-process). Target: under 2 s for the whole dashboard's data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime, time as clock, timedelta, timezone
+from pathlib import Path
+
+import clickhouse_connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import margin_queries  # noqa: E402 - the generator, shared with the margin query benchmark
+
+from otel_margin.analysis.dashboard import data, page  # noqa: E402
+from otel_margin.policy import Policy  # noqa: E402
+
+DATABASE = margin_queries.DATABASE
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=10_000_000, help="synthetic calls (default 10,000,000)")
+    parser.add_argument("--days", type=int, default=30, help="days the calls spread over (default 30)")
+    parser.add_argument("--page-days", type=int, default=30, help="the dashboard's period, the last days (default 30)")
+    parser.add_argument("--customers", type=int, default=2_000)
+    parser.add_argument("--features", type=int, default=8)
+    parser.add_argument("--chunk", type=int, default=1_000_000, help="rows per INSERT … SELECT")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the median is shown")
+    parser.add_argument("--path", help="chDB directory (default: a temporary one, removed afterwards)")
+    parser.add_argument("--keep", action="store_true", help="keep --path's data afterwards")
+    parser.add_argument("--reuse", action="store_true", help="time the data already in --path (generated before)")
+    args = parser.parse_args()
+    if args.reuse and not args.path:
+        parser.error("--reuse needs --path, the directory of an earlier run with --keep")
+
+    path = Path(args.path) if args.path else Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
+    client = clickhouse_connect.get_client(interface="chdb", path=str(path))
+    try:
+        if not args.reuse:
+            seconds = margin_queries.generate(client, args)
+            print(f"generated {args.calls:,} calls over {args.days} days, {args.customers:,} customers, "
+                  f"{args.features} features in {seconds:.1f} s")
+        print(margin_queries.sizes(client))
+        measure(client, args, path)
+    finally:
+        client.close()
+        if not args.keep and not args.reuse:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def measure(client, args, path: Path) -> None:
+    last_day = margin_queries.START + timedelta(days=args.days - 1)
+    now = datetime.combine(last_day, clock(23, 30), timezone.utc)  # the page as seen late on the last day
+    filters = data.Filters(days=args.page_days, end=last_day)
+    policy = Policy()
+    query_times = _instrument()
+    build = lambda: data.build(client, filters, policy=policy, database=DATABASE, now=now)  # noqa: E731
+    document = build()  # warm-up: the first run also loads the parts' marks
+    query_times.clear()
+    wall, cpu, document = timed(build, args.repeat)
+    print(f"\ndashboard data, {filters.days} days ending {last_day} ({args.repeat} runs, median):")
+    print(f"  {'whole document (every view)':<40} {wall:>8.3f} s wall {cpu:>8.3f} s CPU   target < 2 s")
+    for name, times in query_times.items():
+        print(f"    {name:<38} {statistics.median(times):>8.3f} s wall")
+    snapshot_file = path.parent / f"{path.name}-snapshot.html"
+    write = lambda: snapshot_file.write_text(page.snapshot(document), encoding="utf-8")  # noqa: E731
+    page.plotly_js()  # read once per process, as the CLI does
+    wall, cpu, _ = timed(write, args.repeat)
+    size = snapshot_file.stat().st_size
+    snapshot_file.unlink()
+    print(f"  {'write the snapshot (HTML, ' + f'{size / 1e6:.1f} MB)':<40} {wall:>8.3f} s wall {cpu:>8.3f} s CPU")
+    views = document["views"]
+    print(f"  rows: {sum(len(s['day']) for s in views['daily']['series'])} daily points, "
+          f"{len(views['customers']['points'])} customers plotted of {views['customers']['customers_total']}, "
+          f"{len(views['cost_map']['rows'])} cost-map features, {document['totals']['calls']:,} calls in the period")
+
+
+def _instrument() -> dict[str, list[float]]:
+    """Record the wall time of each query the dashboard runs (by its SQL file or margin function)."""
+    times: dict[str, list[float]] = defaultdict(list)
+    rows = data._rows
+
+    def timed_rows(client, name, database, parameters):
+        began = time.perf_counter()
+        try:
+            return rows(client, name, database, parameters)
+        finally:
+            times[f"{name}.sql"].append(time.perf_counter() - began)
+
+    data._rows = timed_rows
+    for function in ("cost_map", "guardrails"):
+        original = getattr(data.margin, function)
+
+        def wrapped(*a, _original=original, _name=function, **k):
+            began = time.perf_counter()
+            try:
+                return _original(*a, **k)
+            finally:
+                times[f"margin.{_name}"].append(time.perf_counter() - began)
+
+        setattr(data.margin, function, wrapped)
+    return times
+
+
+def timed(work, repeat: int):
+    """Median wall-clock and CPU seconds of ``work``, and its last result."""
+    walls, cpus, result = [], [], None
+    for _ in range(repeat):
+        began, cpu_began = time.perf_counter(), time.process_time()
+        result = work()
+        walls.append(time.perf_counter() - began)
+        cpus.append(time.process_time() - cpu_began)
+    return statistics.median(walls), statistics.median(cpus), result
+
+
+if __name__ == "__main__":
+    main()
