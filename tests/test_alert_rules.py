@@ -295,3 +295,17 @@ def test_every_builtin_rule_is_quiet_on_an_empty_store_and_on_a_steady_history(c
         if name != "customer_cost_ratio":  # globex earns nothing: the ratio has no value, so no row
             assert run(chdb_client, database, name) == [], name
     assert run(chdb_client, database, "customer_cost_ratio") == []
+
+
+def test_the_documented_example_rule_runs_as_written(chdb_client, database):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "alerts.md").read_text("utf-8")
+    start = text.index("-- alert-rules/daily_spend.sql")
+    sql = text[start: text.index("```", start)]
+    rule = rule_from_text("daily_spend", "alert-rules/daily_spend.sql", sql)
+    assert rule.parameters == ("now",)
+    seed(chdb_client, database, range(1), lambda day: [Usage(calls=40, input_tokens=10_000_000)])  # 25 USD a call
+    result = chdb_client.query(rule.render(database=database), parameters={"now": NOW})
+    assert [row[:3] for row in result.result_rows] == [("daily_spend", "yellow", "chat")]
+    assert result.result_rows[0][4] == pytest.approx(40 * 25.002)
