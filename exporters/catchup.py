@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from otel_margin.exporters.rows import FORMAT, JSON_INSERT_FORMAT, TABLE, json_insert_block
+from otel_margin.exporters.rows import FORMAT, JSON_INSERT_FORMAT, json_insert_block
 from otel_margin.exporters.spool import SUFFIX, Spool
 from otel_margin.exporters.storage import StorageConfig
 from otel_margin.schema import apply_schema, quote_identifier
@@ -124,10 +124,10 @@ def _insert_spool(client: Any, config: StorageConfig, spool: Spool, deadline: fl
 def _insert_waiting(client: Any, config: StorageConfig, spool: Spool, deadline: float) -> int:
     # Imported here: the exporter imports this module (register_spool).
     from otel_margin.exporters.clickhouse import INGEST_MAX_BYTES, INGEST_MAX_ROWS, INSERT_SETTINGS
+    from otel_margin.exporters.record_rows import table_for
 
     waiting = spool.pending()
     newest = waiting[-1].name if waiting else ""
-    table = f"{quote_identifier(config.database)}.{quote_identifier(TABLE)}"
     inserted, schema_ready = 0, False
     while time.monotonic() < deadline:
         batch = spool.next_ingest(max_rows=INGEST_MAX_ROWS, max_bytes=INGEST_MAX_BYTES, newest=newest)
@@ -139,6 +139,9 @@ def _insert_waiting(client: Any, config: StorageConfig, spool: Spool, deadline: 
         body, fmt = batch.body, batch.format
         if fmt != FORMAT:  # a batch an earlier release spooled as JSON rows
             body, fmt = json_insert_block(batch.columns, body), JSON_INSERT_FORMAT
+        # An outcome or cost-line batch goes to its own table, as the exporter inserts it (a batch
+        # holds one table's columns), never into llm_calls, where it would count as calls.
+        table = f"{quote_identifier(config.database)}.{quote_identifier(table_for(batch.columns))}"
         client.raw_insert(table, insert_block=body, fmt=fmt,
                           settings={**INSERT_SETTINGS, "insert_deduplication_token": batch.token})
         spool.remove(batch)

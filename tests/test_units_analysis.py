@@ -1,0 +1,159 @@
+"""Units of work, analysed (issue 15 item 5): cost per unit, margin per outcome, units without one.
+
+Real chDB: rows of llm_calls, cost_lines and outcomes as the exporter writes them, read back
+through the ``units`` view by :mod:`otel_margin.analysis.units`, and every figure compared with
+an independent computation from the rows seeded (hypothesis draws the units).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otel_margin import schema
+from otel_margin.analysis import units
+
+from chdb_fixtures import call, chdb_client, chdb_path, database, insert_calls  # noqa: F401 - fixtures
+
+DAY = datetime(2026, 11, 10, 9, tzinfo=timezone.utc)
+RANGE = {"start": date(2026, 11, 1), "end": date(2026, 11, 30)}
+LINE_COLUMNS = ("timestamp", "trace_id", "span_id", "service_name", "unit_id", "unit_kind", "feature", "customer",
+                "tier", "cohort", "category", "amount_usd", "description")
+OUTCOME_COLUMNS = ("timestamp", "trace_id", "span_id", "service_name", "unit_id", "unit_kind", "feature", "customer",
+                   "tier", "cohort", "status", "revenue_usd", "quality")
+CATEGORIES = ("inference", "orchestration", "infrastructure", "support")
+TWELVE = Decimal(1).scaleb(-12)
+
+_money = st.decimals(min_value=0, max_value=Decimal("5"), places=6)
+_unit = st.fixed_dictionaries({
+    "kind": st.sampled_from(["ticket", "document"]),
+    "feature": st.sampled_from(["support", "contracts"]),
+    "calls": st.lists(st.tuples(_money, st.booleans()), min_size=0, max_size=5),  # (cost, is an embedding)
+    "lines": st.lists(st.tuples(_money, st.sampled_from(CATEGORIES)), max_size=2),
+    "outcome": st.one_of(st.none(), st.tuples(st.sampled_from(["resolved", "failed", "escalated"]), _money)),
+}).filter(lambda u: u["calls"] or u["lines"])
+
+
+def seed(client: Any, db: str, drawn: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The drawn units as rows of llm_calls, cost_lines and outcomes; each unit with its id."""
+    calls, lines, outcomes = [], [], []
+    for number, drawn_unit in enumerate(drawn):
+        unit_id, at = f"U-{number}", DAY + timedelta(minutes=number)
+        common = {"unit_id": unit_id, "unit_kind": drawn_unit["kind"], "feature": drawn_unit["feature"],
+                  "customer": "acme", "tier": "pro", "cohort": "c"}
+        for cost, embedding in drawn_unit["calls"]:
+            calls.append(call(timestamp=at, cost_usd=cost, operation="embeddings" if embedding else "chat",
+                              **{k: v for k, v in common.items() if k != "cohort"}))
+        for amount, category in drawn_unit["lines"]:
+            lines.append({**common, "timestamp": at, "trace_id": "t", "span_id": uuid.uuid4().hex[:16],
+                          "service_name": "svc", "category": category, "amount_usd": amount, "description": ""})
+        if drawn_unit["outcome"]:
+            status, revenue = drawn_unit["outcome"]
+            outcomes.append({**common, "timestamp": at + timedelta(seconds=30), "trace_id": "t",
+                             "span_id": uuid.uuid4().hex[:16], "service_name": "svc", "status": status,
+                             "revenue_usd": revenue, "quality": None})
+        drawn_unit["id"] = unit_id
+    if calls:
+        insert_calls(client, db, calls)
+    for table, rows, columns in (("cost_lines", lines, LINE_COLUMNS), ("outcomes", outcomes, OUTCOME_COLUMNS)):
+        if rows:
+            client.insert(f"{schema.quote_identifier(db)}.{table}", [[row[c] for c in columns] for row in rows],
+                          column_names=list(columns))
+    return drawn
+
+
+def expected_cost(drawn_unit: dict[str, Any]) -> Decimal:
+    return sum((cost for cost, _ in drawn_unit["calls"]), Decimal(0)) + sum(
+        (amount for amount, _ in drawn_unit["lines"]), Decimal(0))
+
+
+def exact_quantile(values: list[Decimal], level: float) -> Decimal:
+    """The element at floor(level * n) of the sorted values (the definition the report states)."""
+    ordered = sorted(values)
+    return ordered[min(int(level * len(ordered)), len(ordered) - 1)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(drawn=st.lists(_unit, min_size=1, max_size=12), grace=st.sampled_from([0, 10**7]))
+def test_units_figures_equal_an_independent_computation(chdb_client, database, drawn, grace):
+    db = schema.quote_identifier(database)
+    for table in ("llm_calls", "cost_lines", "outcomes"):
+        chdb_client.command(f"TRUNCATE TABLE {db}.{table}")
+    seed(chdb_client, database, drawn)
+
+    # Cost per unit per (kind, feature): count, exact total, average truncated, P50/P95/max.
+    costs: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
+    for u in drawn:
+        costs[(u["kind"], u["feature"])].append(expected_cost(u))
+    got = {(row.unit_kind, row.feature): row for row in
+           units.cost_per_unit(chdb_client, grace_minutes=grace, database=database, **RANGE)}
+    assert set(got) == set(costs)
+    for key, values in costs.items():
+        row = got[key]
+        assert (row.units, row.cost_usd) == (len(values), sum(values))
+        assert row.avg_cost_usd == (sum(values) / len(values)).quantize(TWELVE, rounding=ROUND_DOWN)
+        assert row.p50_cost_usd == exact_quantile(values, 0.5)
+        assert row.p95_cost_usd == exact_quantile(values, 0.95)
+        assert row.max_cost_usd == max(values)
+
+    # Margin per (feature, outcome); no outcome reads abandoned after the grace period, open before.
+    groups = units.outcome_groups(chdb_client, grace_minutes=grace, database=database, **RANGE)
+    per_outcome: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
+    for u in drawn:
+        status = u["outcome"][0] if u["outcome"] else ("abandoned" if grace == 0 else "open")
+        total = per_outcome[(u["feature"], status)]
+        total[0] += 1
+        total[1] += u["outcome"][1] if u["outcome"] else 0
+        total[2] += expected_cost(u)
+    rows = units.margin_per_outcome(groups)
+    assert {(r.feature, r.outcome): [r.units, r.revenue_usd, r.cost_usd] for r in rows} == per_outcome
+    for r in rows:
+        assert r.margin_usd == r.revenue_usd - r.cost_usd
+        assert r.cost_per_unit_usd == (r.cost_usd / r.units).quantize(TWELVE, rounding=ROUND_DOWN)
+    assert [r.margin_usd for r in rows] == sorted(r.margin_usd for r in rows)
+
+    # The summary: units without an outcome and what failed units cost.
+    without = [u for u in drawn if not u["outcome"]]
+    failed = [u for u in drawn if u["outcome"] and u["outcome"][0] == "failed"]
+    summary = units.unit_summary(groups)
+    state = "abandoned" if grace == 0 else "open"
+    assert summary == units.UnitSummary(
+        units=len(drawn), with_outcome=len(drawn) - len(without),
+        abandoned_units=len(without) if state == "abandoned" else 0,
+        abandoned_cost_usd=sum(map(expected_cost, without), Decimal(0)) if state == "abandoned" else 0,
+        open_units=len(without) if state == "open" else 0,
+        open_cost_usd=sum(map(expected_cost, without), Decimal(0)) if state == "open" else 0,
+        failed_units=len(failed), failed_cost_usd=sum(map(expected_cost, failed), Decimal(0)),
+        failed_revenue_usd=sum((u["outcome"][1] for u in failed), Decimal(0)),
+    )
+
+
+def test_the_feature_filter_and_the_range_bound_every_units_figure(chdb_client, database):
+    drawn = [{"kind": "ticket", "feature": "support", "calls": [(Decimal("0.5"), False)], "lines": [],
+              "outcome": ("resolved", Decimal(2))},
+             {"kind": "document", "feature": "contracts", "calls": [(Decimal("0.25"), False)], "lines": [],
+              "outcome": None}]
+    seed(chdb_client, database, drawn)
+    (row,) = units.cost_per_unit(chdb_client, feature="support", database=database, **RANGE)
+    assert (row.unit_kind, row.units, row.cost_usd) == ("ticket", 1, Decimal("0.5"))
+    december = {"start": date(2026, 12, 1), "end": date(2026, 12, 31)}
+    assert units.cost_per_unit(chdb_client, database=database, **december) == []
+    assert units.unit_summary(units.outcome_groups(chdb_client, database=database, **december)).units == 0
+
+
+@pytest.mark.parametrize("grace", [-1, 1.5, True, 2**32])
+def test_a_bad_grace_period_names_the_value_and_the_fix(chdb_client, database, grace):
+    with pytest.raises(ValueError, match=rf"grace_minutes {grace!r} .*e\.g\. 60"):
+        units.cost_per_unit(chdb_client, grace_minutes=grace, database=database, **RANGE)
+
+
+def test_a_range_that_ends_before_it_starts_says_swap(chdb_client, database):
+    with pytest.raises(ValueError, match="ends before it starts; swap"):
+        units.outcome_groups(chdb_client, start=RANGE["end"], end=RANGE["start"], database=database)
