@@ -157,20 +157,3 @@ def test_deploy_otel_traces_ddl_is_the_collector_one():
     ddl = (COLLECTOR / "otel_traces_table.sql").read_text().rstrip("\n")
     deploy = (REPO / "deploy" / "clickhouse" / "01-otel-traces.sql").read_text().rstrip("\n")
     assert deploy == f"CREATE DATABASE IF NOT EXISTS otel;\n\n{ddl};"
-
-
-def test_every_grafana_panel_query_runs_in_the_engine(chdb_client):
-    """Grafana's macros replaced by literals; every panel's SQL must run on the real schema."""
-    import json
-
-    schema.apply_schema(chdb_client, ttl_days=0)  # the dashboard reads database otel_margin
-    try:
-        dashboard = json.loads((REPO / "deploy" / "grafana" / "dashboards" / "margin.json").read_text())
-        for panel in dashboard["panels"]:
-            sql = panel["targets"][0]["rawSql"]
-            sql = (sql.replace("$__fromTime", "toDateTime('2024-05-01 00:00:00')")
-                      .replace("$__toTime", "toDateTime('2024-05-31 23:59:59')")
-                      .replace("${allocate_by}", "calls"))
-            chdb_client.query(sql)
-    finally:
-        chdb_client.command("DROP DATABASE otel_margin")
