@@ -42,6 +42,7 @@ class Usage:
     revenue: Decimal = Decimal("0.01")  # per call
     model: str = "gpt-4o"
     feature: str = "chat"
+    provider: str = "openai"
 
 
 def calls_of(day: date, usage: Usage) -> list[dict[str, Any]]:
@@ -52,7 +53,8 @@ def calls_of(day: date, usage: Usage) -> list[dict[str, Any]]:
         call(timestamp=datetime.combine(day, time(index % 18, index % 60), timezone.utc), feature=usage.feature,
              customer=usage.customer, tier=usage.tier, cost_usd=input_cost + output_cost,
              components=(input_cost, zero, zero, output_cost, zero), revenue_usd=usage.revenue,
-             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, response_model=usage.model)
+             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, response_model=usage.model,
+             provider=usage.provider)
         for index in range(usage.calls)
     ]
 
@@ -248,6 +250,25 @@ def test_price_change_follows_the_policy_discount_and_is_quiet_at_current_prices
     assert row["value"] == pytest.approx(-10)
     assert row["driver"] in ("model gpt-4o-mini input price -10%", "model gpt-4o-mini output price -10%")
 
+
+
+def test_price_change_compares_a_tiered_price_with_its_tiers(chdb_client, database):
+    # claude-sonnet-4-5: 3 / 15 USD per million tokens, 6 / 22.5 above 200,000 input tokens. Long
+    # and short calls priced at their tiers average between the two: no change.
+    def tiers(day: date) -> list[Usage]:
+        return [Usage(model="claude-sonnet-4-5", provider="anthropic", input_tokens=250_000, calls=5,
+                      input_price=Decimal(6), output_price=Decimal("22.5")),
+                Usage(model="claude-sonnet-4-5", provider="anthropic", input_tokens=1000,
+                      input_price=Decimal(3), output_price=Decimal(15))]
+
+    seed(chdb_client, database, range(1), tiers)
+    assert run(chdb_client, database, "price_change") == []
+    # Calls priced at half the lower tier's input price: +100 % to reach it.
+    seed(chdb_client, database, range(1), lambda day: [Usage(model="claude-sonnet-4-5", provider="anthropic",
+                                                             feature="docs", input_price=Decimal("1.5"),
+                                                             output_price=Decimal(15))])
+    (row,) = run(chdb_client, database, "price_change")
+    assert (row["feature"], row["driver"]) == ("docs", "model claude-sonnet-4-5 input price +100%")
 
 def test_unpriced_share_fires_and_names_the_unpriced_model(chdb_client, database):
     rows = calls_of(TODAY, Usage(calls=40)) + [
