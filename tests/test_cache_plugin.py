@@ -249,7 +249,8 @@ def test_the_report_shows_hits_and_the_dollars_they_avoided(server, spans, cache
     assert Decimal(row["cache_saved_usd"]) == 2 * first_cost
     assert Decimal(row["cache_cost_usd"]) == 0 and Decimal(row["cache_net_saved_usd"]) == 2 * first_cost  # exact: no embedding
     assert main(["report", "--since", "1"]) == 0
-    assert "Guardrails" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Guardrails" in printed and "cache net $" in printed
 
 
 @pytest.mark.parametrize(("rate", "hint"), [("0.1499", "refine"), ("0.15", ""), ("0.5", ""), ("0.5001", "longer TTLs")])
