@@ -180,7 +180,8 @@ def test_policy_error_is_a_value_error() -> None:
 
 
 def test_schema_is_the_single_source_of_keys() -> None:
-    assert set(SCHEMA.keys) == {"alerts", "attribution", "exceptions", "features", "hosts", "plugins", "prices", "tiers", "zones"}
+    assert set(SCHEMA.keys) == {"alerts", "attribution", "exceptions", "features", "hosts", "plugins", "prices", "reviews",
+                                "tiers", "zones"}
 
 
 # Arbitrary TOML-shaped documents: the validator either accepts them or raises PolicyError.
