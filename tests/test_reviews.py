@@ -30,6 +30,7 @@ from otel_margin.analysis.zones import Floors
 from otel_margin.cli import main
 from otel_margin.policy import parse_policy
 from otel_margin.prices import PriceCatalog
+from test_dashboard import ARTIFACTS, browser, tab  # noqa: F401 - fixtures: Debian's chromium
 
 WEEK = periods.iso_week("2026-W49")  # 2026-11-30 .. 2026-12-06
 WINDOW_START = WEEK.start - timedelta(weeks=3)  # the backlog's 4 weeks
@@ -259,12 +260,37 @@ def test_the_weekly_review_has_every_agenda_section_and_fills_them(chdb_client, 
     assert headings == list(weekly.AGENDA)
     assert "Not available yet" in text  # no alert engine has written alert_events in this database
     assert "exception expires | steady | review date 2026-12-20" in text  # within the horizon
+    for model in ("big-model", "small-model"):  # the seeded calls carry price version 'test'
+        assert f"| re-priced | openai {model} | calls were priced with test; today's prices are genai-prices-" in text
     for item in _build(chdb_client, database):
         assert f"| {item.kind} | {item.subject} |" in text
     page = (tmp_path / "w.html").read_text()
     assert external_references(page) == []
     assert page.count('class="chart"') == 3  # zones, cost trends, backlog
     assert "Plotly.newPlot" in page
+
+
+def test_the_weekly_page_draws_its_charts_in_a_browser_without_a_request_or_an_error(
+        chdb_client, chdb_path, database, seeded, tmp_path, monkeypatch, tab):
+    """Debian's chromium (the dashboard tests' browser): every chart drawn, series and points as seeded."""
+    (tmp_path / "otel-margin.toml").write_text(POLICY)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OTEL_MARGIN_POLICY", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", f"chdb://{chdb_path}")
+    assert main(["review", "weekly", "--week", WEEK.label, "--database", database, "--output", "w.md",
+                 "--html", "w.html"]) == 0
+    tab.page.goto((tmp_path / "w.html").as_uri())
+    tab.page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length === 3", timeout=90_000)
+    drawn = tab.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.chart')].map(
+        (div) => [div.id, div.data.map((t) => [t.name, t.x.length, t.y.filter((y) => y !== null).length])]))""")
+    features = sorted(TREND_FACTORS)
+    items = len(_build(chdb_client, database))
+    assert drawn["chart-1"] == [["2026-W48", 3, 3], ["2026-W49", 3, 3], ["floor", 3, 3]]
+    assert drawn["chart-3"] == [[feature, 4, 4] for feature in features]
+    assert drawn["chart-5"] == [["USD per quarter", min(items, 10), min(items, 10)]]
+    tab.check_clean(allowed_prefixes=("file://",))
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.page.screenshot(path=str(ARTIFACTS / "review-weekly.png"), full_page=True)
 
 
 def test_the_quarterly_review_has_every_agenda_section(chdb_client, chdb_path, database, seeded, tmp_path,
