@@ -35,7 +35,7 @@ from otel_margin.cli.dashboard import read_dashboard
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 LONG_FEATURE = "feature-with-a-very-long-name-" + "x" * 170
-HOSTILE = "<script>window.__xss = 1</script>"
+HOSTILE = "<b>x</b><script>window.__xss=1</script>"  # plotly reads <b>: it must stay text
 HOSTILE_IMG = '<img src=x onerror="window.__xss = 2">'
 DAYS = 30
 
@@ -135,6 +135,8 @@ def seed(now: datetime) -> list[dict[str, Any]]:
         cost = None if unpriced else Decimal(index % 7 + 1) / 1000
         revenue = None if customer == HOSTILE_IMG else Decimal(index % 5 + 1) / 400
         extra = {"cache_result": "exact", "saved_usd": Decimal("0.004")} if feature == "search" and index % 4 == 1 else {}
+        if index % 6 == 0:  # tickets of two calls each, all of feature search
+            extra.update(unit_id=f"ticket-{index // 12}", unit_kind="ticket")
         rows.append(call(timestamp=moment, feature=feature, customer=customer, tier=tier, cohort=cohort,
                          cost_usd=cost, revenue_usd=revenue, **extra))
     return rows
@@ -268,6 +270,11 @@ def test_snapshot_draws_every_chart_of_a_seeded_store(tab, seeded, chdb_client, 
     # Recent alerts, the hostile customer's name as text.
     assert HOSTILE in tab.text("#table-alerts") and "margin_red_3d" in tab.text("#table-alerts")
     assert "standing" in tab.text("#table-alerts")
+    # Cost per unit of work: the tickets with a call in the period.
+    start = now.date() - timedelta(days=DAYS - 1)
+    tickets = {row["unit_id"] for row in rows if row["unit_kind"] == "ticket" and row["timestamp"].date() >= start}
+    cells = tab.page.evaluate("[...document.querySelectorAll('#table-unit-costs td')].map((td) => td.textContent)")
+    assert cells[:3] == ["ticket", "search", str(len(tickets))]
 
 
 def test_snapshot_of_one_feature_and_customer_is_filtered_server_side(tab, seeded, database, store, tmp_path):

@@ -100,7 +100,7 @@
   const CHARTS = {
     realtime: ["chart-realtime"], daily: ["chart-daily"], weekly: ["chart-weekly-tier", "chart-weekly-cohort"],
     monthly: ["chart-monthly", "table-monthly"], customers: ["chart-customers", "table-customers"],
-    cost_map: ["chart-cost-map"], waterfall: ["chart-waterfall"], guardrails: ["chart-guardrails", "table-guardrails"],
+    cost_map: ["chart-cost-map", "table-unit-costs"], waterfall: ["chart-waterfall"], guardrails: ["chart-guardrails", "table-guardrails"],
     alerts: ["table-alerts"],
   };
 
@@ -237,6 +237,14 @@
     const rows = view.rows;
     note("chart-cost-map", view.unfiltered.length
       ? "Per feature over every " + view.unfiltered.join(" and ") + ": the cost rollup has no " + view.unfiltered.join(" or ") + "." : "");
+    if (view.units.length) {
+      table("table-unit-costs", ["unit kind", "feature", "units", "calls", "avg $ per unit", "P50", "P95", "max"],
+        view.units.map((u) => [u.unit_kind, u.feature, u.units, u.calls, usd(u.avg_cost_usd), usd(u.p50_cost_usd),
+                               usd(u.p95_cost_usd), usd(u.max_cost_usd)]), 2);
+    } else {
+      nothing("table-unit-costs", "No units of work in this period: otel_margin.unit(kind) groups the calls of one " +
+              "priced thing (a ticket, a document); the per-request map above covers every call.");
+    }
     if (!rows.length) { nothing("chart-cost-map", "No calls in this period."); return; }
     if (!rows.some((r) => r.priced_calls > 0)) {
       nothing("chart-cost-map", "No priced calls in this period: " + rows.reduce((n, r) => n + r.unpriced_calls, 0) +

@@ -24,7 +24,7 @@ from decimal import ROUND_DOWN, Decimal, localcontext
 from typing import Any
 
 from otel_margin import schema
-from otel_margin.analysis import margin
+from otel_margin.analysis import margin, units
 from otel_margin.analysis.allocation import ALLOCATE_BY, DEFAULT_ALLOCATE_BY, allocation
 from otel_margin.analysis.queries import query
 from otel_margin.analysis.zones import Floors, zone
@@ -279,9 +279,12 @@ def _quadrant(points: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _cost_map(client: Any, database: str, filters: Filters, start: date, end: date) -> dict[str, Any]:
+    """Per request (every call) and per unit of work (units with a kind; a call outside any unit
+    is in the per-request map only)."""
     rows = margin.cost_map(client, start=start, end=end, feature=filters.feature or None, database=database)
+    per_unit = units.cost_per_unit(client, start=start, end=end, feature=filters.feature or None, database=database)
     unfiltered = [name for name in ("tier", "customer") if getattr(filters, name)]
-    return {"rows": rows, "unfiltered": unfiltered}
+    return {"rows": rows, "units": [row for row in per_unit if row.unit_kind], "unfiltered": unfiltered}
 
 
 def _waterfall(rows: list[dict[str, Any]]) -> dict[str, Any]:
