@@ -1,8 +1,10 @@
 -- Fixed costs of a period (period_costs, from `otel-margin costs import`) allocated to the
 -- customers, features and tiers that used AI in that period, by the rule subscription revenue
--- follows (margin_daily): in proportion to allocate_by — 'calls', 'tokens' (input + output) or
--- 'cost' (priced cost) — of the usage that matches what the cost row names (a feature, customer
--- or tier left empty matches any). A parameterised view:
+-- follows (margin_daily): in proportion to allocate_by — 'calls' (inference calls: LLM calls other
+-- than embeddings), 'tokens' (input + output) or 'cost' (priced cost; any other value counts
+-- inference calls, as 'value' does for costs) — of the usage that matches what the cost row names
+-- (a feature, customer or tier left empty matches any). margin_daily allocates by the same rule over
+-- finer parts (cohort, model and unit kind too) spread over the period's days. A parameterised view:
 --   SELECT ... FROM period_costs_allocated(allocate_by = 'calls', start = '2026-12-01', end = '2026-12-31')
 --
 -- One row per (cost row, customer, feature, tier) with its share of the row's whole amount,
@@ -27,9 +29,9 @@ WITH
             cost.feature AS feature, cost.customer AS customer, cost.tier AS tier,
             (usage.customer, toString(usage.feature), toString(usage.tier)) AS part,
             sum(multiIf(
-                {allocate_by:String} = 'calls', toDecimal128(usage.calls, 12),
+                {allocate_by:String} = 'cost', usage.cost_usd,
                 {allocate_by:String} = 'tokens', toDecimal128(usage.tokens, 12),
-                usage.cost_usd)) AS weight,
+                toDecimal128(usage.inference_calls, 12))) AS weight,
             sum(usage.calls) AS calls
         FROM
         (
@@ -39,8 +41,9 @@ WITH
         ) AS cost
         INNER JOIN
         (
-            SELECT day, customer, feature, tier, calls, input_tokens + output_tokens AS tokens, cost_usd
-            FROM $database.llm_calls_daily
+            SELECT day, customer, feature, tier, calls, inference_calls, input_tokens + output_tokens AS tokens,
+                   inference_usd + orchestration_usd AS cost_usd
+            FROM $database.llm_calls_waterfall_daily
             WHERE day >= (SELECT min(period_start) FROM costs) AND day <= (SELECT max(period_end) FROM costs)
         ) AS usage ON usage.day = cost.day
         WHERE (cost.feature = '' OR usage.feature = cost.feature)
