@@ -147,3 +147,32 @@ def test_report_shows_the_zone_in_json_and_in_the_terminal(chdb_client, chdb_pat
     assert "yellow (floor 55%)" in lines["chat"]
     assert "red (floor 40%), exception until 2027-03-31: jane@example.com" in lines["search"]
     assert "green (floor 70%)" in lines["docs"]
+
+
+_values = st.one_of(st.integers(-200, 200), st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=6), st.booleans(), st.sampled_from(['"55"', '"core"', '"premium"', '"x"']))
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if value != value else ("inf" if value == float("inf") else "-inf" if value == -float("inf")
+                                             else repr(value))
+    if isinstance(value, str) and value.startswith('"'):
+        return value
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
+
+
+@given(floor=_values, band=_values, category=_values)
+def test_any_floor_setting_is_a_floor_in_range_or_an_error_naming_its_line(floor, band, category):
+    text = (f"[features.chat]\nfloor_pct = {_toml(floor)}\nyellow_band_pts = {_toml(band)}\n"
+            f"category = {_toml(category)}\n")
+    try:
+        policy = parse_policy(text)
+    except PolicyError as error:
+        assert all(message.startswith("otel-margin.toml line ") and "expected" in message for message in error.errors)
+        return
+    found = zones.Floors(policy).floor("chat")
+    assert 0 <= found.floor_pct < 100 and 0 < found.band_pts <= 50 and found.category in zones.CATEGORY_FLOORS
+    assert zones.zone(found.floor_pct, found.floor_pct, found.band_pts) == "yellow"
