@@ -376,3 +376,19 @@ def test_a_history_table_that_cannot_be_used_is_an_error_naming_it(chdb_client, 
     err = capsys.readouterr().err
     assert f"cannot read the alerts' history {database}.alert_events" in err and "Traceback" not in err
     assert "alert_events_table.sql" in err
+
+
+def test_a_watcher_says_a_rules_fatigue_once_per_count(capsys):
+    import argparse
+
+    from otel_margin.analysis.alerts.runner import RunResult
+    from otel_margin.cli.alerts import _print_result
+
+    args, config = argparse.Namespace(format="json"), StorageConfig()
+    told: dict[str, int] = {}
+    for weekly, said in (({"r1": 5, "r2": 1}, ["r1"]), ({"r1": 5, "r2": 1}, []), ({"r1": 6, "r2": 4}, ["r1", "r2"])):
+        assert _print_result(RunResult(weekly=weekly), args, config, watching=True, fatigue_told=told) == 0
+        err = capsys.readouterr().err
+        assert [line.split("'")[1] for line in err.splitlines() if "alert fatigue" in line] == said
+    _print_result(RunResult(weekly={"r1": 6}), args, config, watching=False)  # a single run always says it
+    assert "alert fatigue: rule 'r1' fired 6 times" in capsys.readouterr().err

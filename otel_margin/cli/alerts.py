@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 _DESCRIPTION = """\
@@ -84,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
                          builtin=not args.no_builtin, cluster=args.cluster)
     if args.watch:
         stop = threading.Event()
-        status = {"failed": False}
+        told: dict[str, int] = {}  # fatigue already said, by rule: said again only when the count changes
 
         def report(result: Any) -> None:
-            status["failed"] = _print_result(result, args, config, watching=True) != 0 or status["failed"]
+            _print_result(result, args, config, watching=True, fatigue_told=told)
 
         def report_error(error: Exception) -> None:
             print(f"otel-margin alerts: this run failed, the next one is in {args.interval:g} s: "
@@ -141,8 +142,12 @@ def test(args: argparse.Namespace) -> int:
 # --- output ---------------------------------------------------------------------------------------
 
 
-def _print_result(result: Any, args: argparse.Namespace, config: Any, *, watching: bool) -> int:
-    """Print one run's alerts and notes; the exit status it deserves (1: a rule or a webhook failed)."""
+def _print_result(result: Any, args: argparse.Namespace, config: Any, *, watching: bool,
+                  fatigue_told: dict[str, int] | None = None) -> int:
+    """Print one run's alerts and notes; the exit status it deserves (1: a rule or a webhook failed).
+
+    ``fatigue_told`` (a watcher's): the fatigue counts already printed, so a standing count is said once.
+    """
     from otel_margin.analysis.alerts.delivery import alert_fields
     from otel_margin.analysis.alerts.events import FATIGUE_PER_WEEK
     from otel_margin.display import printable_lines
@@ -164,12 +169,16 @@ def _print_result(result: Any, args: argparse.Namespace, config: Any, *, watchin
     if result.unrecorded:
         notes.append(result.unrecorded)
     fatigue = {rule: count for rule, count in result.weekly.items() if count > FATIGUE_PER_WEEK}
+    if fatigue_told is not None:
+        fatigue = {rule: count for rule, count in fatigue.items() if fatigue_told.get(rule) != count}
+        fatigue_told.update(fatigue)
     if args.format == "json":
         print(json.dumps(rows, indent=None if watching else 2), flush=True)
     elif not watching or any(row["status"] == "new" for row in rows) or notes or result.deliveries:
         _print_table(rows, result)
     else:
-        print(f"{rows and rows[0]['last_seen'] or 'now'}: {len(rows)} standing alert(s), nothing new", flush=True)
+        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(f"{when}: {len(rows)} standing alert(s), nothing new", flush=True)
     for rule, count in sorted(fatigue.items()):
         notes.append(f"alert fatigue: rule {rule!r} fired {count} times in the last 7 days; more than "
                      f"{FATIGUE_PER_WEEK} a week means its thresholds are wrong: change them in the policy file "
