@@ -14,7 +14,10 @@ WITH
             sumIf(priced_calls, day > today - 3) AS calls_now,
             toFloat64(sumIf(revenue_usd, day <= today - 3)) AS revenue_before,
             toFloat64(sumIf(cost_usd, day <= today - 3)) AS cost_before,
-            sumIf(priced_calls, day <= today - 3) AS calls_before
+            sumIf(priced_calls, day <= today - 3) AS calls_before,
+            indexOf({floor_features:Array(String)}, feature) AS floor_index,
+            if(floor_index > 0, {floor_pcts:Array(Float64)}[floor_index], {default_floor_pct:Float64}) AS floor_pct,
+            if(floor_index > 0, {band_pts:Array(Float64)}[floor_index], {default_band_pts:Float64}) AS band_pts
         FROM $database.margin_daily(
             allocate_by = {allocate_by:String}, start = today - 5, end = today,
             value_features = {value_features:Array(String)}, value_weights = {value_weights:Array(Decimal(38, 12))},
@@ -37,12 +40,11 @@ SELECT
         concat('revenue per request ', signed((revenue_now / calls_now) / (revenue_before / calls_before) - 1)),
         d.driver != '', d.driver,
         concat('cost is ', toString(round(cost_now / revenue_now * 100)), '% of revenue (no earlier days to compare)')) AS driver,
-    indexOf({floor_features:Array(String)}, w.feature) AS floor_index,
-    if(floor_index > 0, {floor_pcts:Array(Float64)}[floor_index], {default_floor_pct:Float64}) AS floor_pct,
-    if(floor_index > 0, {band_pts:Array(Float64)}[floor_index], {default_band_pts:Float64}) AS band_pts
+    w.floor_pct AS floor_pct,
+    w.band_pts AS band_pts
 FROM windows AS w
 LEFT JOIN $database.cost_drivers(base_start = today - 5, base_end = today - 3,
                                  current_start = today - 2, current_end = today) AS d ON d.feature = w.feature
 WHERE revenue_now > 0 AND calls_now >= {min_calls:UInt64}
-  AND value < floor_pct
+  AND value < w.floor_pct
   AND NOT has(arrayMap(e -> e.1, arrayFilter(e -> e.4 >= today, {exceptions:Array(Tuple(String, String, String, Date))})), w.feature)

@@ -15,7 +15,10 @@ WITH
             sumIf(priced_calls, day > today - 7) AS calls_now,
             toFloat64(sumIf(revenue_usd, day <= today - 7)) AS revenue_before,
             toFloat64(sumIf(cost_usd, day <= today - 7)) AS cost_before,
-            sumIf(priced_calls, day <= today - 7) AS calls_before
+            sumIf(priced_calls, day <= today - 7) AS calls_before,
+            indexOf({floor_features:Array(String)}, feature) AS floor_index,
+            if(floor_index > 0, {floor_pcts:Array(Float64)}[floor_index], {default_floor_pct:Float64}) AS floor_pct,
+            if(floor_index > 0, {band_pts:Array(Float64)}[floor_index], {default_band_pts:Float64}) AS band_pts
         FROM $database.margin_daily(
             allocate_by = {allocate_by:String}, start = today - 13, end = today,
             value_features = {value_features:Array(String)}, value_weights = {value_weights:Array(Decimal(38, 12))},
@@ -38,12 +41,11 @@ SELECT
         concat('revenue per request ', signed((revenue_now / calls_now) / (revenue_before / calls_before) - 1)),
         d.driver != '', d.driver,
         concat('cost is ', toString(round(cost_now / revenue_now * 100)), '% of revenue (no earlier week to compare)')) AS driver,
-    indexOf({floor_features:Array(String)}, w.feature) AS floor_index,
-    if(floor_index > 0, {floor_pcts:Array(Float64)}[floor_index], {default_floor_pct:Float64}) AS floor_pct,
-    if(floor_index > 0, {band_pts:Array(Float64)}[floor_index], {default_band_pts:Float64}) AS band_pts
+    w.floor_pct AS floor_pct,
+    w.band_pts AS band_pts
 FROM windows AS w
 LEFT JOIN $database.cost_drivers(base_start = today - 13, base_end = today - 7,
                                  current_start = today - 6, current_end = today) AS d ON d.feature = w.feature
 WHERE revenue_now > 0 AND calls_now >= {min_calls:UInt64}
-  AND value >= floor_pct AND value < floor_pct + band_pts
+  AND value >= w.floor_pct AND value < w.floor_pct + w.band_pts
   AND NOT has(arrayMap(e -> e.1, arrayFilter(e -> e.4 >= today, {exceptions:Array(Tuple(String, String, String, Date))})), w.feature)
