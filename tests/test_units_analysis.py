@@ -148,6 +148,15 @@ def test_the_feature_filter_and_the_range_bound_every_units_figure(chdb_client, 
     assert units.unit_summary(units.outcome_groups(chdb_client, database=database, **december)).units == 0
 
 
+def test_p50_and_p95_are_the_units_at_half_and_ninety_five_percent_of_the_sorted_costs(chdb_client, database):
+    costs = [Decimal(n) / 100 for n in range(40, 0, -1)]  # 40 units, stored out of order
+    seed(chdb_client, database, [{"kind": "document", "feature": "contracts", "calls": [(cost, False)], "lines": [],
+                                  "outcome": None} for cost in costs])
+    (row,) = units.cost_per_unit(chdb_client, database=database, **RANGE)
+    assert (row.p50_cost_usd, row.p95_cost_usd, row.max_cost_usd) == (Decimal("0.21"), Decimal("0.39"), Decimal("0.4"))
+    assert row.avg_cost_usd == Decimal("0.205")
+
+
 @pytest.mark.parametrize("grace", [-1, 1.5, True, 2**32])
 def test_a_bad_grace_period_names_the_value_and_the_fix(chdb_client, database, grace):
     with pytest.raises(ValueError, match=rf"grace_minutes {grace!r} .*e\.g\. 60"):
