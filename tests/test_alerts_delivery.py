@@ -181,6 +181,20 @@ def test_the_payloads_name_feature_value_threshold_trend_driver_responder_and_re
     assert all(block["type"] in ("section", "context") for block in message["blocks"])
 
 
+def test_details_of_any_type_are_recorded_and_sent(chdb_client, chdb_path, database, tmp_path, receivers):
+    hook, slack = receivers
+    seed(chdb_client, database)
+    odd = SPEND.replace("count() AS calls", "count() AS calls, toIPv4('10.0.0.1') AS ip, toUUID("
+                        "'61f0c404-5cb3-11e7-907b-a6006ad3dba0') AS id, toDecimal64(1.5, 2) AS amount, "
+                        "[toDate('2026-03-01')] AS days, map('a', 1) AS counts")
+    rules = write_rules(tmp_path / "rules", {"spend.sql": odd})
+    result = new_runner(chdb_path, database, rules, policy_text(hook.url, slack.url), [NOW]).run_once()
+    assert all(delivery.ok for _, delivery in result.deliveries) and len(result.deliveries) == 2
+    ((_, payload),) = hook.accepted
+    assert payload["details"] == {"calls": 2, "ip": "10.0.0.1", "id": "61f0c404-5cb3-11e7-907b-a6006ad3dba0",
+                                  "amount": "1.50", "days": ["2026-03-01"], "counts": {"a": 1}}
+
+
 def test_alerts_test_says_which_destination_took_the_sample(tmp_path, receivers, capsys):
     import socket
 

@@ -173,7 +173,7 @@ def _print_result(result: Any, args: argparse.Namespace, config: Any, *, watchin
         fatigue = {rule: count for rule, count in fatigue.items() if fatigue_told.get(rule) != count}
         fatigue_told.update(fatigue)
     if args.format == "json":
-        print(json.dumps(rows, indent=None if watching else 2), flush=True)
+        print(json.dumps(rows, indent=None if watching else 2, default=str), flush=True)
     elif not watching or any(row["status"] == "new" for row in rows) or notes or result.deliveries:
         _print_table(rows, result)
     else:

@@ -10,6 +10,7 @@ sending and recording may cause.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -94,15 +95,20 @@ def post(webhook: Webhook, payload: Mapping[str, Any], *, event_id: str, client:
 
     headers = {"Content-Type": "application/json", "User-Agent": "otel-margin", "Idempotency-Key": event_id,
                **webhook.headers}
+    # A rule's extra columns may hold what JSON has no type for (an IP address, a UUID): sent as text.
+    content = json.dumps(payload, default=str).encode("utf-8")
     attempts, problems = 0, []
     for attempt in range(retries + 1):
         attempts += 1
         try:
-            response = client.post(webhook.url, json=payload, headers=headers, timeout=webhook.timeout_seconds)
+            response = client.post(webhook.url, content=content, headers=headers, timeout=webhook.timeout_seconds)
         except httpx.TimeoutException:
             problems.append(f"no answer within {webhook.timeout_seconds:g} s")
         except httpx.HTTPError as error:
             problems.append(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'cannot connect'}")
+        except Exception as error:  # noqa: BLE001 - a destination's failure never stops the run or the watcher
+            problems.append(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'failed'}")
+            break
         else:
             if response.is_success:
                 return Delivery(webhook.name, True, attempts)

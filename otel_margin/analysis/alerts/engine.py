@@ -184,7 +184,7 @@ def _number(rule: Rule, row: int, column: str, value: Any) -> float:
 
 
 def plain(value: Any) -> Any:
-    """``value`` as JSON can carry it: Decimals as exact text, dates as ISO text."""
+    """``value`` as JSON can carry it: Decimals as exact text, dates as ISO text, other types as their text."""
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, (datetime, date)):
@@ -199,4 +199,6 @@ def plain(value: Any) -> Any:
         return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [plain(item) for item in value]
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)  # an IPv4 address, an enum, …: its text
