@@ -319,6 +319,62 @@ def test_quarterly_structural_gap_matches_the_weekly_rule_over_the_quarter(chdb_
     assert _close(gaps[0].gap_usd, revenue * FLOORS["rising"] / 100 - (revenue - cost))
 
 
+def test_quarterly_guardrails_crossover_and_model_trends_equal_an_independent_computation(chdb_client, database,
+                                                                                          seeded):
+    from otel_margin.analysis.reviews.figures import points, usd
+
+    quarter = periods.quarter("2026-Q4")
+    moment = datetime(2026, 12, 2, 10, tzinfo=timezone.utc)
+    guarded = [call(timestamp=moment + timedelta(minutes=i), feature="steady", customer="c1", cost_usd=Decimal(0),
+                    cache_result="exact", saved_usd=Decimal("0.0125") * (i + 1), cache_cost_usd=Decimal("0.001"),
+                    response_model="big-model", revenue_usd=None) for i in range(3)]
+    guarded.append(call(timestamp=moment, feature="rising", customer="c2", cost_usd=Decimal("0.002"),
+                        route_from_model="big-model", saved_usd=Decimal("0.03"), response_model="small-model"))
+    insert_calls(chdb_client, database, guarded)
+    rows = [r for r in seeded + guarded if quarter.start <= r["timestamp"].date() <= quarter.end]
+    policy = parse_policy(POLICY.replace(f"small_output_tokens = {SMALL}",
+                                         f'small_output_tokens = {SMALL}\nself_hosting_monthly_usd = "1"'))
+    review = quarterly.quarterly_review(chdb_client, quarter, policy=policy,
+                                        catalog=PriceCatalog(policy, log_unpriced=False),
+                                        settings=ReviewSettings.from_policy(policy), database=database)
+    sections = dict(zip(quarterly.AGENDA, review.sections))
+
+    revenue = sum(Fraction(r["revenue_usd"] or 0) for r in rows)
+    saved = sum(Fraction(r["saved_usd"]) - Fraction(r["cache_cost_usd"]) for r in rows if r["cache_result"] == "exact")
+    saved += sum(Fraction(r["saved_usd"]) for r in rows if r["route_from_model"])
+    as_decimal = lambda f: Decimal(f.numerator) / Decimal(f.denominator)  # noqa: E731
+    text = sections["P&L impact of guardrails"].text[0]
+    assert text.startswith(f"Saved {usd(as_decimal(saved))} in the quarter: {points(as_decimal(saved * 100 / revenue))}")
+
+    spend: dict[str, Fraction] = defaultdict(Fraction)
+    for r in rows:
+        if r["timestamp"].month in (10, 11, 12) and r["cost_usd"] is not None:
+            spend[f"openai {r['response_model']}"] += Fraction(r["cost_usd"])
+    crossover = {row[0]: row for row in sections["Self-hosting crossover per model class"].table.rows}
+    assert set(crossover) == set(spend)
+    for name, total in spend.items():
+        assert crossover[name][1] == usd(as_decimal(total / 3))
+        assert crossover[name][4].startswith("above the threshold" if total / 3 >= 1 else "below the threshold")
+    assert any(row[4].startswith("above") for row in crossover.values())
+
+    monthly: dict[str, dict[int, list[Fraction]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["cost_usd"] is not None:
+            monthly[r["response_model"]][r["timestamp"].month].append(Fraction(r["cost_usd"]))
+    trends = {row[1]: row for row in sections["Cost trend per provider and model (12 months)"].table.rows}
+    for model, months in monthly.items():
+        per_request = [(index, (sum(months[m]) / len(months[m])) if months.get(m) else None)
+                       for index, m in enumerate([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])]
+        known = [(x, y) for x, y in per_request if y is not None]
+        mean_x = Fraction(sum(x for x, _ in known), len(known))
+        mean_y = sum(y for _, y in known) / len(known)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in known) / sum((x - mean_x) ** 2 for x, _ in known)
+        relative = slope / mean_y * 100
+        expected = "degrading" if relative > 5 else "improving" if relative < -5 else "stable"
+        assert trends[model][-1] == expected, model
+        assert trends[model][2] == usd(as_decimal(sum(sum(v) for v in months.values())))
+
+
 def test_alerts_section_reads_the_alert_history_and_says_whether_each_cleared(chdb_client, database):
     from otel_margin.analysis.alerts.events import ensure_table
 
@@ -451,3 +507,27 @@ def test_review_settings_come_from_the_policy_file_and_bad_ones_name_their_line(
     assert ReviewSettings.from_policy(parse_policy("")) == ReviewSettings()
     with pytest.raises(PolicyError, match=r"line 2.*small_output_tokens.*at least 1"):
         parse_policy("[reviews]\nsmall_output_tokens = 0\n")
+
+
+def test_an_empty_store_gives_every_section_saying_so(chdb_client, database):
+    """A database with the schema and no calls: both reviews render, each section says there is nothing."""
+    policy = parse_policy("")
+    common = {"policy": policy, "catalog": PriceCatalog(policy, log_unpriced=False), "settings": ReviewSettings(),
+              "database": database}
+    week = markdown(weekly.weekly_review(chdb_client, WEEK, **common))
+    assert "No calls and no revenue recorded in this week." in week
+    assert "Nothing upcoming." in week and "Nothing to recover on these estimates." in week
+    assert week.count("(none)") == 2  # zones and trends: no rows
+    q = markdown(quarterly.quarterly_review(chdb_client, periods.quarter("2026-Q4"), **common))
+    assert "No feature is structurally below its floor." in q and "No guardrail reported anything" in q
+    assert re.findall(r"^## \d+\. (.+)$", q, re.MULTILINE) == list(quarterly.AGENDA)
+
+
+def test_the_command_names_a_bad_week_and_an_empty_database(chdb_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", f"chdb://{chdb_path}")
+    with pytest.raises(SystemExit):
+        main(["review", "weekly", "--week", "2026-W54"])
+    assert "2026 has weeks W01 to W53" in capsys.readouterr().err
+    assert main(["review", "quarterly", "--database", "nothing_here"]) == 1
+    assert "no LLM calls recorded yet in database 'nothing_here'" in capsys.readouterr().err

@@ -148,15 +148,17 @@ def guardrails_section(client: Any, quarter: ReviewPeriod, *, revenue: Decimal, 
     if not rows:
         return Section(AGENDA[3], text=("No guardrail reported anything in the quarter (no cache lookups, routed, "
                                         "capped or blocked calls): nothing to credit yet.",))
-    saved = sum((r.cache_saved_usd + r.route_saved_usd for r in rows), Decimal(0))
+    saved = sum((r.cache_net_saved_usd + r.route_saved_usd for r in rows), Decimal(0))
     impact = saved * 100 / revenue if revenue else None
     text = (f"Saved {usd(saved)} in the quarter" + (f": {points(impact)} of margin on revenue {usd(revenue)}"
                                                     if impact is not None else " (no revenue to weigh it against)")
-            + ". Cache: the original cost of each hit; routing: the cost difference to the model asked for.",)
-    table = Table(("feature", "cache hit rate", "cache $ avoided", "routed calls", "routing $ saved", "capped",
-                   "blocked"), tuple(
+            + ". Cache: the original cost of each hit, net of what the cache itself spent on lookups "
+            "(embeddings); routing: the cost difference to the model asked for.",)
+    table = Table(("feature", "cache hit rate", "cache $ avoided", "cache's own cost", "routed calls",
+                   "routing $ saved", "capped", "blocked"), tuple(
         (r.feature, pct(r.hit_rate * 100) if r.hit_rate is not None else "—", usd(r.cache_saved_usd),
-         str(r.routed_calls), usd(r.route_saved_usd), str(r.capped_calls), str(r.blocked_calls)) for r in rows))
+         usd(r.cache_cost_usd), str(r.routed_calls), usd(r.route_saved_usd), str(r.capped_calls),
+         str(r.blocked_calls)) for r in rows))
     return Section(AGENDA[3], text=text, table=table, notes=tuple(
         f"{r.feature}: {r.cache_hint}" for r in rows if r.cache_hint))
 
