@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `otel-margin report | head`: the reader left; say nothing more (and let the
+        # interpreter's final flush of stdout fail quietly too).
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except CommandError as error:
         # Messages quote names from outside (a CSV's customers, a policy's model ids).
         print(f"otel-margin {args.command}: {printable_lines(str(error))}", file=sys.stderr)
