@@ -8,7 +8,8 @@ An embedder is anything with ``dimensions`` and ``embed(text) -> Embedding``. Tw
   PyTorch, no ONNX runtime, no download at run time. Its cost is ``0`` (your own CPU).
 - :class:`CallableEmbedder`: any function you give, e.g. your provider's embedding API through
   your own client (:func:`openai_embedder`). It may return the vector alone or
-  ``(vector, cost_usd)``; that cost is the cache's own cost, subtracted from what a hit saved.
+  ``(vector, cost_usd)``; that cost is the cache's own cost (``margin.cache.cost.usd``), netted
+  from what the cache saved.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ MAX_TOKENS = 256
 
 @dataclass(frozen=True, slots=True)
 class Embedding:
-    """A unit-length float32 vector and what making it cost (``Decimal('0')`` when local)."""
+    """A unit-length float32 vector and what making it cost (``Decimal('0')`` when local; ``None``
+    when the embedding call was unpriced)."""
 
     vector: np.ndarray
-    cost_usd: Decimal = Decimal(0)
+    cost_usd: Decimal | None = Decimal(0)
 
 
 class Embedder(Protocol):
@@ -75,48 +77,75 @@ class CallableEmbedder:
         cost = Decimal(0)
         if isinstance(result, tuple) and len(result) == 2:
             result, cost = result
-            cost = Decimal(str(cost)) if not isinstance(cost, Decimal) else cost
+            cost = Decimal(str(cost)) if not isinstance(cost, (Decimal, type(None))) else cost
         vector = _unit(result)
         if vector.shape[0] != self.dimensions:
             raise ValueError(f"the embedder returned {vector.shape[0]} dimensions, configured for {self.dimensions}")
         return Embedding(vector, cost)
 
 
-def openai_embedder(
-    client: Any, *, model: str = "text-embedding-3-small", dimensions: int = 1536,
-    usd_per_million_tokens: Decimal = Decimal("0.02"),
-) -> CallableEmbedder:
-    """Embed with your own OpenAI client; each embedding's cost is its tokens at ``usd_per_million_tokens``."""
+NATIVE_DIMENSIONS = {"text-embedding-3-large": 3072, "text-embedding-3-small": 1536, "text-embedding-ada-002": 1536}
 
-    def embed(text: str) -> tuple[Sequence[float], Decimal]:
-        response = client.embeddings.create(model=model, input=text)
+
+def openai_embedder(client: Any, *, model: str = "text-embedding-3-small", dimensions: int | None = None
+                    ) -> CallableEmbedder:
+    """Embed with your own (sync) OpenAI or OpenAI-compatible client: the provider's embedding API.
+
+    Each embedding is an instrumented call like any other (a span, an ``llm_calls`` row counted as
+    orchestration, attributed to the feature and customer whose lookup made it), marked as the
+    cache's own (:mod:`otel_margin.guardrail_calls`): no guardrail runs on it, and its cost as
+    priced is the cache's cost on the causing call. ``dimensions`` is sent to the API when given
+    (the model's native size otherwise). Were the client not instrumented, the cost is the
+    reply's usage priced from the catalog.
+    """
+    from otel_margin.estimate import estimate_cost
+    from otel_margin.guardrail_calls import guardrail_calls
+
+    request: dict[str, Any] = {"model": model}
+    if dimensions is not None:
+        request["dimensions"] = dimensions
+
+    def embed(text: str) -> tuple[Sequence[float], Decimal | None]:
+        with guardrail_calls("cache") as spent:
+            response = client.embeddings.create(input=text, **request)
+        if spent.calls:
+            return response.data[0].embedding, spent.total_usd
         tokens = getattr(getattr(response, "usage", None), "prompt_tokens", 0) or 0
-        return response.data[0].embedding, Decimal(tokens) * usd_per_million_tokens / Decimal(1_000_000)
+        cost = estimate_cost(provider="openai", model=getattr(response, "model", None) or model, input_tokens=tokens)
+        return response.data[0].embedding, cost
 
-    return CallableEmbedder(embed, dimensions)
+    return CallableEmbedder(embed, dimensions or NATIVE_DIMENSIONS.get(model, 1536))
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 (BERT, 6 layers, 384 wide, mean pooled, normalised) in NumPy."""
+    """all-MiniLM-L6-v2 (BERT, 6 layers, 384 wide, mean pooled, normalised) in NumPy, float32.
+
+    Its matrix products go through NumPy's BLAS with the process's thread setting. One request's
+    products are small (about 50 × 384 by 384 × 1536): on busy shared cores a second BLAS thread
+    spins waiting for a core and makes an embedding several times slower, so run such hosts with
+    ``OPENBLAS_NUM_THREADS=1`` (``benchmarks/README.md`` has the figures). The embedder does not
+    change the setting itself: OpenBLAS's thread count is one per process, not per thread.
+    """
 
     dimensions = 384
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._loaded: tuple[Any, dict[str, np.ndarray]] | None = None
+        self._loaded: tuple[Any, _Model] | None = None
 
     def embed(self, text: str) -> Embedding:
-        tokenizer, weights = self._load()
+        tokenizer, model = self._load()
         ids = tokenizer.encode(text).ids[:MAX_TOKENS]
         if len(ids) == MAX_TOKENS:
             ids[-1] = tokenizer.token_to_id("[SEP]")
-        return Embedding(_unit(_forward(weights, np.asarray(ids))))
+        return Embedding(_unit(model.forward(np.asarray(ids))))
 
-    def _load(self) -> tuple[Any, dict[str, np.ndarray]]:
+    def _load(self) -> tuple[Any, "_Model"]:
         if self._loaded is None:
             with self._lock:
                 if self._loaded is None:
-                    self._loaded = load_model()
+                    tokenizer, weights = load_model()
+                    self._loaded = tokenizer, _Model(weights)
         return self._loaded
 
     def warm(self) -> None:
@@ -176,45 +205,97 @@ def read_safetensors(data: bytes) -> dict[str, np.ndarray]:
     return tensors
 
 
+class _Model:
+    """all-MiniLM-L6-v2's weights laid out for one float32 pass: fused Q/K/V, attention scale folded in."""
+
+    def __init__(self, w: dict[str, np.ndarray]) -> None:
+        f32 = np.float32
+        scale = f32(1 / np.sqrt(HEAD_WIDTH))
+        self.word = w["embeddings.word_embeddings.weight"]
+        self.position = w["embeddings.position_embeddings.weight"]
+        self.token_type = w["embeddings.token_type_embeddings.weight"][0]
+        self.norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self.layers = []
+        for layer in range(LAYERS):
+            p = f"encoder.layer.{layer}."
+            g = lambda name: np.ascontiguousarray(w[p + name], dtype=f32)  # noqa: E731
+            self.layers.append((
+                np.ascontiguousarray(np.concatenate([g("attention.self.query.weight") * scale, g("attention.self.key.weight"),
+                                                     g("attention.self.value.weight")], axis=1)),
+                np.concatenate([g("attention.self.query.bias") * scale, g("attention.self.key.bias"),
+                                g("attention.self.value.bias")]),
+                g("attention.output.dense.weight"), g("attention.output.dense.bias"),
+                g("attention.output.LayerNorm.weight"), g("attention.output.LayerNorm.bias"),
+                g("intermediate.dense.weight"), g("intermediate.dense.bias"),
+                g("output.dense.weight"), g("output.dense.bias"),
+                g("output.LayerNorm.weight"), g("output.LayerNorm.bias"),
+            ))
+
+    def forward(self, ids: np.ndarray) -> np.ndarray:
+        """BERT's encoder on one sequence (no padding), then the mean of its token vectors; float32 throughout."""
+        n = ids.shape[0]
+        x = self.word[ids] + self.position[:n]
+        x += self.token_type
+        x = _layer_norm(x, *self.norm)
+        for qkv, qkv_b, out, out_b, norm1, norm1_b, up, up_b, down, down_b, norm2, norm2_b in self.layers:
+            h = x @ qkv
+            h += qkv_b
+            q, k, v = h.reshape(n, 3, HEADS, HEAD_WIDTH).transpose(1, 2, 0, 3)  # each (heads, n, width)
+            scores = q @ k.transpose(0, 2, 1)  # already scaled by 1/sqrt(width) through the query weights
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(-1, keepdims=True)
+            context = (scores @ v).transpose(1, 0, 2).reshape(n, HEADS * HEAD_WIDTH)
+            a = context @ out
+            a += out_b
+            a += x
+            x = _layer_norm(a, norm1, norm1_b)
+            hidden = x @ up
+            hidden += up_b
+            _gelu(hidden)
+            o = hidden @ down
+            o += down_b
+            o += x
+            x = _layer_norm(o, norm2, norm2_b)
+        return x.mean(0)
+
+
+LAYERS, HEADS, HEAD_WIDTH = 6, 12, 32
+
+
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + 1e-12) * weight + bias
+    """Layer normalisation of ``x``'s rows, in place (``x`` is a temporary of the caller)."""
+    x -= x.mean(-1, keepdims=True)
+    var = np.einsum("ij,ij->i", x, x)
+    var *= np.float32(1 / x.shape[1])
+    var += np.float32(1e-12)
+    np.sqrt(var, out=var)
+    x /= var[:, None]
+    x *= weight
+    x += bias
+    return x
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + _erf(x * np.float32(0.7071067811865476)))
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf to within 1.5e-7 (Abramowitz and Stegun 7.1.26), vectorised."""
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return sign * (1.0 - poly * np.exp(-a * a))
-
-
-def _forward(w: dict[str, np.ndarray], ids: np.ndarray) -> np.ndarray:
-    """BERT's encoder on one sequence, then the mean of its token vectors."""
-    n = ids.shape[0]
-    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n]
-    x = x + w["embeddings.token_type_embeddings.weight"][0]
-    x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
-    heads, width = 12, 32
-    for layer in range(6):
-        p = f"encoder.layer.{layer}."
-        q = x @ w[p + "attention.self.query.weight"] + w[p + "attention.self.query.bias"]
-        k = x @ w[p + "attention.self.key.weight"] + w[p + "attention.self.key.bias"]
-        v = x @ w[p + "attention.self.value.weight"] + w[p + "attention.self.value.bias"]
-        q, k, v = (t.reshape(n, heads, width).transpose(1, 0, 2) for t in (q, k, v))
-        scores = q @ k.transpose(0, 2, 1) / np.sqrt(width)
-        scores = np.exp(scores - scores.max(-1, keepdims=True))
-        context = (scores / scores.sum(-1, keepdims=True)) @ v
-        context = context.transpose(1, 0, 2).reshape(n, heads * width)
-        attended = context @ w[p + "attention.output.dense.weight"] + w[p + "attention.output.dense.bias"]
-        x = _layer_norm(x + attended, w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"])
-        hidden = _gelu(x @ w[p + "intermediate.dense.weight"] + w[p + "intermediate.dense.bias"])
-        out = hidden @ w[p + "output.dense.weight"] + w[p + "output.dense.bias"]
-        x = _layer_norm(x + out, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
-    return x.mean(0)
+    """GELU (exact, erf-based, as BERT's) in place, float32; erf to within 1.5e-7 (Abramowitz and Stegun 7.1.26)."""
+    f32 = np.float32
+    z = x * f32(0.7071067811865476)
+    a = np.abs(z)
+    t = a * f32(0.3275911)
+    t += f32(1)
+    np.reciprocal(t, out=t)
+    poly = t * f32(1.061405429)
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly += f32(c)
+        poly *= t
+    np.square(a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    poly *= a  # 1 - erf(|z|)
+    np.negative(poly, out=poly)
+    poly += f32(1)
+    np.copysign(poly, z, out=poly)  # erf(z)
+    poly += f32(1)
+    poly *= f32(0.5)
+    x *= poly
+    return x
