@@ -108,17 +108,18 @@ def _instrument() -> dict[str, list[float]]:
             times[f"{name}.sql"].append(time.perf_counter() - began)
 
     data._rows = timed_rows
-    for function in ("cost_map", "guardrails"):
-        original = getattr(data.margin, function)
+    for module, function in ((data.margin, "cost_map"), (data.margin, "guardrails"), (data.units, "cost_per_unit")):
+        original = getattr(module, function)
+        name = f"{module.__name__.rsplit('.', 1)[-1]}.{function}"
 
-        def wrapped(*a, _original=original, _name=function, **k):
+        def wrapped(*a, _original=original, _name=name, **k):
             began = time.perf_counter()
             try:
                 return _original(*a, **k)
             finally:
-                times[f"margin.{_name}"].append(time.perf_counter() - began)
+                times[_name].append(time.perf_counter() - began)
 
-        setattr(data.margin, function, wrapped)
+        setattr(module, function, wrapped)
     return times
 
 

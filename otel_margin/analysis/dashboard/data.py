@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -143,6 +144,8 @@ def plain(value: Any) -> Any:
         return format(value, "f")
     if isinstance(value, (date, datetime)):
         return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity (an alert rule's value may be one)
     return value
 
 
