@@ -7,7 +7,9 @@
 Generates the calls inside the engine (INSERT … SELECT FROM numbers(), in chunks, so the
 rollup materialized views fill exactly as they do under the exporter), adds one monthly
 subscription per customer (revenue without a feature: every query allocates it by usage),
-then times every report query over the last --report-days days twice: as shipped (over the
+units of work of 1-5 calls with an outcome for 9 in 10, a cost line per 10 units and a
+GPU-hosting period cost per month, then times every report query (the margin views, the
+waterfall at each level, and the units queries, which read the raw rows by design) over the last --report-days days twice: as shipped (over the
 rollups) and over raw ``llm_calls`` (the same SQL with each rollup replaced by a view that
 aggregates the raw rows). Prints one table; the target is < 1 s per query on the rollups.
 """
@@ -26,7 +28,8 @@ from pathlib import Path
 import clickhouse_connect
 
 from otel_margin import schema
-from otel_margin.analysis import margin
+from otel_margin.analysis import margin, units
+from otel_margin.analysis.waterfall import waterfall
 
 DATABASE = "bench_margin"
 START = date(2024, 5, 1)
@@ -59,6 +62,17 @@ def main() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+GENERATED_COLUMNS = (
+    "timestamp", "trace_id", "span_id", "service_name", "feature", "tier", "cohort", "customer", "provider",
+    "operation", "request_model", "response_model", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd", "cost_input_usd", "cost_cache_read_usd",
+    "cost_cache_write_usd", "cost_output_usd", "cost_other_usd", "cost_status", "price_version", "revenue_usd",
+    "cache_result", "saved_usd", "route_from_model", "limit_action", "duration_ms", "error_type", "stream",
+    "unit_id", "unit_kind",
+)
+"""The columns the generator fills, by name: columns added to llm_calls later keep their defaults."""
+
+
 def generate(client, args) -> float:
     client.command(f"DROP DATABASE IF EXISTS {DATABASE}")
     schema.apply_schema(client, database=DATABASE, ttl_days=0)
@@ -67,7 +81,7 @@ def generate(client, args) -> float:
     for offset in range(0, args.calls, args.chunk):
         count = min(args.chunk, args.calls - offset)
         client.command(f"""
-            INSERT INTO {DATABASE}.llm_calls
+            INSERT INTO {DATABASE}.llm_calls ({", ".join(GENERATED_COLUMNS)})
             SELECT
                 toDateTime64('{START} 00:00:00', 6, 'UTC') + toIntervalMicrosecond(toUInt64(intDiv(toUInt128(n) * {span_seconds} * 1000000, {args.calls}))) AS timestamp,
                 hex(cityHash64(n, 'trace')) AS trace_id, hex(cityHash64(n, 'span')) AS span_id, 'bench' AS service_name,
@@ -89,7 +103,8 @@ def generate(client, args) -> float:
                 if(cost_usd IS NULL, 'unpriced', 'priced') AS cost_status, 'bench' AS price_version,
                 if(cityHash64(n, 'r') % 10 = 0, toDecimal128('0.002', 12), NULL) AS revenue_usd,
                 'off' AS cache_result, toDecimal128(0, 12) AS saved_usd, '' AS route_from_model, 'allow' AS limit_action,
-                (cityHash64(n, 'd') % 5000) / 10.0 AS duration_ms, '' AS error_type, false AS stream
+                (cityHash64(n, 'd') % 5000) / 10.0 AS duration_ms, '' AS error_type, false AS stream,
+                concat('u-', toString({UNIT_OF_CALL})) AS unit_id, {UNIT_KINDS}[{UNIT_OF_CALL} % 3 + 1] AS unit_kind
             FROM (SELECT number + {offset} AS n, cityHash64(number + {offset}, 'c') % {args.customers} AS customer_no
                   FROM numbers({count}))
         """, settings={"insert_deduplication_token": f"bench-{offset}"})
@@ -103,7 +118,49 @@ def generate(client, args) -> float:
                    'bench', 0, now64(6)
             FROM numbers({args.customers})
         """)
+    generate_units(client, args, span_seconds)
     return time.perf_counter() - began
+
+
+UNIT_OF_CALL = "(intDiv(n, 15) * 5 + multiIf(n % 15 < 1, 0, n % 15 < 3, 1, n % 15 < 6, 2, n % 15 < 10, 3, 4))"
+"""Units of 1, 2, 3, 4 and 5 consecutive calls in turn (3 calls a unit on average)."""
+UNIT_KINDS = "['ticket', 'document', 'agent-run']"
+
+
+def generate_units(client, args, span_seconds: int) -> None:
+    """What units add around the calls: an outcome for 9 units in 10 (the tenth is abandoned), a
+    retrieval cost line per 10 units and a human review per 50, and a GPU-hosting period cost per month."""
+    units = (args.calls + 14) // 15 * 5
+    first_call = "(intDiv(u, 5) * 15 + [0, 1, 3, 6, 10][u % 5 + 1])"
+    at = (f"toDateTime64('{START} 00:00:00', 6, 'UTC') + toIntervalMicrosecond(toUInt64(intDiv(toUInt128("
+          f"least({first_call}, {args.calls - 1})) * {span_seconds} * 1000000, {args.calls})))")
+    who = (f"concat('u-', toString(u)), {UNIT_KINDS}[u % 3 + 1], "
+           f"concat('feature-', toString(cityHash64({first_call}, 'f') % {args.features})), "
+           f"concat('customer-', toString(cityHash64({first_call}, 'c') % {args.customers})), '', ''")
+    client.command(f"""
+        INSERT INTO {DATABASE}.outcomes (timestamp, trace_id, span_id, service_name, unit_id, unit_kind, feature,
+                                         customer, tier, cohort, status, revenue_usd, quality)
+        SELECT {at} + toIntervalSecond(30), '', hex(cityHash64(u, 'o')), 'bench', {who},
+               ['resolved', 'resolved', 'resolved', 'failed', 'escalated'][u % 5 + 1] AS status,
+               if(status = 'resolved', toDecimal128('2.00', 12), toDecimal128(0, 12)), NULL
+        FROM (SELECT number AS u FROM numbers({units})) WHERE u % 10 != 9
+    """, settings={"insert_deduplication_token": "bench-outcomes"})
+    client.command(f"""
+        INSERT INTO {DATABASE}.cost_lines (timestamp, trace_id, span_id, service_name, unit_id, unit_kind, feature,
+                                           customer, tier, cohort, category, amount_usd, description)
+        SELECT {at}, '', hex(cityHash64(u, 'l')), 'bench', {who},
+               if(u % 50 = 0, 'support', 'orchestration'),
+               if(u % 50 = 0, toDecimal128('1.50', 12), toDecimal128('0.0004', 12)), ''
+        FROM (SELECT number AS u FROM numbers({units})) WHERE u % 10 = 0
+    """, settings={"insert_deduplication_token": "bench-cost-lines"})
+    months = sorted({(START + timedelta(d)).replace(day=1) for d in range(args.days)})
+    for month in months:
+        client.command(f"""
+            INSERT INTO {DATABASE}.period_costs (period_start, period_end, category, feature, customer, tier,
+                                                 amount_usd, source, source_line, imported_at)
+            VALUES ('{month}', toLastDayOfMonth(toDate('{month}')), 'infrastructure', 'feature-0', '', '',
+                    toDecimal128('2800', 12), 'bench', 0, now64(6))
+        """)
 
 
 def sizes(client) -> str:
@@ -143,7 +200,18 @@ QUERIES = {
     "cost map (avg, P95)": lambda c, s, e: margin.cost_map(c, start=s, end=e, database=DATABASE),
     "customer scatter": lambda c, s, e: margin.customer_scatter(c, start=s, end=e, database=DATABASE),
     "top negative customers": lambda c, s, e: margin.negative_margin_customers(c, start=s, end=e, database=DATABASE),
+    "waterfall total": lambda c, s, e: waterfall(c, level="all", start=s, end=e, database=DATABASE),
+    "waterfall per feature": lambda c, s, e: waterfall(c, level="feature", start=s, end=e, database=DATABASE),
+    "waterfall per customer": lambda c, s, e: waterfall(c, level="customer", start=s, end=e, database=DATABASE),
+    "waterfall per model": lambda c, s, e: waterfall(c, level="model", start=s, end=e, database=DATABASE),
+    "waterfall per unit kind": lambda c, s, e: waterfall(c, level="unit_kind", start=s, end=e, database=DATABASE),
 }
+UNIT_QUERIES = {
+    "cost per unit (P50/P95)": lambda c, s, e: units.cost_per_unit(c, start=s, end=e, database=DATABASE),
+    "units by outcome": lambda c, s, e: units.outcome_groups(c, start=s, end=e, database=DATABASE),
+}
+"""Queries of the units view, which reads llm_calls, cost_lines and outcomes themselves (a unit
+groups rows by unit id, which no rollup keeps): timed once, with no raw column."""
 
 
 class RawClient:
@@ -169,6 +237,9 @@ def report(client, args) -> None:
         slow, _, raw_rows = timed(lambda: run(raw, start, end), max(1, args.repeat - 2))
         assert rows == raw_rows, name  # the same answer either way
         print(f"{name:<26} {fast:>12.3f} {cpu:>8.3f} {slow:>10.3f} {slow / fast:>8.1f}x  {len(rows)}", flush=True)
+    for name, run in UNIT_QUERIES.items():
+        fast, cpu, rows = timed(lambda: run(client, start, end), args.repeat)
+        print(f"{name:<26} {fast:>12.3f} {cpu:>8.3f} {'-':>10} {'-':>9}  {len(rows)}", flush=True)
 
 
 def timed(work, repeat: int):
