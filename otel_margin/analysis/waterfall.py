@@ -14,9 +14,9 @@ Money is exact ``Decimal``; the four categories add up to ``cost_usd`` and the t
 sources to ``revenue_usd``. ``gross_margin_pct`` is truncated to 12 places (``None`` without
 revenue). Allocation rules: :mod:`otel_margin.analysis.allocation` and docs/margin.md.
 
-At level ``model``, what belongs to no model (outcome revenue, cost lines, period costs and
-subscription revenue of a customer without calls) is under the key ``""``; at level
-``unit_kind``, calls and costs outside any unit are under ``""``.
+At level ``model``, what belongs to no model (outcome and subscription revenue, cost lines,
+period costs) is under the key ``""``: a model's row is its calls. At level ``unit_kind``, calls
+and costs outside any unit are under ``""``.
 """
 
 from __future__ import annotations
