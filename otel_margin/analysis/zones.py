@@ -36,7 +36,7 @@ def zone(margin_pct: Decimal | float | int, floor: Decimal | float | int, band: 
     """``red`` below ``floor``, ``yellow`` below ``floor + band``, else ``green``."""
     if margin_pct < floor:
         return "red"
-    if margin_pct < floor + band:
+    if margin_pct - floor < band:  # not floor + band: a tiny band must not round away
         return "yellow"
     return "green"
 
