@@ -12,7 +12,8 @@ uses (docs/alerts.md lists them with their types), so a user's rule may use them
   as (feature, owner, reason, review date), expired or not;
 * the thresholds of ``[alerts.thresholds]`` (:data:`DEFAULTS`);
 * ``allocate_by``, ``value_features``, ``value_weights``, ``ai_tiers``, ``ai_share_pcts``: what
-  the ``margin_daily`` view takes, from the policy (:mod:`otel_margin.analysis.allocation`);
+  the ``margin_daily`` view takes: the default allocation rule with the policy's value weights
+  and AI shares (:mod:`otel_margin.analysis.allocation`);
 * ``current_prices`` ``Array(Tuple(String, String, Float64, Float64, Float64, Float64))``:
   (provider, model, lowest and highest input price, lowest and highest output price, USD per
   million tokens) of each model called in the last 7 days, as the installed catalog and the
@@ -75,7 +76,7 @@ def parameters(
         **thresholds,
         # margin_daily's allocation rule and the policy's weights (otel_margin.analysis.allocation).
         **allocation(policy=policy).parameters(),
-        "current_prices": current_prices(policy, now=now, client=client, database=database) if client else [],
+        "current_prices": current_prices(policy, now=now, client=client, database=database) if client is not None else [],
     }
 
 
