@@ -130,6 +130,7 @@ def test_units_figures_equal_an_independent_computation(chdb_client, database, d
         abandoned_cost_usd=sum(map(expected_cost, without), Decimal(0)) if state == "abandoned" else 0,
         open_units=len(without) if state == "open" else 0,
         open_cost_usd=sum(map(expected_cost, without), Decimal(0)) if state == "open" else 0,
+        outside_units=0, outside_cost_usd=0,
         failed_units=len(failed), failed_cost_usd=sum(map(expected_cost, failed), Decimal(0)),
         failed_revenue_usd=sum((u["outcome"][1] for u in failed), Decimal(0)),
     )
@@ -155,6 +156,18 @@ def test_p50_and_p95_are_the_units_at_half_and_ninety_five_percent_of_the_sorted
     (row,) = units.cost_per_unit(chdb_client, database=database, **RANGE)
     assert (row.p50_cost_usd, row.p95_cost_usd, row.max_cost_usd) == (Decimal("0.21"), Decimal("0.39"), Decimal("0.4"))
     assert row.avg_cost_usd == Decimal("0.205")
+
+
+def test_a_call_outside_any_unit_is_not_an_abandoned_unit(chdb_client, database):
+    seed(chdb_client, database, [{"kind": "ticket", "feature": "support", "calls": [(Decimal("0.5"), False)],
+                                  "lines": [], "outcome": None}])
+    insert_calls(chdb_client, database, [call(timestamp=DAY, feature="chat", cost_usd=Decimal("0.25"))])
+    groups = units.outcome_groups(chdb_client, grace_minutes=0, database=database, **RANGE)
+    summary = units.unit_summary(groups)
+    assert (summary.abandoned_units, summary.abandoned_cost_usd) == (1, Decimal("0.5"))
+    assert (summary.outside_units, summary.outside_cost_usd) == (1, Decimal("0.25"))
+    assert {(row.feature, row.outcome) for row in units.margin_per_outcome(groups)} == {
+        ("support", "abandoned"), ("chat", units.OUTSIDE_UNITS)}
 
 
 @pytest.mark.parametrize("grace", [-1, 1.5, True, 2**32])

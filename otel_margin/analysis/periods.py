@@ -90,4 +90,4 @@ def last_days(count: int, *, today: date) -> Period:
     if count < 1:
         raise ValueError(f"{count} days is not a period; give at least 1 day")
     start = today - timedelta(days=count - 1)
-    return Period(start, today, f"{start} .. {today} (last {count} days)", False, count, count)
+    return Period(start, today, f"last {count} days", False, count, count)

@@ -35,6 +35,10 @@ DEFAULT_GRACE_MINUTES = 60
 FAILED = "failed"
 """The outcome status whose units' cost the report calls the cost of failed units."""
 
+OUTSIDE_UNITS = "outside any unit"
+"""The outcome :func:`margin_per_outcome` gives calls made outside any unit (each its own unit of
+kind ``''``): nothing was expected of them, so they are not counted as abandoned or open."""
+
 _SCALE = Decimal(1).scaleb(-12)
 _ZERO = Decimal(0)
 
@@ -101,6 +105,9 @@ class UnitSummary:
     abandoned_cost_usd: Decimal
     open_units: int
     open_cost_usd: Decimal
+    outside_units: int
+    """Calls made outside any unit, without an outcome (never abandoned: no unit was opened)."""
+    outside_cost_usd: Decimal
     failed_units: int
     failed_cost_usd: Decimal
     failed_revenue_usd: Decimal
@@ -151,7 +158,8 @@ def margin_per_outcome(groups: Iterable[OutcomeGroup]) -> list[OutcomeMarginRow]
     """Margin per (feature, outcome), worst margin first."""
     totals: dict[tuple[str, str, bool], list[Any]] = {}
     for group in groups:
-        total = totals.setdefault((group.feature, group.outcome, group.recorded), [0, _ZERO, _ZERO])
+        outcome = group.outcome if group.recorded or group.unit_kind else OUTSIDE_UNITS
+        total = totals.setdefault((group.feature, outcome, group.recorded), [0, _ZERO, _ZERO])
         total[0] += group.units
         total[1] += group.revenue_usd
         total[2] += group.cost_usd
@@ -169,8 +177,10 @@ def margin_per_outcome(groups: Iterable[OutcomeGroup]) -> list[OutcomeMarginRow]
 def unit_summary(groups: Iterable[OutcomeGroup]) -> UnitSummary:
     """How many units there were, how many have no outcome yet (abandoned or open) and what they
     cost, and what the units that failed cost (and earned)."""
-    counts = dict.fromkeys(("units", "with_outcome", "abandoned_units", "open_units", "failed_units"), 0)
-    money = dict.fromkeys(("abandoned_cost_usd", "open_cost_usd", "failed_cost_usd", "failed_revenue_usd"), _ZERO)
+    counts = dict.fromkeys(("units", "with_outcome", "abandoned_units", "open_units", "outside_units",
+                            "failed_units"), 0)
+    money = dict.fromkeys(("abandoned_cost_usd", "open_cost_usd", "outside_cost_usd", "failed_cost_usd",
+                           "failed_revenue_usd"), _ZERO)
     for group in groups:
         counts["units"] += group.units
         if group.recorded:
@@ -180,7 +190,7 @@ def unit_summary(groups: Iterable[OutcomeGroup]) -> UnitSummary:
                 money["failed_cost_usd"] += group.cost_usd
                 money["failed_revenue_usd"] += group.revenue_usd
         else:  # the view says 'abandoned' after the grace period, 'open' before
-            state = "abandoned" if group.outcome == "abandoned" else "open"
+            state = "outside" if not group.unit_kind else "abandoned" if group.outcome == "abandoned" else "open"
             counts[f"{state}_units"] += group.units
             money[f"{state}_cost_usd"] += group.cost_usd
     return UnitSummary(**counts, **money)

@@ -166,7 +166,8 @@ def _print_units(console: Any, section: dict[str, Any], usd_text: Any, pct: Any,
         f"Units: {summary.units}, {summary.with_outcome} with an outcome. Without one: "
         f"{summary.abandoned_units} abandoned (cost ${usd_text(summary.abandoned_cost_usd)}), "
         f"{summary.open_units} open (cost ${usd_text(summary.open_cost_usd)}; abandoned after "
-        f"{section['grace_minutes']} minutes without activity). Failed: {summary.failed_units} units cost "
+        f"{section['grace_minutes']} minutes without activity), and {summary.outside_units} calls outside any unit "
+        f"(cost ${usd_text(summary.outside_cost_usd)}). Failed: {summary.failed_units} units cost "
         f"${usd_text(summary.failed_cost_usd)}.",
         markup=False, highlight=False,
     )

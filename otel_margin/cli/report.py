@@ -167,7 +167,9 @@ def print_tables(report: dict[str, Any]) -> None:
     span = report["range"]
     # Names come from outside (baggage, --feature): shown as printable text, never as markup.
     period = report.get("period")
-    header = Text.assemble(("Gross margin", "bold"), f" {period.label if period else ''} ({span['start']} .. {span['end']})")
+    header = Text.assemble(("Gross margin", "bold"), f" {span['start']} .. {span['end']}")
+    if period and period.label != f"{span['start']} .. {span['end']}":
+        header.append(f" ({period.label})")
     if span["feature"]:
         header.append_text(Text("  feature=") + rich_text(span["feature"]))
     header.append(f"  (subscription revenue allocated by {span['allocate_by']})")
