@@ -196,9 +196,9 @@
       yaxis2: {title: {text: "margin %"}, overlaying: "y", side: "right"},
       xaxis2: {anchor: "y3", matches: "x", type: "category"}, yaxis3: {title: {text: "calls"}, domain: [0, 0.28]},
     });
-    table("table-monthly", ["month", "feature", "calls", "unpriced", "revenue", "cost", "margin $", "margin %"],
-      rows.map((r) => [r.month.slice(0, 7), r.feature || "(none)", r.calls, r.unpriced_calls, usd(r.revenue_usd),
-                       usd(r.cost_usd), usd(r.margin_usd), pct(r.margin_pct)]), 2);
+    table("table-monthly", ["feature", "month", "calls", "unpriced", "revenue", "cost", "margin $", "margin %"],
+      rows.map((r) => [r.feature || "(none)", r.month.slice(0, 7), r.calls, r.unpriced_calls, usd(r.revenue_usd),
+                       usd(r.cost_usd), usd(r.margin_usd), pct(r.margin_pct)]), 1);
   }
 
   function renderCustomers(view) {
