@@ -377,6 +377,30 @@ def test_live_server_serves_no_data_yet_before_the_first_export(store, monkeypat
     assert document["no_data"].startswith("no LLM calls recorded yet in database 'dashboard_never_written'")
 
 
+def test_dashboard_command_prints_its_url_and_serves_until_stopped(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "OTEL_EXPORTER_CLICKHOUSE_ENDPOINT": f"chdb://{tmp_path / 'chdb'}",
+                   "OTEL_EXPORTER_CLICKHOUSE_SPOOL_DIR": str(tmp_path / "spool")}
+    process = subprocess.Popen([sys.executable, "-m", "otel_margin.cli", "dashboard", "--port", "0", "--refresh", "5"],
+                               stdout=subprocess.PIPE, text=True, env=environment)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("otel-margin dashboard: http://127.0.0.1:") and line.rstrip().endswith("/ (Ctrl-C to stop)")
+        url = line.split()[2]
+        with urllib.request.urlopen(url) as response:
+            assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+            assert 'data-refresh="5"' in response.read().decode()
+        with urllib.request.urlopen(url + "data.json?days=7") as response:
+            document = json.loads(response.read())
+        assert document["filters"]["days"] == 7 and document["no_data"].startswith("no LLM calls recorded yet")
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+
+
 # --- values from outside ------------------------------------------------------------------------
 
 names = st.text(max_size=60)
