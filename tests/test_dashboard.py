@@ -296,10 +296,11 @@ def test_empty_store_says_no_data_yet_in_every_view(tab, store, tmp_path):
     tab.open(output.as_uri())
     tab.screenshot("empty")
     charts = tab.charts()
-    assert charts and all(isinstance(text, str) and text.startswith("No data yet: no LLM calls recorded yet")
-                          for text in charts.values())
-    assert "otel-margin demo" in charts["chart-daily"]
-    assert tab.text("#table-alerts").startswith("No data yet")
+    assert charts and all(text == "No data yet." for text in charts.values())
+    assert tab.text("#table-alerts") == "No data yet."
+    note = tab.text("#no-data")
+    assert note.startswith("No data yet: no LLM calls recorded yet in database 'dashboard_never_written'")
+    assert "otel-margin demo" in note
     tab.check_clean((output.as_uri(), "data:", "blob:"))
 
 

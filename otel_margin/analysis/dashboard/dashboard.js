@@ -80,7 +80,8 @@
     renderFilters(doc);
     renderTotals(doc);
     const views = doc.views || {};
-    const noData = doc.no_data ? "No data yet: " + doc.no_data : null;
+    const noData = doc.no_data ? "No data yet." : null;
+    document.getElementById("no-data").textContent = doc.no_data ? "No data yet: " + doc.no_data : "";
     const sections = {
       realtime: renderRealtime, daily: renderDaily, weekly: renderWeekly, monthly: renderMonthly,
       customers: renderCustomers, cost_map: renderCostMap, waterfall: renderWaterfall,
