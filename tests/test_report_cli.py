@@ -230,7 +230,8 @@ def test_by_gives_the_waterfall_of_that_level(chdb_client, database, report, by)
         assert Decimal(row["revenue_usd"]) - parts == Decimal(row["gross_margin_usd"])
     assert [Decimal(row["gross_margin_usd"]) for row in got] == sorted(Decimal(row["gross_margin_usd"]) for row in got)
     code, text, _ = report("--from", "2025-10-01", "--to", "2025-10-31", "--by", by)
-    assert f"Margin waterfall per {by.replace('-', ' ')}" in text
+    title = "Cost per model" if by == "model" else f"Margin waterfall per {by.replace('-', ' ')}"
+    assert title in text and ("cost side only" in text) == (by == "model")
 
 
 # --- units of work, end to end ---------------------------------------------------------------

@@ -20,9 +20,9 @@ BY = ("feature", "tier", "customer", "cohort", "model", "unit-kind")
 DEFAULT_DAYS = 30
 
 _NOTES = {
-    "model": "Per model: usage revenue rides on each model's calls; subscription revenue and period costs are "
-             "allocated to models by the same rule as to features (--allocate-by); outcome revenue and cost lines "
-             "belong to no model (key '(no model)').",
+    "model": "Per model: cost side only. A model's row is its calls (their inference and orchestration cost, and "
+             "the usage revenue priced on them); subscription and outcome revenue, cost lines and period costs "
+             "belong to no model (the JSON row with key ''), so no per-model margin is shown.",
     "unit-kind": "Per unit kind: calls and costs outside any unit are under '(no unit)'; subscription revenue and "
                  "period costs are allocated by the same rule as to features (--allocate-by).",
 }
@@ -121,8 +121,10 @@ def print_sections(console: Any, report: dict[str, Any]) -> None:
 
     flow = report["waterfall"]
     empty_key = _EMPTY_KEYS.get(flow["by"], "(none)")
-    for title, rows in (("Margin waterfall: total", flow["total"]),
-                        (f"Margin waterfall per {flow['by'].replace('-', ' ')}", flow["rows"])):
+    sections = [("Margin waterfall: total", flow["total"])]
+    if flow["by"] != "model":
+        sections.append((f"Margin waterfall per {flow['by'].replace('-', ' ')}", flow["rows"]))
+    for title, rows in sections:
         table = Table(title=title, title_justify="left",
                       caption="revenue − inference − orchestration − infrastructure − support = gross margin")
         for column in ("key", "calls", "revenue $", "inference $", "orchestration $", "infrastructure $",
@@ -132,9 +134,25 @@ def print_sections(console: Any, report: dict[str, Any]) -> None:
             table.add_row(rich_text(row.key) if row.key else empty_key, str(row.calls),
                           *(usd_text(getattr(row, name)) for name in _WATERFALL), _pct(row.gross_margin_pct))
         console.print(table)
+    if flow["by"] == "model":
+        _print_models(console, flow["rows"], usd_text, rich_text)
     if flow["note"]:
         console.print(f"  {flow['note']}", markup=False, highlight=False)
     _print_units(console, report["units"], usd_text, _pct, rich_text)
+
+
+def _print_models(console: Any, rows: list[Any], usd_text: Any, rich_text: Any) -> None:
+    """Cost per model: the calls' side of the waterfall rows (revenue other than usage is no model's)."""
+    from rich.table import Table
+
+    table = Table(title="Cost per model", title_justify="left")
+    for column in ("model", "calls", "errors", "unpriced", "inference $", "orchestration $", "usage revenue $"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        if row.key:
+            table.add_row(rich_text(row.key), str(row.calls), str(row.error_calls), str(row.unpriced_calls),
+                          usd_text(row.inference_usd), usd_text(row.orchestration_usd), usd_text(row.usage_revenue_usd))
+    console.print(table)
 
 
 def _print_units(console: Any, section: dict[str, Any], usd_text: Any, pct: Any, rich_text: Any) -> None:
