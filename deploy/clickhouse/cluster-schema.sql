@@ -496,13 +496,13 @@ GROUP BY day, feature, customer, tier, cohort, unit_kind, model;
 -- AI share (ai_share_pcts of its tier, by ai_tiers; 100 % for a tier not listed) and is split over
 -- what its customer used in its period; a row with a feature over that feature's usage; a period
 -- cost over the usage that matches what it names (an empty feature, customer or tier matches
--- any). Parts are (customer, feature, tier, cohort, model, unit kind); a subscription keeps the
--- tier of its row. The weight of a part is allocate_by: 'calls' (inference calls, the default),
--- 'cost' (priced cost of its calls), 'tokens' (input + output), 'value' (inference calls times
--- the feature's value weight, by value_features / value_weights, 1 when not listed; period
--- costs follow inference calls). A weight of 0 over the whole period falls back to all calls;
--- no usage at all leaves the amount on its own feature ('unattributed' when empty), customer and
--- tier, with the customer's most frequent cohort. Each part is amount * weight / total weight
+-- any). Parts are (customer, feature, tier, cohort, unit kind), not models (allocated amounts have
+-- model ''); a subscription keeps the tier of its row. The weight of a part is allocate_by:
+-- 'calls' (inference calls, the default), 'cost' (priced cost of its calls), 'tokens' (input +
+-- output), 'value' (inference calls times the feature's value weight, by value_features /
+-- value_weights, 1 when not listed; period costs follow inference calls). A weight of 0 over the
+-- whole period falls back to all calls, and no usage at all leaves the amount on its own feature
+-- ('unattributed' when empty), customer and tier, with the customer's most frequent cohort. Each part is amount * weight / total weight
 -- in Decimal256 truncated to 12 places, the last part taking the remainder; each part is spread
 -- evenly over the period's days, the last day taking the remainder: everything adds up exactly.
 --
@@ -532,8 +532,10 @@ WITH
     ),
     usage AS
     (
+        -- Allocation parts do not split by model (what a seat or a GPU pays for is not a model):
+        -- used sums a part's models.
         SELECT
-            day, customer, feature, tier, cohort, model, unit_kind, calls, inference_calls,
+            day, customer, feature, tier, cohort, unit_kind, calls, inference_calls,
             input_tokens + output_tokens AS tokens, inference_usd + orchestration_usd AS cost_usd
         FROM `otel_margin`.llm_calls_waterfall_daily
         WHERE day >= (SELECT min(period_start) FROM amounts) AND day <= (SELECT max(period_end) FROM amounts)
@@ -546,7 +548,7 @@ WITH
             kind, amount.customer AS customer, amount.feature AS feature, amount.tier AS tier,
             period_start, period_end,
             (usage.customer, toString(usage.feature), toString(if(kind = 'revenue', amount.tier, usage.tier)),
-             toString(usage.cohort), toString(usage.model), toString(usage.unit_kind)) AS part,
+             toString(usage.cohort), toString(usage.unit_kind)) AS part,
             sum(multiIf(
                 {allocate_by:String} = 'cost', usage.cost_usd,
                 {allocate_by:String} = 'tokens', toDecimal128(usage.tokens, 12),
@@ -570,7 +572,7 @@ WITH
         SELECT
             kind, amount.customer, amount.feature, amount.tier, period_start, period_end,
             (usage.customer, toString(usage.feature), toString(usage.tier),
-             toString(usage.cohort), toString(usage.model), toString(usage.unit_kind)),
+             toString(usage.cohort), toString(usage.unit_kind)),
             sum(multiIf(
                 {allocate_by:String} = 'cost', usage.cost_usd,
                 {allocate_by:String} = 'tokens', toDecimal128(usage.tokens, 12),
@@ -588,7 +590,7 @@ WITH
           AND (amount.customer = '' OR usage.customer = amount.customer)
           AND (amount.tier = '' OR usage.tier = amount.tier)
         GROUP BY kind, amount.customer, amount.feature, amount.tier, period_start, period_end, usage.customer,
-                 usage.feature, usage.tier, usage.cohort, usage.model, usage.unit_kind
+                 usage.feature, usage.tier, usage.cohort, usage.unit_kind
     ),
     shares AS
     (
@@ -623,7 +625,7 @@ WITH
             amount.kind AS kind, amount.period_start AS period_start, amount.period_days AS period_days,
             if(empty(shares.parts),
                [(toString(amount.customer), if(amount.feature = '', 'unattributed', toString(amount.feature)),
-                 toString(amount.tier), toString(cohorts.cohort), '', '')],
+                 toString(amount.tier), toString(cohorts.cohort), '')],
                shares.parts) AS parts,
             if(empty(shares.parts),
                [amount.amount_usd],
@@ -663,8 +665,8 @@ WITH
     ),
     unit_attribution AS
     (
-        -- For an outcome recorded outside its unit's attribution: the unit's first call that has
-        -- each value, among its calls of the 30 days up to the last outcome day.
+        -- For an outcome recorded outside any attribution (feature 'unattributed'): the unit's first
+        -- call that has each value, among its calls of the 30 days up to the last outcome day.
         SELECT
             unit_id,
             argMinIf(toString(feature), timestamp, feature != 'unattributed') AS feature,
@@ -675,8 +677,7 @@ WITH
         FROM `otel_margin`.llm_calls
         WHERE toDate(timestamp) >= (SELECT min(day) FROM outcome_rows) - 30
           AND toDate(timestamp) <= (SELECT max(day) FROM outcome_rows)
-          AND unit_id IN (SELECT unit_id FROM outcome_rows
-                          WHERE feature = 'unattributed' OR customer = '' OR tier = '' OR cohort = '' OR unit_kind = '')
+          AND unit_id IN (SELECT unit_id FROM outcome_rows WHERE feature = 'unattributed')
         GROUP BY unit_id
     )
 -- Facts, not groups: a (day, customer, feature, tier, cohort, model, unit_kind) may have several
@@ -719,7 +720,7 @@ FROM outcome_rows AS outcome
 LEFT JOIN unit_attribution AS unit ON unit.unit_id = outcome.unit_id
 UNION ALL
 SELECT
-    day, part.1, part.2, part.3, part.4, part.5, part.6,
+    day, part.1, part.2, part.3, part.4, '', part.5,
     0, 0, 0, 0, 0,
     toDecimal128(0, 12), toDecimal128(0, 12),
     if(kind = 'revenue', amount_usd, toDecimal128(0, 12)), if(kind = 'revenue', amount_usd, toDecimal128(0, 12)),
@@ -800,9 +801,11 @@ GROUP BY unit_id;
 
 -- Fixed costs of a period (period_costs, from `otel-margin costs import`) allocated to the
 -- customers, features and tiers that used AI in that period, by the rule subscription revenue
--- follows (margin_daily): in proportion to allocate_by — 'calls', 'tokens' (input + output) or
--- 'cost' (priced cost) — of the usage that matches what the cost row names (a feature, customer
--- or tier left empty matches any). A parameterised view:
+-- follows (margin_daily): in proportion to allocate_by — 'calls' (inference calls: LLM calls other
+-- than embeddings), 'tokens' (input + output) or 'cost' (priced cost; any other value counts
+-- inference calls, as 'value' does for costs) — of the usage that matches what the cost row names
+-- (a feature, customer or tier left empty matches any). margin_daily allocates by the same rule over
+-- finer parts (cohort, model and unit kind too) spread over the period's days. A parameterised view:
 --   SELECT ... FROM period_costs_allocated(allocate_by = 'calls', start = '2026-12-01', end = '2026-12-31')
 --
 -- One row per (cost row, customer, feature, tier) with its share of the row's whole amount,
@@ -827,9 +830,9 @@ WITH
             cost.feature AS feature, cost.customer AS customer, cost.tier AS tier,
             (usage.customer, toString(usage.feature), toString(usage.tier)) AS part,
             sum(multiIf(
-                {allocate_by:String} = 'calls', toDecimal128(usage.calls, 12),
+                {allocate_by:String} = 'cost', usage.cost_usd,
                 {allocate_by:String} = 'tokens', toDecimal128(usage.tokens, 12),
-                usage.cost_usd)) AS weight,
+                toDecimal128(usage.inference_calls, 12))) AS weight,
             sum(usage.calls) AS calls
         FROM
         (
@@ -839,8 +842,9 @@ WITH
         ) AS cost
         INNER JOIN
         (
-            SELECT day, customer, feature, tier, calls, input_tokens + output_tokens AS tokens, cost_usd
-            FROM `otel_margin`.llm_calls_daily
+            SELECT day, customer, feature, tier, calls, inference_calls, input_tokens + output_tokens AS tokens,
+                   inference_usd + orchestration_usd AS cost_usd
+            FROM `otel_margin`.llm_calls_waterfall_daily
             WHERE day >= (SELECT min(period_start) FROM costs) AND day <= (SELECT max(period_end) FROM costs)
         ) AS usage ON usage.day = cost.day
         WHERE (cost.feature = '' OR usage.feature = cost.feature)
