@@ -62,7 +62,8 @@ class Feature:
 
 
 def run_workload(openai_client: Any, anthropic_client: Any, *, calls: int, seed: int = 7) -> Iterator[str]:
-    """Make ``calls`` LLM calls; yields each call's feature name as it completes (for progress)."""
+    """Serve ``calls`` user requests (one LLM call each, a support ticket one to three); yields
+    each request's feature name as it completes (for progress)."""
     rng = random.Random(seed)
     features = FEATURES
     weights = [feature.weight for feature in features]

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-from typing import Any
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
 
 
 DEMO_DATABASE = "otel_margin_demo"
@@ -22,7 +26,9 @@ def register(subparsers: Any) -> None:
         f"The spans go to the database {DEMO_DATABASE!r} at OTEL_EXPORTER_CLICKHOUSE_ENDPOINT "
         "(embedded chDB in ./.otel-margin by default), emptied first unless --keep.",
     )
-    parser.add_argument("--calls", type=_positive, default=400, help="number of LLM calls to make (default: 400)")
+    parser.add_argument("--requests", "--calls", dest="calls", type=_positive, default=400, metavar="N",
+                        help="user requests the demo product serves (default: 400); most are one LLM call, "
+                        "a support ticket takes one to three")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the workload (default: 7)")
     parser.add_argument(
         "--no-store", action="store_true",
@@ -41,13 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    import os
-    import tempfile
-    from pathlib import Path
-
     from otel_margin.demo import POLICY as DEMO_POLICY
+    from otel_margin.pluginhost import configure
+    from otel_margin.policy import load_policy
     from otel_margin.demo import CostTally, run_workload
-    from otel_margin.environment_variables import OTEL_MARGIN_POLICY
     from otel_margin.instrumentation.anthropic import AnthropicMarginInstrumentor
     from otel_margin.instrumentation.openai import OpenAIMarginInstrumentor
     from otel_margin.standin import StandInServer, anthropic_client, openai_client
@@ -62,34 +65,50 @@ def run(args: argparse.Namespace) -> int:
     # demo's policy configures the plugins after that.
     for sdk in ("openai", "anthropic"):
         importlib.import_module(sdk)
-    # The demo's policy is read as an application's is: the file OTEL_MARGIN_POLICY names.
-    policy_dir = tempfile.TemporaryDirectory(prefix="otel-margin-demo-")
-    policy_file = Path(policy_dir.name) / "otel-margin.toml"
-    policy_file.write_text(DEMO_POLICY)
-    os.environ[OTEL_MARGIN_POLICY] = str(policy_file)  # kept for the report (and its policy settings)
-    instrumentors = (OpenAIMarginInstrumentor(), AnthropicMarginInstrumentor())
-    for instrumentor in instrumentors:
-        instrumentor.instrument(tracer_provider=provider)
-    console.print(f"policy: {policy_file} (a resolved ticket earns $0.04; guardrails: the exact "
-                  "response cache on the 'faq' feature, docs/cache.md)")
-    try:
-        with StandInServer() as server:
-            console.print(f"stand-in for OpenAI and Anthropic listening on {server.base_url}")
-            openai, anthropic = openai_client(server), anthropic_client(server)
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("LLM calls", total=args.calls)
-                for _feature in run_workload(openai, anthropic, calls=args.calls, seed=args.seed):
-                    progress.advance(task)
-    finally:
+    with _demo_policy(DEMO_POLICY) as policy_file:
+        instrumentors = (OpenAIMarginInstrumentor(), AnthropicMarginInstrumentor())
         for instrumentor in instrumentors:
-            instrumentor.uninstrument()
-        provider.shutdown()
-    console.print(_table("Cost per feature (live, from the spans)", "feature", tally.by_feature))
-    console.print(_table("Cost per customer (live, from the spans)", "customer", tally.by_customer))
-    try:
+            instrumentor.instrument(tracer_provider=provider)
+        # Plugins load and configure once per process: a process that loaded them before (a second
+        # demo in one test run) reconfigures them for this policy, with empty stores.
+        configure(load_policy(policy_file))
+        console.print(f"policy: {policy_file} (a resolved ticket earns $0.04; guardrails: the exact "
+                      "response cache on the 'faq' feature, docs/cache.md)")
+        try:
+            with StandInServer() as server:
+                console.print(f"stand-in for OpenAI and Anthropic listening on {server.base_url}")
+                openai, anthropic = openai_client(server), anthropic_client(server)
+                with Progress(console=console, transient=True) as progress:
+                    task = progress.add_task("requests", total=args.calls)
+                    for _feature in run_workload(openai, anthropic, calls=args.calls, seed=args.seed):
+                        progress.advance(task)
+        finally:
+            for instrumentor in instrumentors:
+                instrumentor.uninstrument()
+            provider.shutdown()
+        console.print(_table("Cost per feature (live, from the spans)", "feature", tally.by_feature))
+        console.print(_table("Cost per customer (live, from the spans)", "customer", tally.by_customer))
         return 0 if config is None else _margin_report(config, console)
-    finally:
-        policy_dir.cleanup()
+
+
+@contextlib.contextmanager
+def _demo_policy(text: str) -> Iterator[Path]:
+    """The demo's policy, read as an application's is (the file ``OTEL_MARGIN_POLICY`` names),
+    for the demo's calls and its report; the variable is put back afterwards."""
+    from otel_margin.environment_variables import OTEL_MARGIN_POLICY
+
+    previous = os.environ.get(OTEL_MARGIN_POLICY)
+    with tempfile.TemporaryDirectory(prefix="otel-margin-demo-") as folder:
+        policy_file = Path(folder) / "otel-margin.toml"
+        policy_file.write_text(text)
+        os.environ[OTEL_MARGIN_POLICY] = str(policy_file)
+        try:
+            yield policy_file
+        finally:
+            if previous is None:
+                os.environ.pop(OTEL_MARGIN_POLICY, None)
+            else:
+                os.environ[OTEL_MARGIN_POLICY] = previous
 
 
 def _demo_store(*, keep: bool, console: Any) -> Any:
@@ -97,7 +116,6 @@ def _demo_store(*, keep: bool, console: Any) -> Any:
     first unless ``keep`` (a second run must not be added to the first against the same revenue)."""
     import dataclasses
     import shutil
-    from pathlib import Path
 
     from rich.markup import escape as markup_escape
 
@@ -145,9 +163,7 @@ def _clickhouse_exporter(provider: Any, config: Any) -> Any:
 
 def _margin_report(config: Any, console: Any) -> int:
     """Import the demo's subscription revenue, then print the margin report from ClickHouse."""
-    import tempfile
     from datetime import datetime, timezone
-    from pathlib import Path
 
     from otel_margin.cli import main
     from otel_margin.demo import costs_csv, revenue_csv
