@@ -153,6 +153,7 @@ def _doc_analysis(clients: dict[str, Any], tier: str, rng: random.Random) -> Non
             messages=[{"role": "user", "content": f"Extract every obligation from this contract:\n{document}"}],
             extra_headers=_headers(rng, 600),
         )
+        outcome("analysed")  # priced per analysed document in the policy
 
 
 def _search(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
@@ -200,9 +201,9 @@ def _faq(clients: dict[str, Any], tier: str, rng: random.Random) -> None:
 
 
 FEATURES = (
-    Feature("summarize", 30, _summarize),
+    Feature("summarize", 30, _summarize, revenue_per_call=Decimal("0.003")),  # usage-priced
     Feature("assistant", 25, _assistant),
-    Feature("doc-analysis", 15, _doc_analysis, revenue_per_call=Decimal("0.01")),
+    Feature("doc-analysis", 15, _doc_analysis),
     Feature("search", 20, _search),
     Feature("support-bot", 10, _support_bot),
     Feature("faq", 15, _faq),
@@ -211,6 +212,9 @@ FEATURES = (
 POLICY = """
 [features.support-bot.outcome_prices]   # revenue per ticket, by outcome (others earn 0)
 resolved = "0.04"
+
+[features.doc-analysis.outcome_prices]  # revenue per analysed document
+analysed = "0.01"
 
 [plugins.cache]
 store = "memory"

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         # Plugins load and configure once per process: a process that loaded them before (a second
         # demo in one test run) reconfigures them for this policy, with empty stores.
         configure(load_policy(policy_file))
-        console.print(f"policy: {policy_file} (a resolved ticket earns $0.04; guardrails: the exact "
+        console.print(f"policy: {policy_file} (a resolved ticket earns $0.04, an analysed document $0.01; guardrails: the exact "
                       "response cache on the 'faq' feature, docs/cache.md)")
         try:
             with StandInServer() as server:
@@ -162,7 +162,8 @@ def _clickhouse_exporter(provider: Any, config: Any) -> Any:
 
 
 def _margin_report(config: Any, console: Any) -> int:
-    """Import the demo's subscription revenue, then print the margin report from ClickHouse."""
+    """Import the demo's subscription revenue and fixed costs, print the margin report from
+    ClickHouse, then the commands that look at the same store."""
     from datetime import datetime, timezone
 
     from otel_margin.cli import main
@@ -181,7 +182,19 @@ def _margin_report(config: Any, console: Any) -> int:
             if status:
                 return status
     console.print(f"\nmargin report from ClickHouse: otel-margin report --since 1 --database {config.database}\n")
-    return main(["report", "--since", "1", *database])
+    status = main(["report", "--since", "1", *database])
+    if status == 0:
+        name = config.database
+        year, week, _ = datetime.now(timezone.utc).isocalendar()
+        console.print(
+            "\nnext, over the same store:\n"
+            f"  otel-margin dashboard --database {name}              the margin dashboard in your browser\n"
+            f"  otel-margin dashboard --database {name} --output margin.html   a snapshot to share\n"
+            f"  otel-margin alerts run --database {name}             the alert rules (docs/alerts.md)\n"
+            f"  otel-margin review weekly --week {year}-W{week:02d} --database {name}   this week's margin review",
+            markup=False, highlight=False, soft_wrap=True,
+        )
+    return status
 
 
 def _table(title: str, key: str, rows: dict[str, dict[str, Any]]) -> Any:

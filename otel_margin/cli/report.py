@@ -45,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--feature", help="only this feature")
     parser.add_argument(
-        "--allocate-by", choices=margin.ALLOCATE_BY, default="cost",
-        help="how revenue without a feature is split across features (default cost)",
+        "--allocate-by", choices=margin.ALLOCATE_BY, default=margin.DEFAULT_ALLOCATE_BY,
+        help="how subscription revenue without a feature is split across features: by inference calls (the "
+        f"default, {margin.DEFAULT_ALLOCATE_BY}), cost, tokens or value (the policy's value weights); docs/margin.md",
     )
     parser.add_argument("--database", help="database name (default: OTEL_EXPORTER_CLICKHOUSE_DATABASE)")
     parser.set_defaults(func=run)
@@ -119,7 +120,7 @@ def _print_no_data_yet(args: argparse.Namespace, config: Any, start: date, end: 
 
 
 def build_report(
-    client: Any, *, start: date, end: date, feature: str | None = None, allocate_by: str = "cost",
+    client: Any, *, start: date, end: date, feature: str | None = None, allocate_by: str = margin.DEFAULT_ALLOCATE_BY,
     database: str = "otel_margin", top: int = 10, by: str = "feature",
     grace_minutes: int = _report_sections.units.DEFAULT_GRACE_MINUTES, policy: Any = None,
 ) -> dict[str, Any]:
