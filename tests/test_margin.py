@@ -366,7 +366,7 @@ def test_report_json_carries_the_same_numbers_as_strings(workload):
     }
     assert all(isinstance(row["revenue_usd"], str) for row in report["features"])
     assert {row["feature"] for row in report["cost_map"]} == set(FEATURES)
-    assert report["range"] == {"start": "2024-05-01", "end": "2024-05-28", "feature": "", "allocate_by": "cost"}
+    assert report["range"] == {"start": "2024-05-01", "end": "2024-05-28", "feature": "", "allocate_by": "calls"}
 
 
 def test_report_command_reads_through_a_storage_session(chdb_client, chdb_path, database, monkeypatch, capsys):

@@ -32,6 +32,7 @@ from otel_margin.analysis.waterfall import waterfall
 from otel_margin.cli import main
 from otel_margin.exporters.clickhouse import ClickHouseSpanExporter
 from otel_margin.policy import load_policy
+from otel_margin.prices import set_catalog
 from otel_margin.standin import OUTPUT_TOKENS_HEADER, SCENARIO_HEADER, openai_client
 
 from conftest import instrumentation
@@ -118,13 +119,17 @@ def world(standin_server, otel, tmp_path, monkeypatch) -> Iterator[World]:
     monkeypatch.setenv("OTEL_MARGIN_POLICY", str(policy))
     monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", f"chdb://{path}")
     otel.clear()
-    with instrumentation(otel):
-        world = World(standin_server, otel, path, tmp_path)
-        try:
-            yield world
-        finally:
-            if world.client is not None:
-                world.client.close()
+    set_catalog(None)  # the process-wide catalog is built once: rebuild it from this example's policy
+    try:
+        with instrumentation(otel):
+            world = World(standin_server, otel, path, tmp_path)
+            try:
+                yield world
+            finally:
+                if world.client is not None:
+                    world.client.close()
+    finally:
+        set_catalog(None)  # and leave no example's prices to the tests after it
 
 
 def percent(revenue: Decimal, cost: Decimal) -> Decimal:
