@@ -22,7 +22,7 @@ from chdb_fixtures import call, chdb_client, chdb_path, database, insert_calls  
 from otel_margin.analysis import margin
 from otel_margin.analysis.alerts.events import ensure_table
 from otel_margin.analysis.grafana import alerts as grafana
-from otel_margin.analysis.grafana import dashboard, generate
+from otel_margin.analysis.grafana import DASHBOARD_FILE, dashboard, generate
 from otel_margin.analysis.grafana.sql import inline_parameters
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,16 +126,10 @@ def _as_grafana(sql: str, database: str, *, start: datetime, end: datetime, **va
 
 
 def _panel(chdb_client: Any, database: str, title: str, **kwargs: Any) -> list[dict[str, Any]]:
-    document = json.loads((DEPLOY / dashboard_path()).read_text())
+    document = json.loads((DEPLOY / DASHBOARD_FILE).read_text())
     [panel] = [p for p in document["panels"] if p["title"] == title]
     result = chdb_client.query(_as_grafana(panel["targets"][0]["rawSql"], database, **kwargs))
     return [dict(zip(result.column_names, row)) for row in result.result_rows]
-
-
-def dashboard_path() -> Path:
-    from otel_margin.analysis.grafana import DASHBOARD_FILE
-
-    return DASHBOARD_FILE
 
 
 def test_every_dashboard_panel_runs_and_shows_what_the_product_computes(chdb_client: Any, database: str) -> None:
@@ -148,7 +142,7 @@ def test_every_dashboard_panel_runs_and_shows_what_the_product_computes(chdb_cli
         for feature, customer, cost, revenue in (("chat", "acme", "0.30", "1.00"), ("search", "o'neil", "0.90", "1.00"))
     ])
     ensure_table(chdb_client, database=database)  # the alerts panel reads alert_events
-    document = json.loads((DEPLOY / dashboard_path()).read_text())
+    document = json.loads((DEPLOY / DASHBOARD_FILE).read_text())
     assert len(document["panels"]) == len(dashboard.panels())
     for panel in document["panels"]:
         chdb_client.query(_as_grafana(panel["targets"][0]["rawSql"], database, start=start, end=today))

@@ -16,7 +16,6 @@ Regenerated with the dashboard by ``python -m otel_margin.analysis.grafana`` (se
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
