@@ -419,8 +419,11 @@ GROUP BY day, feature, customer, tier, cohort, unit_kind, model;
 
 -- The margin waterfall per day, customer, feature, tier, cohort, model and unit kind, for the
 -- days start..end: every margin view sums this. A parameterised view:
---   SELECT ... FROM margin_daily(allocate_by = 'calls', start = '2026-12-01', end = '2026-12-31',
+--   SELECT ... FROM margin_daily(allocate_by = 'calls', start = '2026-12-01', end = '2026-12-31', by_day = 1,
 --                                value_features = [], value_weights = [], ai_tiers = [], ai_share_pcts = [])
+-- by_day = 0 is for a query that does not group or filter by day: each allocated part is then one
+-- row (its days in start..end summed, on the first of them) instead of a row per day: the same
+-- sums at every other level, far fewer rows.
 --
 -- Revenue = usage revenue on the calls (a failed call earns none) + outcome revenue (outcomes
 -- FINAL, on the outcome's day, attributed like its unit) + subscription revenue (revenue_events).
@@ -449,9 +452,9 @@ CREATE OR REPLACE VIEW `otel_margin`.margin_daily AS
 WITH
     mapFromArrays({value_features:Array(String)}, {value_weights:Array(Decimal(38, 12))}) AS value_weight_of,
     mapFromArrays({ai_tiers:Array(String)}, {ai_share_pcts:Array(Decimal(38, 12))}) AS ai_share_of,
-    amounts AS
+    revenue_amounts AS
     (
-        -- Everything to allocate: subscription revenue (its AI share) and period costs.
+        -- Subscription revenue to allocate: its AI share.
         SELECT
             'revenue' AS kind, customer, feature, tier, period_start, period_end,
             if(feature = '' AND mapContains(ai_share_of, toString(tier)),
@@ -460,70 +463,63 @@ WITH
             toUInt32(dateDiff('day', period_start, period_end) + 1) AS period_days
         FROM `otel_margin`.revenue_events FINAL
         WHERE period_end >= {start:Date} AND period_start <= {end:Date}
-        UNION ALL
+    ),
+    cost_amounts AS
+    (
+        -- Period costs to allocate, whole.
         SELECT
-            toString(category), customer, feature, tier, period_start, period_end, amount_usd,
-            toUInt32(dateDiff('day', period_start, period_end) + 1)
+            toString(category) AS kind, customer, feature, tier, period_start, period_end, amount_usd,
+            toUInt32(dateDiff('day', period_start, period_end) + 1) AS period_days
         FROM `otel_margin`.period_costs FINAL
         WHERE period_end >= {start:Date} AND period_start <= {end:Date}
+    ),
+    amounts AS
+    (
+        SELECT * FROM revenue_amounts
+        UNION ALL
+        SELECT * FROM cost_amounts
     ),
     usage AS
     (
         -- Allocation parts do not split by model (what a seat or a GPU pays for is not a model):
         -- used sums a part's models.
         SELECT
-            day, customer, feature, tier, cohort, unit_kind, calls, inference_calls,
-            input_tokens + output_tokens AS tokens, inference_usd + orchestration_usd AS cost_usd
+            day, customer, feature, tier, cohort, unit_kind, calls,
+            multiIf({allocate_by:String} = 'cost', inference_usd + orchestration_usd,
+                    {allocate_by:String} = 'tokens', toDecimal128(input_tokens + output_tokens, 12),
+                    toDecimal128(inference_calls, 12)) AS weight,
+            if({allocate_by:String} = 'value', toDecimal128(inference_calls, 12) * if(mapContains(value_weight_of, toString(feature)),
+                                      value_weight_of[toString(feature)], toDecimal128(1, 12)), weight) AS revenue_weight
         FROM `otel_margin`.llm_calls_waterfall_daily
         WHERE day >= (SELECT min(period_start) FROM amounts) AND day <= (SELECT max(period_end) FROM amounts)
     ),
     used AS
     (
         -- The usage each amount is split over, per part. Revenue meets its customer's rows by an
-        -- equi-join on (customer, day); a period cost (few rows) meets every row of its days.
+        -- equi-join on customer; a period cost (few rows) meets every row of its period.
         SELECT
             kind, amount.customer AS customer, amount.feature AS feature, amount.tier AS tier,
             period_start, period_end,
-            (usage.customer, toString(usage.feature), toString(if(kind = 'revenue', amount.tier, usage.tier)),
+            (usage.customer, toString(usage.feature), toString(amount.tier),
              toString(usage.cohort), toString(usage.unit_kind)) AS part,
-            sum(multiIf(
-                {allocate_by:String} = 'cost', usage.cost_usd,
-                {allocate_by:String} = 'tokens', toDecimal128(usage.tokens, 12),
-                {allocate_by:String} = 'value' AND kind = 'revenue',
-                    toDecimal128(toDecimal256(usage.inference_calls, 12)
-                                 * if(mapContains(value_weight_of, toString(usage.feature)),
-                                      value_weight_of[toString(usage.feature)], toDecimal128(1, 12)), 12),
-                toDecimal128(usage.inference_calls, 12))) AS weight,
+            sum(usage.revenue_weight) AS weight,
             sum(usage.calls) AS calls
-        FROM
-        (
-            SELECT kind, customer, feature, tier, period_start, period_end,
-                   period_start + arrayJoin(range(period_days)) AS day
-            FROM amounts
-            WHERE kind = 'revenue'
-        ) AS amount
-        INNER JOIN usage ON usage.customer = amount.customer AND usage.day = amount.day
-        WHERE amount.feature = '' OR usage.feature = amount.feature
+        FROM usage
+        INNER JOIN revenue_amounts AS amount ON usage.customer = amount.customer
+        WHERE usage.day >= amount.period_start AND usage.day <= amount.period_end
+          AND (amount.feature = '' OR usage.feature = amount.feature)
         GROUP BY kind, customer, feature, tier, period_start, period_end, part
         UNION ALL
         SELECT
             kind, amount.customer, amount.feature, amount.tier, period_start, period_end,
             (usage.customer, toString(usage.feature), toString(usage.tier),
              toString(usage.cohort), toString(usage.unit_kind)),
-            sum(multiIf(
-                {allocate_by:String} = 'cost', usage.cost_usd,
-                {allocate_by:String} = 'tokens', toDecimal128(usage.tokens, 12),
-                toDecimal128(usage.inference_calls, 12))),
+            sum(usage.weight),
             sum(usage.calls)
-        FROM
-        (
-            SELECT kind, customer, feature, tier, period_start, period_end,
-                   period_start + arrayJoin(range(period_days)) AS day
-            FROM amounts
-            WHERE kind != 'revenue'
-        ) AS amount
-        INNER JOIN usage ON usage.day = amount.day
-        WHERE (amount.feature = '' OR usage.feature = amount.feature)
+        FROM cost_amounts AS amount
+        CROSS JOIN usage
+        WHERE usage.day >= amount.period_start AND usage.day <= amount.period_end
+          AND (amount.feature = '' OR usage.feature = amount.feature)
           AND (amount.customer = '' OR usage.customer = amount.customer)
           AND (amount.tier = '' OR usage.tier = amount.tier)
         GROUP BY kind, amount.customer, amount.feature, amount.tier, period_start, period_end, usage.customer,
@@ -550,8 +546,8 @@ WITH
         FROM
         (
             SELECT customer, cohort, sum(calls) AS calls
-            FROM `otel_margin`.llm_calls_waterfall_daily
-            WHERE customer GLOBAL IN (SELECT customer FROM amounts WHERE customer != '')
+            FROM `otel_margin`.llm_calls_daily
+            WHERE customer IN (SELECT customer FROM amounts WHERE customer != '')
             GROUP BY customer, cohort
         )
         GROUP BY customer
@@ -579,19 +575,23 @@ WITH
     spread AS
     (
         -- Each part spread evenly over the period's days, the last day taking the rounding
-        -- remainder; only the days inside start..end are produced.
+        -- remainder; only the days inside start..end count. by_day = 1: a row per day; by_day = 0:
+        -- one row per part holding the sum of its days in start..end, on the first of them.
         SELECT
             period_start + offset AS day, kind, part,
-            if(offset + 1 = period_days, amount - per_day * (period_days - 1), per_day) AS amount_usd
+            if({by_day:UInt8},
+               if(offset + 1 = period_days, amount - per_day * (period_days - 1), per_day),
+               per_day * (last_offset - first_offset)
+                   + if(last_offset = period_days, amount - per_day * period_days, toDecimal128(0, 12))) AS amount_usd
         FROM
         (
-            SELECT kind, period_start, period_days, part, amount, toDecimal128(amount / period_days, 12) AS per_day
+            SELECT kind, period_start, period_days, part, amount, toDecimal128(amount / period_days, 12) AS per_day,
+                   toUInt32(greatest(dateDiff('day', period_start, {start:Date}), 0)) AS first_offset,
+                   toUInt32(least(dateDiff('day', period_start, {end:Date}) + 1, period_days)) AS last_offset
             FROM allocated
             ARRAY JOIN parts AS part, amounts AS amount
         )
-        ARRAY JOIN range(
-            toUInt32(greatest(dateDiff('day', period_start, {start:Date}), 0)),
-            toUInt32(least(dateDiff('day', period_start, {end:Date}) + 1, period_days))) AS offset
+        ARRAY JOIN if({by_day:UInt8}, range(first_offset, last_offset), [first_offset]) AS offset
     ),
     outcome_rows AS
     (
@@ -600,10 +600,15 @@ WITH
         FROM `otel_margin`.outcomes FINAL
         WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
     ),
+    unattributed AS
+    (
+        SELECT unit_id, day FROM outcome_rows WHERE feature = 'unattributed'
+    ),
     unit_attribution AS
     (
         -- For an outcome recorded outside any attribution (feature 'unattributed'): the unit's first
-        -- call that has each value, among its calls of the 30 days up to the last outcome day.
+        -- call that has each value, among its calls of the 30 days up to the last such outcome's day
+        -- (none read when every outcome is attributed).
         SELECT
             unit_id,
             argMinIf(toString(feature), timestamp, feature != 'unattributed') AS feature,
@@ -612,9 +617,9 @@ WITH
             argMinIf(toString(cohort), timestamp, cohort != '') AS cohort,
             argMinIf(toString(unit_kind), timestamp, unit_kind != '') AS unit_kind
         FROM `otel_margin`.llm_calls
-        WHERE toDate(timestamp) >= (SELECT min(day) FROM outcome_rows) - 30
-          AND toDate(timestamp) <= (SELECT max(day) FROM outcome_rows)
-          AND unit_id IN (SELECT unit_id FROM outcome_rows WHERE feature = 'unattributed')
+        WHERE toDate(timestamp) >= (SELECT min(day) - 30 FROM unattributed)
+          AND toDate(timestamp) <= (SELECT max(day) FROM unattributed)
+          AND unit_id IN (SELECT unit_id FROM unattributed)
         GROUP BY unit_id
     )
 -- Facts, not groups: a (day, customer, feature, tier, cohort, model, unit_kind) may have several

@@ -15,7 +15,7 @@ FROM
     SELECT
         customer, tier, calls AS day_calls, unpriced_calls AS day_unpriced_calls, error_calls AS day_error_calls,
         revenue_usd AS day_revenue_usd, cost_usd AS day_cost_usd
-    FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date}, end = {end:Date},
+    FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date}, end = {end:Date}, by_day = 0,
         value_features = {value_features:Array(String)}, value_weights = {value_weights:Array(Decimal(38, 12))},
         ai_tiers = {ai_tiers:Array(String)}, ai_share_pcts = {ai_share_pcts:Array(Decimal(38, 12))})
 )

@@ -26,7 +26,7 @@ SELECT
 FROM
 (
     SELECT *, calls AS customer_calls, toUInt8(day >= {page_start:Date}) AS page
-    FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date}, end = {end:Date},
+    FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date}, end = {end:Date}, by_day = 1,
             value_features = {value_features:Array(String)}, value_weights = {value_weights:Array(Decimal(38, 12))},
             ai_tiers = {ai_tiers:Array(String)}, ai_share_pcts = {ai_share_pcts:Array(Decimal(38, 12))})
     WHERE ({feature:String} = '' OR feature = {feature:String})

@@ -27,7 +27,7 @@ FROM
             sum(error_calls) AS error_calls,
             sum(revenue_usd) AS revenue_usd,
             sum(cost_usd) AS cost_usd
-        FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date} - 6, end = {end:Date},
+        FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date} - 6, end = {end:Date}, by_day = 1,
         value_features = {value_features:Array(String)}, value_weights = {value_weights:Array(Decimal(38, 12))},
         ai_tiers = {ai_tiers:Array(String)}, ai_share_pcts = {ai_share_pcts:Array(Decimal(38, 12))})
         WHERE ({feature:String} = '' OR feature = {feature:String})

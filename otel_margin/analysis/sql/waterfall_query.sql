@@ -25,7 +25,7 @@ SELECT
     sum(cost_usd) AS cost_usd,
     revenue_usd - cost_usd AS gross_margin_usd,
     if(revenue_usd = 0, NULL, gross_margin_usd * 100 / revenue_usd) AS gross_margin_pct
-FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date}, end = {end:Date},
+FROM $database.margin_daily(allocate_by = {allocate_by:String}, start = {start:Date}, end = {end:Date}, by_day = 0,
         value_features = {value_features:Array(String)}, value_weights = {value_weights:Array(Decimal(38, 12))},
         ai_tiers = {ai_tiers:Array(String)}, ai_share_pcts = {ai_share_pcts:Array(Decimal(38, 12))})
 WHERE ({feature:String} = '' OR feature = {feature:String})

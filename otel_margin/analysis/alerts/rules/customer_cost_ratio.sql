@@ -18,7 +18,7 @@ WITH
             toFloat64(sumIf(cost_usd, day <= today - days)) AS cost_before,
             sumIf(priced_calls, day > today - days) AS calls_now
         FROM $database.margin_daily(
-            allocate_by = {allocate_by:String}, start = today - 2 * days + 1, end = today,
+            allocate_by = {allocate_by:String}, start = today - 2 * days + 1, end = today, by_day = 1,
             value_features = {value_features:Array(String)}, value_weights = {value_weights:Array(Decimal(38, 12))},
             ai_tiers = {ai_tiers:Array(String)}, ai_share_pcts = {ai_share_pcts:Array(Decimal(38, 12))})
         GROUP BY customer

@@ -19,7 +19,7 @@ WITH
             if(floor_index > 0, {floor_pcts:Array(Float64)}[floor_index], {default_floor_pct:Float64}) AS floor_pct,
             if(floor_index > 0, {band_pts:Array(Float64)}[floor_index], {default_band_pts:Float64}) AS band_pts
         FROM $database.margin_daily(
-            allocate_by = {allocate_by:String}, start = today - 5, end = today,
+            allocate_by = {allocate_by:String}, start = today - 5, end = today, by_day = 1,
             value_features = {value_features:Array(String)}, value_weights = {value_weights:Array(Decimal(38, 12))},
             ai_tiers = {ai_tiers:Array(String)}, ai_share_pcts = {ai_share_pcts:Array(Decimal(38, 12))})
         GROUP BY feature
