@@ -32,6 +32,7 @@ SCHEMA_FILES: tuple[str, ...] = (
     "llm_calls_daily_table.sql",
     "llm_calls_cost_daily_table.sql",
     "llm_calls_waterfall_daily_table.sql",
+    "llm_calls_parts_daily_table.sql",
     "revenue_events_table.sql",
     "outcomes_table.sql",
     "cost_lines_table.sql",
@@ -40,6 +41,7 @@ SCHEMA_FILES: tuple[str, ...] = (
     "llm_calls_daily_mv.sql",
     "llm_calls_cost_daily_mv.sql",
     "llm_calls_waterfall_daily_mv.sql",
+    "llm_calls_parts_daily_mv.sql",
     "margin_daily_view.sql",
     "units_view.sql",
     "period_costs_allocated_view.sql",
@@ -67,6 +69,7 @@ SHARDING_KEYS: dict[str, str] = {
     "llm_calls_daily": "rand()",
     "llm_calls_cost_daily": "rand()",
     "llm_calls_waterfall_daily": "rand()",
+    "llm_calls_parts_daily": "rand()",
 }
 """Cluster mode: the Distributed table's sharding key, per table file."""
 

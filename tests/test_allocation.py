@@ -29,7 +29,8 @@ from chdb_fixtures import call, chdb_client, chdb_path, database, insert_calls  
 
 DECEMBER = {"start": date(2026, 11, 1), "end": date(2027, 1, 31)}
 TABLES = ("period_costs", "revenue_events", "outcomes", "cost_lines", "llm_calls", "llm_calls_daily",
-          "llm_calls_hourly", "llm_calls_cost_daily", "llm_calls_waterfall_daily")
+          "llm_calls_hourly", "llm_calls_cost_daily", "llm_calls_waterfall_daily",
+          "llm_calls_parts_daily")
 PERIODS = {"2026-12": (date(2026, 12, 1), date(2026, 12, 31)),
            "2026-12-01..2026-12-10": (date(2026, 12, 1), date(2026, 12, 10)),
            "2026-12-11..2026-12-31": (date(2026, 12, 11), date(2026, 12, 31))}

@@ -31,6 +31,7 @@ def test_every_statement_applies_and_reapplying_changes_nothing(chdb_client, dat
         "outcomes": "ReplacingMergeTree", "cost_lines": "MergeTree", "period_costs": "ReplacingMergeTree",
         "units": "View", "period_costs_allocated": "View", "cost_drivers": "View",
         "llm_calls_waterfall_daily": "SummingMergeTree", "llm_calls_waterfall_daily_mv": "MaterializedView",
+        "llm_calls_parts_daily": "SummingMergeTree", "llm_calls_parts_daily_mv": "MaterializedView",
     }
 
 
@@ -82,7 +83,7 @@ def test_identifiers_are_escaped_by_one_helper(chdb_client):
     schema.apply_schema(chdb_client, database=name, ttl_days=7)
     try:
         assert chdb_client.query("SELECT count() FROM system.tables WHERE database = {db:String}",
-                                 parameters={"db": name}).result_rows == [(17,)]
+                                 parameters={"db": name}).result_rows == [(19,)]
     finally:
         chdb_client.command(f"DROP DATABASE {schema.quote_identifier(name)}")
     for bad in ("", "a\x00b"):

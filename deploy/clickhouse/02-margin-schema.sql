@@ -209,6 +209,30 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (day, customer, feature, tier, cohort, unit_kind, model)
 SETTINGS non_replicated_deduplication_window = 10000;
 
+-- Daily rollup of the calls per allocation part: per customer, feature, tier, cohort and unit kind
+-- (no model: what a seat or a GPU pays for is not a model), the weights margin_daily and
+-- period_costs_allocated split subscription revenue and period costs by. Summing only; a query
+-- always sums again. Like llm_calls_waterfall_daily without its model, so about a third of its rows.
+-- A table made before this rollup holds only the calls stored after it (see docs/schema.md for
+-- the one INSERT … SELECT that fills it from llm_calls).
+CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls_parts_daily
+(
+    day                  Date,
+    customer             String,
+    feature              LowCardinality(String),
+    tier                 LowCardinality(String),
+    cohort               LowCardinality(String),
+    unit_kind            LowCardinality(String),
+    calls                UInt64,
+    inference_calls      UInt64,
+    tokens               UInt64,
+    cost_usd             Decimal(38, 12)
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, customer, feature, tier, cohort, unit_kind)
+SETTINGS non_replicated_deduplication_window = 10000;
+
 -- Subscription and invoice revenue, imported by `otel-margin revenue import`.
 -- One live row per (customer, period_start, period_end, feature); a re-import with a new
 -- amount or tier inserts a newer version, and readers use FINAL (the table is small).
@@ -417,6 +441,25 @@ AS SELECT
 FROM `otel_margin`.llm_calls AS call
 GROUP BY day, feature, customer, tier, cohort, unit_kind, model;
 
+-- Fills llm_calls_parts_daily from every inserted call. inference_calls: LLM calls other than
+-- embeddings (the default weight); tokens: input + output; cost_usd: the priced cost of every call,
+-- embeddings included (unpriced calls add 0).
+CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.llm_calls_parts_daily_mv
+TO `otel_margin`.llm_calls_parts_daily
+AS SELECT
+    toDate(call.timestamp) AS day,
+    customer,
+    feature,
+    tier,
+    cohort,
+    unit_kind,
+    count() AS calls,
+    countIf(call.operation != 'embeddings') AS inference_calls,
+    sum(call.input_tokens + call.output_tokens) AS tokens,
+    sum(ifNull(call.cost_usd, toDecimal128(0, 12))) AS cost_usd
+FROM `otel_margin`.llm_calls AS call
+GROUP BY day, customer, feature, tier, cohort, unit_kind;
+
 -- The margin waterfall per day, customer, feature, tier, cohort, model and unit kind, for the
 -- days start..end: every margin view sums this. A parameterised view:
 --   SELECT ... FROM margin_daily(allocate_by = 'calls', start = '2026-12-01', end = '2026-12-31', by_day = 1,
@@ -446,8 +489,10 @@ GROUP BY day, feature, customer, tier, cohort, unit_kind, model;
 -- in Decimal256 truncated to 12 places, the last part taking the remainder; each part is spread
 -- evenly over the period's days, the last day taking the remainder: everything adds up exactly.
 --
--- Only periods that overlap start..end are split (over their whole period), and only the rollup
--- rows of those periods are read: the cost of a query follows the range asked for.
+-- The calls' side reads llm_calls_waterfall_daily, the allocation weights llm_calls_parts_daily
+-- (the same without model). Only periods that overlap start..end are split (over their whole
+-- period), and only the rollup rows of those periods are read: the cost of a query follows the
+-- range asked for.
 CREATE OR REPLACE VIEW `otel_margin`.margin_daily AS
 WITH
     mapFromArrays({value_features:Array(String)}, {value_weights:Array(Decimal(38, 12))}) AS value_weight_of,
@@ -481,22 +526,26 @@ WITH
     ),
     usage AS
     (
-        -- Allocation parts do not split by model (what a seat or a GPU pays for is not a model):
-        -- used sums a part's models.
+        -- The parts' weights per day (llm_calls_parts_daily: no model; what a seat or a GPU pays
+        -- for is not a model). revenue_weight differs under 'value' only.
         SELECT
             day, customer, feature, tier, cohort, unit_kind, calls,
-            multiIf({allocate_by:String} = 'cost', inference_usd + orchestration_usd,
-                    {allocate_by:String} = 'tokens', toDecimal128(input_tokens + output_tokens, 12),
+            multiIf({allocate_by:String} = 'cost', cost_usd,
+                    {allocate_by:String} = 'tokens', toDecimal128(tokens, 12),
                     toDecimal128(inference_calls, 12)) AS weight,
-            if({allocate_by:String} = 'value', toDecimal128(inference_calls, 12) * if(mapContains(value_weight_of, toString(feature)),
-                                      value_weight_of[toString(feature)], toDecimal128(1, 12)), weight) AS revenue_weight
-        FROM `otel_margin`.llm_calls_waterfall_daily
+            if({allocate_by:String} = 'value',
+               toDecimal128(toDecimal256(inference_calls, 12)
+                            * if(mapContains(value_weight_of, toString(feature)),
+                                 value_weight_of[toString(feature)], toDecimal128(1, 12)), 12),
+               weight) AS revenue_weight
+        FROM `otel_margin`.llm_calls_parts_daily
         WHERE day >= (SELECT min(period_start) FROM amounts) AND day <= (SELECT max(period_end) FROM amounts)
     ),
     used AS
     (
         -- The usage each amount is split over, per part. Revenue meets its customer's rows by an
-        -- equi-join on customer; a period cost (few rows) meets every row of its period.
+        -- equi-join on customer, the few revenue rows on the right (the side ClickHouse builds its
+        -- hash table of); a period cost (few rows) meets every row of its period.
         SELECT
             kind, amount.customer AS customer, amount.feature AS feature, amount.tier AS tier,
             period_start, period_end,
@@ -602,7 +651,10 @@ WITH
     ),
     unattributed AS
     (
-        SELECT unit_id, day FROM outcome_rows WHERE feature = 'unattributed'
+        -- Units with an outcome recorded outside any attribution (any version: a superset is enough).
+        SELECT unit_id, toDate(timestamp) AS day
+        FROM `otel_margin`.outcomes
+        WHERE feature = 'unattributed' AND toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
     ),
     unit_attribution AS
     (
@@ -617,7 +669,7 @@ WITH
             argMinIf(toString(cohort), timestamp, cohort != '') AS cohort,
             argMinIf(toString(unit_kind), timestamp, unit_kind != '') AS unit_kind
         FROM `otel_margin`.llm_calls
-        WHERE toDate(timestamp) >= (SELECT min(day) - 30 FROM unattributed)
+        WHERE toDate(timestamp) >= (SELECT min(day) FROM unattributed) - 30
           AND toDate(timestamp) <= (SELECT max(day) FROM unattributed)
           AND unit_id IN (SELECT unit_id FROM unattributed)
         GROUP BY unit_id
@@ -784,9 +836,8 @@ WITH
         ) AS cost
         INNER JOIN
         (
-            SELECT day, customer, feature, tier, calls, inference_calls, input_tokens + output_tokens AS tokens,
-                   inference_usd + orchestration_usd AS cost_usd
-            FROM `otel_margin`.llm_calls_waterfall_daily
+            SELECT day, customer, feature, tier, calls, inference_calls, tokens, cost_usd
+            FROM `otel_margin`.llm_calls_parts_daily
             WHERE day >= (SELECT min(period_start) FROM costs) AND day <= (SELECT max(period_end) FROM costs)
         ) AS usage ON usage.day = cost.day
         WHERE (cost.feature = '' OR usage.feature = cost.feature)

@@ -27,8 +27,10 @@
 -- in Decimal256 truncated to 12 places, the last part taking the remainder; each part is spread
 -- evenly over the period's days, the last day taking the remainder: everything adds up exactly.
 --
--- Only periods that overlap start..end are split (over their whole period), and only the rollup
--- rows of those periods are read: the cost of a query follows the range asked for.
+-- The calls' side reads llm_calls_waterfall_daily, the allocation weights llm_calls_parts_daily
+-- (the same without model). Only periods that overlap start..end are split (over their whole
+-- period), and only the rollup rows of those periods are read: the cost of a query follows the
+-- range asked for.
 CREATE OR REPLACE VIEW $database.margin_daily$on_cluster AS
 WITH
     mapFromArrays({value_features:Array(String)}, {value_weights:Array(Decimal(38, 12))}) AS value_weight_of,
@@ -62,22 +64,26 @@ WITH
     ),
     usage AS
     (
-        -- Allocation parts do not split by model (what a seat or a GPU pays for is not a model):
-        -- used sums a part's models.
+        -- The parts' weights per day (llm_calls_parts_daily: no model; what a seat or a GPU pays
+        -- for is not a model). revenue_weight differs under 'value' only.
         SELECT
             day, customer, feature, tier, cohort, unit_kind, calls,
-            multiIf({allocate_by:String} = 'cost', inference_usd + orchestration_usd,
-                    {allocate_by:String} = 'tokens', toDecimal128(input_tokens + output_tokens, 12),
+            multiIf({allocate_by:String} = 'cost', cost_usd,
+                    {allocate_by:String} = 'tokens', toDecimal128(tokens, 12),
                     toDecimal128(inference_calls, 12)) AS weight,
-            if({allocate_by:String} = 'value', toDecimal128(inference_calls, 12) * if(mapContains(value_weight_of, toString(feature)),
-                                      value_weight_of[toString(feature)], toDecimal128(1, 12)), weight) AS revenue_weight
-        FROM $database.llm_calls_waterfall_daily
+            if({allocate_by:String} = 'value',
+               toDecimal128(toDecimal256(inference_calls, 12)
+                            * if(mapContains(value_weight_of, toString(feature)),
+                                 value_weight_of[toString(feature)], toDecimal128(1, 12)), 12),
+               weight) AS revenue_weight
+        FROM $database.llm_calls_parts_daily
         WHERE day >= (SELECT min(period_start) FROM amounts) AND day <= (SELECT max(period_end) FROM amounts)
     ),
     used AS
     (
         -- The usage each amount is split over, per part. Revenue meets its customer's rows by an
-        -- equi-join on customer; a period cost (few rows) meets every row of its period.
+        -- equi-join on customer, the few revenue rows on the right (the side ClickHouse builds its
+        -- hash table of); a period cost (few rows) meets every row of its period.
         SELECT
             kind, amount.customer AS customer, amount.feature AS feature, amount.tier AS tier,
             period_start, period_end,
@@ -183,7 +189,10 @@ WITH
     ),
     unattributed AS
     (
-        SELECT unit_id, day FROM outcome_rows WHERE feature = 'unattributed'
+        -- Units with an outcome recorded outside any attribution (any version: a superset is enough).
+        SELECT unit_id, toDate(timestamp) AS day
+        FROM $database.outcomes
+        WHERE feature = 'unattributed' AND toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
     ),
     unit_attribution AS
     (
@@ -198,7 +207,7 @@ WITH
             argMinIf(toString(cohort), timestamp, cohort != '') AS cohort,
             argMinIf(toString(unit_kind), timestamp, unit_kind != '') AS unit_kind
         FROM $database.llm_calls
-        WHERE toDate(timestamp) >= (SELECT min(day) - 30 FROM unattributed)
+        WHERE toDate(timestamp) >= (SELECT min(day) FROM unattributed) - 30
           AND toDate(timestamp) <= (SELECT max(day) FROM unattributed)
           AND unit_id IN (SELECT unit_id FROM unattributed)
         GROUP BY unit_id

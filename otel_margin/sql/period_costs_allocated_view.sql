@@ -41,9 +41,8 @@ WITH
         ) AS cost
         INNER JOIN
         (
-            SELECT day, customer, feature, tier, calls, inference_calls, input_tokens + output_tokens AS tokens,
-                   inference_usd + orchestration_usd AS cost_usd
-            FROM $database.llm_calls_waterfall_daily
+            SELECT day, customer, feature, tier, calls, inference_calls, tokens, cost_usd
+            FROM $database.llm_calls_parts_daily
             WHERE day >= (SELECT min(period_start) FROM costs) AND day <= (SELECT max(period_end) FROM costs)
         ) AS usage ON usage.day = cost.day
         WHERE (cost.feature = '' OR usage.feature = cost.feature)
