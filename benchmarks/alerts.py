@@ -15,18 +15,14 @@ the rows each returned, and the sum of the medians; the target is under 5 s for 
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime, time as clock, timedelta, timezone
 from pathlib import Path
 
-import clickhouse_connect
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from margin_queries import DATABASE, START, generate, sizes  # noqa: E402 - the shared generator
+from margin_queries import DATABASE, START, add_store_arguments, store  # noqa: E402 - the shared generator
 
 from otel_margin.analysis.alerts.rules import load_rules  # noqa: E402
 from otel_margin.analysis.alerts.thresholds import parameters  # noqa: E402
@@ -37,27 +33,11 @@ TARGET_SECONDS = 5.0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=10_000_000, help="synthetic calls (default 10,000,000)")
-    parser.add_argument("--days", type=int, default=30, help="days the calls spread over (default 30)")
-    parser.add_argument("--customers", type=int, default=2_000)
-    parser.add_argument("--features", type=int, default=8)
-    parser.add_argument("--chunk", type=int, default=1_000_000, help="rows per INSERT … SELECT")
+    add_store_arguments(parser)
     parser.add_argument("--repeat", type=int, default=3, help="runs per rule; the median is shown")
-    parser.add_argument("--path", help="chDB directory (default: a temporary one, removed afterwards)")
     args = parser.parse_args()
-
-    path = Path(args.path) if args.path else Path(tempfile.mkdtemp(prefix="alerts-bench-"))
-    client = clickhouse_connect.get_client(interface="chdb", path=str(path))
-    try:
-        seconds = generate(client, args)
-        print(f"generated {args.calls:,} calls over {args.days} days, {args.customers:,} customers, "
-              f"{args.features} features in {seconds:.1f} s")
-        print(sizes(client))
+    with store(parser, args) as client:
         report(client, args)
-    finally:
-        client.close()
-        if not args.path:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def report(client, args) -> None:

@@ -26,7 +26,6 @@ from collections import defaultdict
 from datetime import datetime, time as clock, timedelta, timezone
 from pathlib import Path
 
-import clickhouse_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import margin_queries  # noqa: E402 - the generator, shared with the margin query benchmark
@@ -39,36 +38,15 @@ DATABASE = margin_queries.DATABASE
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=10_000_000, help="synthetic calls (default 10,000,000)")
-    parser.add_argument("--days", type=int, default=30, help="days the calls spread over (default 30)")
+    margin_queries.add_store_arguments(parser)
     parser.add_argument("--page-days", type=int, default=30, help="the dashboard's period, the last days (default 30)")
-    parser.add_argument("--customers", type=int, default=2_000)
-    parser.add_argument("--features", type=int, default=8)
-    parser.add_argument("--chunk", type=int, default=1_000_000, help="rows per INSERT … SELECT")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the median is shown")
-    parser.add_argument("--path", help="chDB directory (default: a temporary one, removed afterwards)")
-    parser.add_argument("--keep", action="store_true", help="keep --path's data afterwards")
-    parser.add_argument("--reuse", action="store_true", help="time the data already in --path (generated before)")
     args = parser.parse_args()
-    if args.reuse and not args.path:
-        parser.error("--reuse needs --path, the directory of an earlier run with --keep")
-
-    path = Path(args.path) if args.path else Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
-    client = clickhouse_connect.get_client(interface="chdb", path=str(path))
-    try:
-        if not args.reuse:
-            seconds = margin_queries.generate(client, args)
-            print(f"generated {args.calls:,} calls over {args.days} days, {args.customers:,} customers, "
-                  f"{args.features} features in {seconds:.1f} s")
-        print(margin_queries.sizes(client))
-        measure(client, args, path)
-    finally:
-        client.close()
-        if not args.keep and not args.reuse:
-            shutil.rmtree(path, ignore_errors=True)
+    with margin_queries.store(parser, args) as client:
+        measure(client, args)
 
 
-def measure(client, args, path: Path) -> None:
+def measure(client, args) -> None:
     last_day = margin_queries.START + timedelta(days=args.days - 1)
     now = datetime.combine(last_day, clock(23, 30), timezone.utc)  # the page as seen late on the last day
     filters = data.Filters(days=args.page_days, end=last_day)
@@ -82,12 +60,12 @@ def measure(client, args, path: Path) -> None:
     print(f"  {'whole document (every view)':<40} {wall:>8.3f} s wall {cpu:>8.3f} s CPU   target < 2 s")
     for name, times in query_times.items():
         print(f"    {name:<38} {statistics.median(times):>8.3f} s wall")
-    snapshot_file = path.parent / f"{path.name}-snapshot.html"
+    snapshot_file = Path(tempfile.mkdtemp(prefix="dashboard-snapshot-")) / "margin.html"
     write = lambda: snapshot_file.write_text(page.snapshot(document), encoding="utf-8")  # noqa: E731
     page.plotly_js()  # read once per process, as the CLI does
     wall, cpu, _ = timed(write, args.repeat)
     size = snapshot_file.stat().st_size
-    snapshot_file.unlink()
+    shutil.rmtree(snapshot_file.parent)
     print(f"  {'write the snapshot (HTML, ' + f'{size / 1e6:.1f} MB)':<40} {wall:>8.3f} s wall {cpu:>8.3f} s CPU")
     views = document["views"]
     print(f"  rows: {sum(len(s['day']) for s in views['daily']['series'])} daily points, "

@@ -17,6 +17,7 @@ aggregates the raw rows). Prints one table; the target is < 1 s per query on the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import statistics
@@ -37,28 +38,49 @@ START = date(2024, 5, 1)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_store_arguments(parser)
+    parser.add_argument("--report-days", type=int, default=30, help="days the queries cover, the last ones (default 30)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per query; the median is shown")
+    parser.add_argument("--no-raw", action="store_true", help="skip the comparison with the raw table (slow at 10 M calls)")
+    args = parser.parse_args()
+    with store(parser, args) as client:
+        create_raw_views(client)
+        report(client, args)
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The synthetic data's shape and where it lives: shared by the margin, alert and dashboard benchmarks."""
     parser.add_argument("--calls", type=int, default=10_000_000, help="synthetic calls (default 10,000,000)")
     parser.add_argument("--days", type=int, default=30, help="days the calls spread over (default 30)")
-    parser.add_argument("--report-days", type=int, default=30, help="days the queries cover, the last ones (default 30)")
     parser.add_argument("--customers", type=int, default=2_000)
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--chunk", type=int, default=1_000_000, help="rows per INSERT … SELECT")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per query; the median is shown")
     parser.add_argument("--path", help="chDB directory (default: a temporary one, removed afterwards)")
-    args = parser.parse_args()
+    parser.add_argument("--keep", action="store_true", help="keep --path's data afterwards (for --reuse)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="time the data already in --path (generated before with --keep; same --calls/--days)")
 
+
+@contextlib.contextmanager
+def store(parser: argparse.ArgumentParser, args):
+    """A chDB client on the synthetic data: generated (and its sizes printed) unless --reuse;
+    the directory removed afterwards unless --keep or --reuse."""
+    if (args.reuse or args.keep) and not args.path:
+        parser.error("--keep and --reuse need --path")
     path = Path(args.path) if args.path else Path(tempfile.mkdtemp(prefix="margin-bench-"))
     client = clickhouse_connect.get_client(interface="chdb", path=str(path))
     try:
-        seconds = generate(client, args)
-        print(f"generated {args.calls:,} calls over {args.days} days, {args.customers:,} customers, "
-              f"{args.features} features in {seconds:.1f} s ({args.calls / seconds:,.0f} rows/s incl. rollups)")
+        if args.reuse:
+            schema.apply_schema(client, database=DATABASE, ttl_days=0)  # this release's views over the data
+        else:
+            seconds = generate(client, args)
+            print(f"generated {args.calls:,} calls over {args.days} days, {args.customers:,} customers, "
+                  f"{args.features} features in {seconds:.1f} s ({args.calls / seconds:,.0f} rows/s incl. rollups)")
         print(sizes(client))
-        create_raw_views(client)
-        report(client, args)
+        yield client
     finally:
         client.close()
-        if not args.path:
+        if not args.keep and not args.reuse:
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -172,8 +194,8 @@ def sizes(client) -> str:
     return "  ".join(f"{table}: {count:,} rows ({size})" for table, count, size in rows)
 
 
-ROLLUPS = ("llm_calls_daily", "llm_calls_cost_daily", "llm_calls_waterfall_daily")
-"""The rollups the report queries read (margin_daily reads llm_calls_waterfall_daily)."""
+ROLLUPS = ("llm_calls_daily", "llm_calls_cost_daily", "llm_calls_waterfall_daily", "llm_calls_parts_daily")
+"""The rollups the report queries read (margin_daily reads llm_calls_waterfall_daily and llm_calls_parts_daily)."""
 
 
 def create_raw_views(client) -> None:
@@ -234,6 +256,9 @@ def report(client, args) -> None:
     print(f"{'query':<26} {'rollups (s)':>12} {'CPU (s)':>8} {'raw (s)':>10} {'speed-up':>9}  rows")
     for name, run in QUERIES.items():
         fast, cpu, rows = timed(lambda: run(client, start, end), args.repeat)
+        if args.no_raw:
+            print(f"{name:<26} {fast:>12.3f} {cpu:>8.3f} {'-':>10} {'-':>9}  {len(rows)}", flush=True)
+            continue
         slow, _, raw_rows = timed(lambda: run(raw, start, end), max(1, args.repeat - 2))
         assert rows == raw_rows, name  # the same answer either way
         print(f"{name:<26} {fast:>12.3f} {cpu:>8.3f} {slow:>10.3f} {slow / fast:>8.1f}x  {len(rows)}", flush=True)

@@ -804,7 +804,9 @@ FROM spread;
 -- tier are those of its first row that has them. outcome is the recorded status; a unit
 -- without one is 'abandoned' once grace_minutes have passed since its last activity, 'open'
 -- before. revenue_usd is the outcome's revenue (NULL without one); cost is exact, Decimal(38, 12).
--- Outcomes are read for the units active in the range and for outcomes recorded in it.
+-- A unit is in the view when it has a call or cost line in the range or its outcome was recorded in
+-- it (every outcome is read: the table is ordered by unit id, so a time filter would not skip rows,
+-- and grouping once is cheaper than looking each unit up in the range's calls).
 CREATE OR REPLACE VIEW `otel_margin`.units ON CLUSTER `margin` AS
 SELECT
     unit_id,
@@ -855,11 +857,9 @@ FROM
         toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12),
         toString(status), revenue_usd, quality
     FROM `otel_margin`.outcomes FINAL
-    WHERE (toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date})
-       OR unit_id IN (SELECT unit_id FROM `otel_margin`.llm_calls
-                      WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date})
 )
-GROUP BY unit_id;
+GROUP BY unit_id
+HAVING countIf(is_outcome = 0) > 0 OR maxIf(toDate(at) >= {start:Date} AND toDate(at) <= {end:Date}, is_outcome = 1);
 
 -- Fixed costs of a period (period_costs, from `otel-margin costs import`) allocated to the
 -- customers, features and tiers that used AI in that period, by the rule subscription revenue
