@@ -832,30 +832,30 @@ SELECT
 FROM
 (
     SELECT
-        unit_id, toString(unit_kind) AS unit_kind, toString(feature) AS feature, customer, toString(tier) AS tier,
+        unit_id, unit_kind, feature, customer, tier,
         timestamp AS at, 0 AS is_outcome, toUInt64(1) AS calls,
         if(operation = 'embeddings', toDecimal128(0, 12), ifNull(cost_usd, toDecimal128(0, 12))) AS inference_usd,
         if(operation = 'embeddings', ifNull(cost_usd, toDecimal128(0, 12)), toDecimal128(0, 12)) AS orchestration_usd,
         toDecimal128(0, 12) AS infrastructure_usd, toDecimal128(0, 12) AS support_usd,
-        '' AS status, CAST(NULL AS Nullable(Decimal(38, 12))) AS revenue_usd,
+        toLowCardinality('') AS status, CAST(NULL AS Nullable(Decimal(38, 12))) AS revenue_usd,
         CAST(NULL AS Nullable(Decimal(38, 12))) AS quality
     FROM `otel_margin`.llm_calls
     WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
     UNION ALL
     SELECT
-        unit_id, toString(unit_kind), toString(feature), customer, toString(tier), timestamp, 0, toUInt64(0),
+        unit_id, unit_kind, feature, customer, tier, timestamp, 0, toUInt64(0),
         if(category = 'inference', amount_usd, toDecimal128(0, 12)),
         if(category = 'orchestration', amount_usd, toDecimal128(0, 12)),
         if(category = 'infrastructure', amount_usd, toDecimal128(0, 12)),
         if(category = 'support', amount_usd, toDecimal128(0, 12)),
-        '', CAST(NULL AS Nullable(Decimal(38, 12))), CAST(NULL AS Nullable(Decimal(38, 12)))
+        toLowCardinality(''), CAST(NULL AS Nullable(Decimal(38, 12))), CAST(NULL AS Nullable(Decimal(38, 12)))
     FROM `otel_margin`.cost_lines
     WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
     UNION ALL
     SELECT
-        unit_id, toString(unit_kind), toString(feature), customer, toString(tier), timestamp, 1, toUInt64(0),
+        unit_id, unit_kind, feature, customer, tier, timestamp, 1, toUInt64(0),
         toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12),
-        toString(status), revenue_usd, quality
+        status, revenue_usd, quality
     FROM `otel_margin`.outcomes FINAL
 )
 GROUP BY unit_id
