@@ -805,8 +805,9 @@ FROM spread;
 -- without one is 'abandoned' once grace_minutes have passed since its last activity, 'open'
 -- before. revenue_usd is the outcome's revenue (NULL without one); cost is exact, Decimal(38, 12).
 -- A unit is in the view when it has a call or cost line in the range or its outcome was recorded in
--- it (every outcome is read: the table is ordered by unit id, so a time filter would not skip rows,
--- and grouping once is cheaper than looking each unit up in the range's calls).
+-- it. Outcomes recorded from start on are read (a unit's outcome comes after its calls; one recorded
+-- after end still belongs to a unit active in the range) and kept by the HAVING: grouping them once
+-- is cheaper than looking each up in a set of the range's unit ids.
 CREATE OR REPLACE VIEW `otel_margin`.units ON CLUSTER `margin` AS
 SELECT
     unit_id,
@@ -857,6 +858,7 @@ FROM
         toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12),
         status, revenue_usd, quality
     FROM `otel_margin`.outcomes FINAL
+    WHERE toDate(timestamp) >= {start:Date}
 )
 GROUP BY unit_id
 HAVING countIf(is_outcome = 0) > 0 OR maxIf(toDate(at) >= {start:Date} AND toDate(at) <= {end:Date}, is_outcome = 1);
