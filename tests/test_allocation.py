@@ -71,24 +71,52 @@ _shares = st.dictionaries(st.sampled_from(["pro", "free", "team"]),
                           st.decimals(min_value=0, max_value=100, places=2), max_size=3)
 
 
+def _seed(client, database: str, usage, revenue, costs) -> list[RevenueEvent]:
+    """An empty store with ``usage`` as calls, ``revenue`` and ``costs`` imported; the revenue events."""
+    _clear(client, database)
+    calls = [call(timestamp=datetime(d.year, d.month, d.day, 12, tzinfo=timezone.utc), customer=c, feature=f, tier=t,
+                  cohort=k, response_model=m, unit_kind=u, operation=op, input_tokens=n, cost_usd=Decimal(n) / 1000)
+             for d, c, f, t, k, m, u, op, n in usage]
+    if calls:
+        insert_calls(client, database, calls)
+    events = [RevenueEvent(c, *PERIODS[p], amount, tier, feature) for c, p, amount, tier, feature in revenue]
+    if events:
+        import_revenue(client, events, source="r.csv", database=database)
+    if costs:
+        text = "period,amount,category,feature,customer,tier\n" + "".join(
+            f"{p},{format(amount, 'f')},{cat},{f},{c},{t}\n" for p, amount, cat, f, c, t in costs)
+        import_period_costs(client, parse_costs_csv(text), source="c.csv", database=database)
+    return events
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(usage=_usage, revenue=_revenue, costs=_costs, by=st.sampled_from(margin.ALLOCATE_BY),
+       days=st.tuples(st.dates(min_value=date(2026, 11, 25), max_value=date(2027, 1, 5)),
+                      st.dates(min_value=date(2026, 11, 25), max_value=date(2027, 1, 5))).map(sorted))
+def test_one_row_per_part_sums_what_the_rows_per_day_sum_over_any_range(
+        chdb_client, database, usage, revenue, costs, by, days):
+    """by_day = 0 sums each allocated part's days in start..end in one row (closed form, the last
+    day's remainder included only when that day is in the range): the same as by_day = 1's rows."""
+    _seed(chdb_client, database, usage, revenue, costs)
+    sums = {}
+    for by_day in (0, 1):
+        sums[by_day] = chdb_client.query(
+            f"SELECT customer, feature, tier, cohort, unit_kind, sum(subscription_revenue_usd), sum(inference_usd),"
+            f" sum(orchestration_usd), sum(infrastructure_usd), sum(support_usd), count() > 0"
+            f" FROM {schema.quote_identifier(database)}.margin_daily("
+            f"allocate_by = {{allocate_by:String}}, start = {{start:Date}}, end = {{end:Date}}, by_day = {by_day},"
+            f" value_features = [], value_weights = [], ai_tiers = [], ai_share_pcts = [])"
+            f" GROUP BY ALL ORDER BY ALL",
+            parameters={"allocate_by": by, "start": days[0], "end": days[1]}).result_rows
+    assert sums[0] == sums[1]
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(usage=_usage, revenue=_revenue, costs=_costs, weights=_weights, shares=_shares,
        by=st.sampled_from(margin.ALLOCATE_BY))
 def test_allocated_revenue_and_period_costs_add_up_exactly_at_every_level(
         chdb_client, database, usage, revenue, costs, weights, shares, by):
-    _clear(chdb_client, database)
-    calls = [call(timestamp=datetime(d.year, d.month, d.day, 12, tzinfo=timezone.utc), customer=c, feature=f, tier=t,
-                  cohort=k, response_model=m, unit_kind=u, operation=op, input_tokens=n, cost_usd=Decimal(n) / 1000)
-             for d, c, f, t, k, m, u, op, n in usage]
-    if calls:
-        insert_calls(chdb_client, database, calls)
-    events = [RevenueEvent(c, *PERIODS[p], amount, tier, feature) for c, p, amount, tier, feature in revenue]
-    if events:
-        import_revenue(chdb_client, events, source="r.csv", database=database)
-    if costs:
-        text = "period,amount,category,feature,customer,tier\n" + "".join(
-            f"{p},{format(amount, 'f')},{cat},{f},{c},{t}\n" for p, amount, cat, f, c, t in costs)
-        import_period_costs(chdb_client, parse_costs_csv(text), source="c.csv", database=database)
+    events = _seed(chdb_client, database, usage, revenue, costs)
 
     def ai_part(event: RevenueEvent) -> Decimal:  # the AI share, truncated to 12 places toward 0
         if event.feature or event.tier not in shares:
