@@ -2,7 +2,7 @@
 
     python benchmarks/dashboard.py                     # 10,000,000 calls over 30 days
     python benchmarks/dashboard.py --calls 1000000 --repeat 5
-    python benchmarks/dashboard.py --path /tmp/bench-chdb --keep   # generate once ...
+    python benchmarks/dashboard.py --path /tmp/bench-chdb          # generate once (kept) ...
     python benchmarks/dashboard.py --path /tmp/bench-chdb --reuse  # ... and time again
 
 Generates the calls with margin_queries.py's generator (INSERT … SELECT FROM numbers() into

@@ -55,18 +55,17 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=int, default=2_000)
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--chunk", type=int, default=1_000_000, help="rows per INSERT … SELECT")
-    parser.add_argument("--path", help="chDB directory (default: a temporary one, removed afterwards)")
-    parser.add_argument("--keep", action="store_true", help="keep --path's data afterwards (for --reuse)")
+    parser.add_argument("--path", help="chDB directory, kept afterwards (default: a temporary one, removed)")
     parser.add_argument("--reuse", action="store_true",
-                        help="time the data already in --path (generated before with --keep; same --calls/--days)")
+                        help="time the data already in --path (generated before; same --calls/--days)")
 
 
 @contextlib.contextmanager
 def store(parser: argparse.ArgumentParser, args):
-    """A chDB client on the synthetic data: generated (and its sizes printed) unless --reuse;
-    the directory removed afterwards unless --keep or --reuse."""
-    if (args.reuse or args.keep) and not args.path:
-        parser.error("--keep and --reuse need --path")
+    """A chDB client on the synthetic data: generated (and its sizes printed) unless --reuse; a
+    temporary directory unless --path names one (which is kept)."""
+    if args.reuse and not args.path:
+        parser.error("--reuse needs --path, the directory of an earlier run")
     path = Path(args.path) if args.path else Path(tempfile.mkdtemp(prefix="margin-bench-"))
     client = clickhouse_connect.get_client(interface="chdb", path=str(path))
     try:
@@ -80,7 +79,7 @@ def store(parser: argparse.ArgumentParser, args):
         yield client
     finally:
         client.close()
-        if not args.keep and not args.reuse:
+        if not args.path:
             shutil.rmtree(path, ignore_errors=True)
 
 
