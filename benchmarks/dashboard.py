@@ -26,7 +26,6 @@ from collections import defaultdict
 from datetime import datetime, time as clock, timedelta, timezone
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import margin_queries  # noqa: E402 - the generator, shared with the margin query benchmark
 
@@ -55,7 +54,7 @@ def measure(client, args) -> None:
     build = lambda: data.build(client, filters, policy=policy, database=DATABASE, now=now)  # noqa: E731
     document = build()  # warm-up: the first run also loads the parts' marks
     query_times.clear()
-    wall, cpu, document = timed(build, args.repeat)
+    wall, cpu, document = margin_queries.timed(build, args.repeat)
     print(f"\ndashboard data, {filters.days} days ending {last_day} ({args.repeat} runs, median):")
     print(f"  {'whole document (every view)':<40} {wall:>8.3f} s wall {cpu:>8.3f} s CPU   target < 2 s")
     for name, times in query_times.items():
@@ -63,7 +62,7 @@ def measure(client, args) -> None:
     snapshot_file = Path(tempfile.mkdtemp(prefix="dashboard-snapshot-")) / "margin.html"
     write = lambda: snapshot_file.write_text(page.snapshot(document), encoding="utf-8")  # noqa: E731
     page.plotly_js()  # read once per process, as the CLI does
-    wall, cpu, _ = timed(write, args.repeat)
+    wall, cpu, _ = margin_queries.timed(write, args.repeat)
     size = snapshot_file.stat().st_size
     shutil.rmtree(snapshot_file.parent)
     print(f"  {'write the snapshot (HTML, ' + f'{size / 1e6:.1f} MB)':<40} {wall:>8.3f} s wall {cpu:>8.3f} s CPU")
@@ -99,17 +98,6 @@ def _instrument() -> dict[str, list[float]]:
 
         setattr(module, function, wrapped)
     return times
-
-
-def timed(work, repeat: int):
-    """Median wall-clock and CPU seconds of ``work``, and its last result."""
-    walls, cpus, result = [], [], None
-    for _ in range(repeat):
-        began, cpu_began = time.perf_counter(), time.process_time()
-        result = work()
-        walls.append(time.perf_counter() - began)
-        cpus.append(time.process_time() - cpu_began)
-    return statistics.median(walls), statistics.median(cpus), result
 
 
 if __name__ == "__main__":
