@@ -19,19 +19,15 @@ Target (issue 19): at most 1 % of traps served while serving at least half of th
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread: no oversubscription on shared cores
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from otel_margin.plugins.cache import guard  # noqa: E402
-from otel_margin.plugins.cache.embedder import MiniLMEmbedder  # noqa: E402
+from otel_margin.plugins.cache import guard
+from otel_margin.plugins.cache.embedder import MiniLMEmbedder
 
 DATA = Path(__file__).parent / "data" / "cache_pairs.jsonl"
 GPTCACHE_COSINE = 0.6

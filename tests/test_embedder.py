@@ -1,10 +1,12 @@
-"""The built-in embedder's fast float32 pass gives the same vectors as a plain float64 BERT.
+"""The built-in embedder's int8 pass gives the vectors, and the similarities, of a plain float64 BERT.
 
 The reference below is all-MiniLM-L6-v2 written the obvious way — float64, one attention head
 at a time, exact ``math.erf`` GELU, Q, K and V as three products, the scale applied to the
-scores — from the same weights. The embedder's pass (fused Q/K/V with the scale folded in,
-float32 throughout, in-place layer norm, polynomial erf) must agree with it to a cosine of
-0.9999 on fixed sentences and on any text hypothesis finds.
+scores — from the same weights. The embedder's pass (an ONNX graph: fused Q/K/V with the scale
+folded in, int8 weights, activations quantized per call) must agree with it to a cosine of 0.95
+on fixed sentences and on any text hypothesis finds (0.97 and more measured), and the similarity
+of two sentences — what the cache's threshold reads — must move by at most 0.05 (0.044 measured
+over the 682 pairs of ``benchmarks/data/cache_pairs.jsonl``, 0.007 median).
 """
 
 from __future__ import annotations
@@ -86,11 +88,19 @@ def cosine(embedder: MiniLMEmbedder, tokenizer, weights, text: str) -> float:
 @pytest.mark.parametrize("text", SENTENCES)
 def test_the_fast_pass_matches_a_plain_float64_bert(model, text):
     tokenizer, weights, embedder = model
-    assert cosine(embedder, tokenizer, weights, text) >= 0.9999
+    assert cosine(embedder, tokenizer, weights, text) >= 0.95
+
+
+@pytest.mark.parametrize("first, second", [(a, b) for i, a in enumerate(SENTENCES[:6]) for b in SENTENCES[i + 1 : 6]])
+def test_similarities_are_the_plain_berts(model, first, second):
+    tokenizer, weights, embedder = model
+    fast = float(embedder.embed(first).vector @ embedder.embed(second).vector)
+    exact = float(reference(tokenizer, weights, first) @ reference(tokenizer, weights, second))
+    assert abs(fast - exact) <= 0.05
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(min_size=1, max_size=120))
 def test_any_text_embeds_as_the_plain_bert_does(model, text):
     tokenizer, weights, embedder = model
-    assert cosine(embedder, tokenizer, weights, text) >= 0.9999
+    assert cosine(embedder, tokenizer, weights, text) >= 0.95

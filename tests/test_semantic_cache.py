@@ -231,6 +231,17 @@ def test_semantic_entries_written_by_one_replica_are_found_by_another_through_re
         assert len(server.requests) == before + 1
 
 
+def test_a_feature_without_similarity_gets_the_documented_default():
+    from pathlib import Path
+
+    from otel_margin.plugins.cache.plugin import parse_settings
+
+    features, _ = parse_settings({"features": {"support": {"ttl_seconds": 60, "semantic": True}}})
+    documented = (Path(__file__).parents[1] / "docs" / "cache.md").read_text()
+    assert f"default {features['support'].similarity})" in documented
+    assert features["support"].similarity == 0.85  # where the quality table's target is met
+
+
 def test_bad_semantic_settings_name_the_key_and_value(semantic_cache):
     with pytest.raises(CacheSettingsError, match=r"similarity = 1.5: give a cosine similarity from 0.5 to 1"):
         semantic_cache(similarity=1.5)

@@ -41,6 +41,10 @@ NOTE_KEY = "cache.key"
 """Where the lookup leaves the call's key for :func:`margin_record` (``call.notes``)."""
 
 
+DEFAULT_SIMILARITY = 0.85
+"""The least cosine similarity for a semantic hit when a feature gives none (docs/cache.md's quality table)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureCache:
     """How one feature is cached."""
@@ -49,11 +53,7 @@ class FeatureCache:
     scope: Scope = Scope.CUSTOMER
     allow_nondeterministic: bool = False
     semantic: bool = False
-    similarity: float = 0.85
-    """A slots dataclass's defaults are not readable on the class: ``DEFAULT_SIMILARITY`` is."""
-
-
-DEFAULT_SIMILARITY = 0.9
+    similarity: float = DEFAULT_SIMILARITY
 
 
 class CacheSettingsError(ValueError):
