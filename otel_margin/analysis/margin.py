@@ -369,8 +369,7 @@ def _shared_fields(row: dict[str, Any]) -> dict[str, Any]:
 def _parameters(
     level: str, start: date, end: date, feature: str | None, allocate_by: str, policy: Policy | None
 ) -> dict[str, Any]:
-    if level not in LEVELS:
-        raise ValueError(f"margin level {level!r} is not one of {', '.join(LEVELS)}")
+    level_key(level)
     if allocate_by not in ALLOCATE_BY:
         raise ValueError(f"allocate_by {allocate_by!r} is not one of {', '.join(ALLOCATE_BY)}")
     _check_range(start, end)
@@ -383,9 +382,19 @@ def _check_range(start: date, end: date) -> None:
         raise ValueError(f"date range {start}..{end} ends before it starts; swap the dates")
 
 
+def level_key(level: str) -> str:
+    """The SQL of ``level``'s key in a margin query: its ``margin_daily`` column, or ``'all'``."""
+    if level not in LEVELS:
+        raise ValueError(f"margin level {level!r} is not one of {', '.join(LEVELS)}")
+    return "'all'" if level == "all" else schema.quote_identifier(level)
+
+
 def _run(client: Any, name: str, database: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-    result = client.query(query(name, database=database), parameters=parameters)
-    return list(result.named_results())
+    """Run a margin query; a ``level`` among the parameters becomes its ``$key`` column."""
+    parameters = dict(parameters)
+    level = parameters.pop("level", None)
+    sql = query(name, database=database, key=None if level is None else level_key(level))
+    return list(client.query(sql, parameters=parameters).named_results())
 
 
 def _divide(amount: Decimal, count: int) -> Decimal:

@@ -1,14 +1,9 @@
 -- Gross margin per level ('all' | 'feature' | 'tier' | 'customer' | 'cohort' | 'model' | 'unit_kind') over a
 -- date range, with the cost of goods by waterfall category (they add up to cost_usd).
 -- margin_pct is NULL when there is no revenue (a margin of nothing is undefined, not 0 %).
+-- $key is the level's column, or 'all' for one key (filled in from a known level: margin.level_key).
 SELECT
-    multiIf({level:String} = 'feature', feature,
-            {level:String} = 'tier', tier,
-            {level:String} = 'customer', customer,
-            {level:String} = 'cohort', cohort,
-            {level:String} = 'model', model,
-            {level:String} = 'unit_kind', unit_kind,
-            'all') AS key,
+    $key AS key,
     sum(calls) AS calls,
     sum(unpriced_calls) AS unpriced_calls,
     sum(error_calls) AS error_calls,

@@ -1,6 +1,7 @@
 -- Daily margin per key with rolling 3-day and 7-day margins (calendar days: a day without
 -- rows contributes nothing, it does not shift the window). Reads 6 days before start so the
 -- first days' windows are full.
+-- $key is the level's column, or 'all' for one key (filled in from a known level: margin.level_key).
 SELECT *
 FROM
 (
@@ -15,13 +16,7 @@ FROM
     (
         SELECT
             day,
-            multiIf({level:String} = 'feature', feature,
-                    {level:String} = 'tier', tier,
-                    {level:String} = 'customer', customer,
-                    {level:String} = 'cohort', cohort,
-                    {level:String} = 'model', model,
-                    {level:String} = 'unit_kind', unit_kind,
-                    'all') AS key,
+            $key AS key,
             sum(calls) AS calls,
             sum(unpriced_calls) AS unpriced_calls,
             sum(error_calls) AS error_calls,

@@ -1,6 +1,7 @@
 -- Weekly margin (weeks start on Monday) per key, with 4-week trailing figures over the
 -- week and the 3 weeks before it: the average weekly margin in dollars (over the weeks
 -- that have rows) and the pooled margin % of those weeks (sum of margin / sum of revenue).
+-- $key is the level's column, or 'all' for one key (filled in from a known level: margin.level_key).
 SELECT *
 FROM
 (
@@ -14,13 +15,7 @@ FROM
     (
         SELECT
             toMonday(day) AS week,
-            multiIf({level:String} = 'feature', feature,
-                    {level:String} = 'tier', tier,
-                    {level:String} = 'customer', customer,
-                    {level:String} = 'cohort', cohort,
-                    {level:String} = 'model', model,
-                    {level:String} = 'unit_kind', unit_kind,
-                    'all') AS key,
+            $key AS key,
             sum(calls) AS calls,
             sum(unpriced_calls) AS unpriced_calls,
             sum(error_calls) AS error_calls,

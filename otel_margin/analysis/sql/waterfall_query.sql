@@ -2,14 +2,9 @@
 -- 'unit_kind') over a date range: revenue by source (usage, outcome, subscription) and cost of goods
 -- by category (inference, orchestration, infrastructure, support); gross margin = revenue minus
 -- all four. gross_margin_pct is NULL without revenue. Worst gross margin first.
+-- $key is the level's column, or 'all' for one key (filled in from a known level: margin.level_key).
 SELECT
-    multiIf({level:String} = 'feature', feature,
-            {level:String} = 'tier', tier,
-            {level:String} = 'customer', customer,
-            {level:String} = 'cohort', cohort,
-            {level:String} = 'model', model,
-            {level:String} = 'unit_kind', unit_kind,
-            'all') AS key,
+    $key AS key,
     sum(calls) AS calls,
     sum(inference_calls) AS inference_calls,
     sum(unpriced_calls) AS unpriced_calls,
