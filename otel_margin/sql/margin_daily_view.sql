@@ -62,6 +62,7 @@ WITH
         UNION ALL
         SELECT * FROM cost_amounts
     ),
+    (SELECT (min(period_start), max(period_end)) FROM amounts) AS amount_days,
     usage AS
     (
         -- The parts' weights per day (llm_calls_parts_daily: no model; what a seat or a GPU pays
@@ -77,7 +78,7 @@ WITH
                                  value_weight_of[toString(feature)], toDecimal128(1, 12)), 12),
                weight) AS revenue_weight
         FROM $database.llm_calls_parts_daily
-        WHERE day >= (SELECT min(period_start) FROM amounts) AND day <= (SELECT max(period_end) FROM amounts)
+        WHERE day >= amount_days.1 AND day <= amount_days.2
     ),
     used AS
     (
@@ -194,6 +195,7 @@ WITH
         FROM $database.outcomes
         WHERE feature = 'unattributed' AND toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
     ),
+    (SELECT (min(day), max(day)) FROM unattributed) AS unattributed_days,
     unit_attribution AS
     (
         -- For an outcome recorded outside any attribution (feature 'unattributed'): the unit's first
@@ -207,8 +209,7 @@ WITH
             argMinIf(toString(cohort), timestamp, cohort != '') AS cohort,
             argMinIf(toString(unit_kind), timestamp, unit_kind != '') AS unit_kind
         FROM $database.llm_calls
-        WHERE toDate(timestamp) >= (SELECT min(day) FROM unattributed) - 30
-          AND toDate(timestamp) <= (SELECT max(day) FROM unattributed)
+        WHERE toDate(timestamp) >= unattributed_days.1 - 30 AND toDate(timestamp) <= unattributed_days.2
           AND unit_id IN (SELECT unit_id FROM unattributed)
         GROUP BY unit_id
     )
