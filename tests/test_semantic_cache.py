@@ -75,7 +75,11 @@ def test_a_paraphrase_is_served_by_the_builtin_model_and_priced_as_avoided(serve
         load_model()
     except EmbedderUnavailable as missing:  # its weights come from a package installed --no-deps (.ci/run does)
         (pytest.fail if os.environ.get("CI") else pytest.skip)(str(missing))
-    semantic_cache()
+    from otel_margin.plugins.cache.embedder import MiniLMEmbedder
+
+    layer = semantic_cache(embedder=MiniLMEmbedder()).semantic
+    layer.warming.join(timeout=60)  # loaded when the cache was configured, before any lookup
+    assert layer.embedder._loaded is not None
     client = openai_client(server)
     first = ask(client, "How do I reset my password?")
     before = len(server.requests)
@@ -229,6 +233,22 @@ def test_semantic_entries_written_by_one_replica_are_found_by_another_through_re
         redis.stop()
         ask(client, "reset how do i my password")  # fails open while Redis is down
         assert len(server.requests) == before + 1
+
+
+def test_an_embedder_that_cannot_load_is_reported_at_configuration_and_lookups_miss(server, spans, semantic_cache,  # noqa: F811
+                                                                                    caplog):
+    class Broken(CallableEmbedder):
+        def warm(self):
+            raise RuntimeError("weights not installed")
+
+    layer = semantic_cache(embedder=Broken(lambda text: 1 / 0, 384)).semantic
+    layer.warming.join(timeout=10)
+    assert "embedder could not load (RuntimeError: weights not installed)" in caplog.text
+    client = openai_client(server)
+    before = len(server.requests)
+    ask(client, "How do I reset my password?")
+    ask(client, "How can I reset my password?")
+    assert len(server.requests) == before + 2  # both went to the provider: the call never breaks
 
 
 def test_a_feature_without_similarity_gets_the_documented_default():

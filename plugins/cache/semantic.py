@@ -21,6 +21,7 @@ the report nets the cache's costs from the hits' savings.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -119,6 +120,14 @@ def _text(content: Any) -> str | None:
     return None  # images, files, tool blocks: not compared by meaning
 
 
+def _warm(warm: Callable[[], Any]) -> None:
+    try:
+        warm()
+    except Exception as error:  # noqa: BLE001 - reported here; lookups then fail open as misses
+        logger.warning("otel-margin cache: the semantic cache's embedder could not load (%s: %s); "
+                       "semantic lookups are misses until it can", type(error).__name__, error)
+
+
 class SemanticLayer:
     """The semantic half of the cache, called by the exact cache's hooks on a miss and on record."""
 
@@ -129,6 +138,11 @@ class SemanticLayer:
         self.refused = 0
         self.vetoed = 0
         self.failures = 0
+        # Load the model beside the service's start rather than inside its first semantic lookup.
+        warm = getattr(self.embedder, "warm", None)
+        self.warming = threading.Thread(target=_warm, args=(warm,), name="otel-margin-cache-warm", daemon=True)
+        if warm is not None:
+            self.warming.start()
 
     def lookup(self, call: Any, key: CacheKey, feature: Any, unpack: Callable[[bytes], tuple[Decimal | None, Any]]
                ) -> CacheHit | None:
