@@ -124,9 +124,9 @@ class MiniLMEmbedder:
     first needed or :meth:`warm` (2 to 3 s: importing onnx, reading the weights, building the
     graph; nothing is written to disk): the matrix products' weights quantized to int8 per output
     column, each call's activations quantized as it runs (ONNX Runtime's dynamic quantization,
-    ``DynamicQuantizeMatMul``); attention, layer norms and GELU stay in float32. That is 2.4 times faster than float32 for vectors within a cosine of 0.01 of the
-    float32 model's on real sentences, and the labelled cache-quality set is served the same
-    (``benchmarks/README.md``). ``threads`` (default: two, or one on a one-core host) are the
+    ``DynamicQuantizeMatMul``); attention, layer norms and GELU stay in float32. That is 2.4 times
+    faster than float32 for vectors within a cosine of 0.01 of the float32 model's on real
+    sentences, and the labelled cache-quality set is served the same (``benchmarks/README.md``). ``threads`` (default: two, or one on a one-core host) are the
     session's own, and they sleep when idle rather than spin, so they take no CPU from the
     service between embeddings.
     """
