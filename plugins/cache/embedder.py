@@ -126,9 +126,9 @@ class MiniLMEmbedder:
     column, each call's activations quantized as it runs (ONNX Runtime's dynamic quantization,
     ``DynamicQuantizeMatMul``); attention, layer norms and GELU stay in float32. That is 2.4 times
     faster than float32 for vectors within a cosine of 0.01 of the float32 model's on real
-    sentences, and the labelled cache-quality set is served the same (``benchmarks/README.md``). ``threads`` (default: two, or one on a one-core host) are the
-    session's own, and they sleep when idle rather than spin, so they take no CPU from the
-    service between embeddings.
+    sentences, and the labelled cache-quality set is served the same (``benchmarks/README.md``).
+    ``threads`` (default: two, or one on a one-core host) are the session's own, and they sleep
+    when idle rather than spin, so they take no CPU from the service between embeddings.
     """
 
     dimensions = 384
