@@ -140,8 +140,9 @@ class SemanticLayer:
         self.failures = 0
         # Load the model beside the service's start rather than inside its first semantic lookup.
         warm = getattr(self.embedder, "warm", None)
-        self.warming = threading.Thread(target=_warm, args=(warm,), name="otel-margin-cache-warm", daemon=True)
+        self.warming: threading.Thread | None = None
         if warm is not None:
+            self.warming = threading.Thread(target=_warm, args=(warm,), name="otel-margin-cache-warm", daemon=True)
             self.warming.start()
 
     def lookup(self, call: Any, key: CacheKey, feature: Any, unpack: Callable[[bytes], tuple[Decimal | None, Any]]
