@@ -33,6 +33,8 @@ SCHEMA_FILES: tuple[str, ...] = (
     "llm_calls_cost_daily_table.sql",
     "llm_calls_waterfall_daily_table.sql",
     "llm_calls_parts_daily_table.sql",
+    "llm_calls_parts_daily_settings.sql",
+    "llm_calls_parts_daily_projection.sql",
     "revenue_events_table.sql",
     "outcomes_table.sql",
     "cost_lines_table.sql",

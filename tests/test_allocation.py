@@ -15,7 +15,7 @@ from datetime import date, datetime, timezone
 from decimal import ROUND_DOWN, Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from otel_margin import schema
@@ -109,6 +109,53 @@ def test_one_row_per_part_sums_what_the_rows_per_day_sum_over_any_range(
             f" GROUP BY ALL ORDER BY ALL",
             parameters={"allocate_by": by, "start": days[0], "end": days[1]}).result_rows
     assert sums[0] == sums[1]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(usage=_usage, revenue=_revenue, by=st.sampled_from(["calls", "tokens", "cost"]))
+@example(usage=[(date(2026, 12, 5), "c1", "f1", "pro", "k1", "m1", "", "chat", 10),  # a month: by_month
+                (date(2026, 12, 6), "c1", "f2", "pro", "k1", "m1", "", "embeddings", 10),
+                (date(2026, 12, 12), "c2", "f1", "pro", "k1", "m1", "doc", "chat", 30),
+                (date(2026, 12, 12), "c2", "f3", "free", "k2", "m2", "", "embeddings", 20)],
+         revenue=[("c1", "2026-12", Decimal(100), "pro", ""), ("c2", "2026-12-11..2026-12-31", Decimal(7), "team", "")],
+         by="calls")
+def test_each_part_gets_its_share_of_the_periods_usage_per_month_or_per_day(chdb_client, database, usage, revenue, by):
+    """A period of whole months is split over the parts' monthly sums (the by_month projection), any
+    other period over their daily rows: either way each part gets amount × its weight / the total,
+    truncated to 12 places, the last part in order taking the remainder — computed here from the
+    calls themselves."""
+    _seed(chdb_client, database, usage, revenue, [])
+    expected: dict[tuple, Decimal] = {}
+    checked = set()
+    for customer, period, amount, tier, feature in revenue:
+        start, end = PERIODS[period]
+        weights: dict[tuple, Decimal] = {}
+        counts: dict[tuple, int] = {}
+        for day, c, f, _, cohort, _, kind, operation, n in usage:
+            if c == customer and start <= day <= end and feature in ("", f):
+                part = (c, f, tier, cohort, kind)
+                weight = {"calls": Decimal(operation != "embeddings"), "tokens": Decimal(n + 50), "cost": Decimal(n) / 1000}
+                weights[part] = weights.get(part, Decimal(0)) + weight[by]
+                counts[part] = counts.get(part, 0) + 1
+        if not weights:
+            continue  # kept whole on its own feature: test_allocated_revenue_and_period_costs_add_up_…
+        checked.add((customer, amount))
+        if not any(weights.values()):
+            weights = {part: Decimal(count) for part, count in counts.items()}  # no weight at all: calls
+        parts = sorted(weights)
+        total = sum(weights.values())
+        shares = [(amount * weights[part] / total).quantize(TWELVE, rounding=ROUND_DOWN) for part in parts]
+        shares[-1] = amount - sum(shares[:-1], Decimal(0))
+        for part, share in zip(parts, shares):
+            expected[part] = expected.get(part, Decimal(0)) + share
+    customers = {c for c, _, a, *_ in revenue} - {c for c, _, a, *_ in revenue if (c, a) not in checked}
+    rows = chdb_client.query(
+        f"SELECT customer, feature, tier, cohort, unit_kind, sum(subscription_revenue_usd)"
+        f" FROM {schema.quote_identifier(database)}.margin_daily(allocate_by = {{by:String}}, start = '2026-12-01',"
+        f" end = '2026-12-31', by_day = 0, value_features = [], value_weights = [], ai_tiers = [], ai_share_pcts = [])"
+        f" GROUP BY ALL", parameters={"by": by}).result_rows
+    actual = {tuple(row[:5]): row[5] for row in rows if row[0] in customers and row[5] != 0}
+    assert actual == {part: share for part, share in expected.items() if part[0] in customers and share != 0}
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -115,7 +115,7 @@ def test_every_sql_file_is_one_statement_and_is_used():
         text = root.joinpath(*name.split("/")).read_text()
         body = re.sub(r"--[^\n]*", "", text).strip().rstrip(";")
         assert ";" not in body, name
-        assert re.match(r"^[a-z_]+_(table|alter|mv|view|database|query)\.sql$", name.split("/")[-1]), name
+        assert re.match(r"^[a-z_]+_(table|alter|settings|projection|mv|view|database|query)\.sql$", name.split("/")[-1]), name
 
 
 def test_schema_print_cli_prints_a_runnable_script(capsys):

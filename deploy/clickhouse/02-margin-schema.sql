@@ -233,6 +233,26 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (day, customer, feature, tier, cohort, unit_kind)
 SETTINGS non_replicated_deduplication_window = 10000;
 
+-- llm_calls_parts_daily keeps a projection (llm_calls_parts_daily_projection.sql): a SummingMergeTree
+-- table may have one only when its merges say what to do with it. 'rebuild': a merge rebuilds the
+-- merged part's projection from the summed rows. A no-op when already set.
+ALTER TABLE `otel_margin`.llm_calls_parts_daily
+    MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild';
+
+-- The parts' weights per calendar month, kept inside llm_calls_parts_daily: margin_daily reads a
+-- period of whole months (most subscriptions and bills) from it, a month's 48,000 rows at 10 M calls
+-- instead of 1.44 M daily ones. ClickHouse uses it by itself for a query that groups by these keys
+-- and sums, and reads the daily rows of a part that has none (a part written before the projection
+-- existed): the sums are the same. A no-op when it exists; for older parts to use it too, see
+-- docs/schema.md (MATERIALIZE PROJECTION).
+ALTER TABLE `otel_margin`.llm_calls_parts_daily
+    ADD PROJECTION IF NOT EXISTS by_month
+    (
+        SELECT toStartOfMonth(day), customer, feature, tier, cohort, unit_kind,
+               sum(calls), sum(inference_calls), sum(tokens), sum(cost_usd)
+        GROUP BY toStartOfMonth(day), customer, feature, tier, cohort, unit_kind
+    );
+
 -- Subscription and invoice revenue, imported by `otel-margin revenue import`.
 -- One live row per (customer, period_start, period_end, feature); a re-import with a new
 -- amount or tier inserts a newer version, and readers use FINAL (the table is small).
@@ -490,7 +510,8 @@ GROUP BY day, customer, feature, tier, cohort, unit_kind;
 -- evenly over the period's days, the last day taking the remainder: everything adds up exactly.
 --
 -- The calls' side reads llm_calls_waterfall_daily, the allocation weights llm_calls_parts_daily
--- (the same without model). Only periods that overlap start..end are split (over their whole
+-- (the same without model; per month from its by_month projection for a period of whole calendar
+-- months, the same sums in far fewer rows). Only periods that overlap start..end are split (over their whole
 -- period), and only the rollup rows of those periods are read: the cost of a query follows the
 -- range asked for.
 CREATE OR REPLACE VIEW `otel_margin`.margin_daily AS
@@ -505,7 +526,8 @@ WITH
             if(feature = '' AND mapContains(ai_share_of, toString(tier)),
                toDecimal128(toDecimal256(amount_usd, 12) * ai_share_of[toString(tier)] / 100, 12),
                amount_usd) AS amount_usd,
-            toUInt32(dateDiff('day', period_start, period_end) + 1) AS period_days
+            toUInt32(dateDiff('day', period_start, period_end) + 1) AS period_days,
+            toStartOfMonth(period_start) = period_start AND toLastDayOfMonth(period_end) = period_end AS whole_months
         FROM `otel_margin`.revenue_events FINAL
         WHERE period_end >= {start:Date} AND period_start <= {end:Date}
     ),
@@ -514,7 +536,8 @@ WITH
         -- Period costs to allocate, whole.
         SELECT
             toString(category) AS kind, customer, feature, tier, period_start, period_end, amount_usd,
-            toUInt32(dateDiff('day', period_start, period_end) + 1) AS period_days
+            toUInt32(dateDiff('day', period_start, period_end) + 1) AS period_days,
+            toStartOfMonth(period_start) = period_start AND toLastDayOfMonth(period_end) = period_end AS whole_months
         FROM `otel_margin`.period_costs FINAL
         WHERE period_end >= {start:Date} AND period_start <= {end:Date}
     ),
@@ -524,13 +547,18 @@ WITH
         UNION ALL
         SELECT * FROM cost_amounts
     ),
-    (SELECT (min(period_start), max(period_end)) FROM amounts) AS amount_days,
+    (SELECT (min(period_start), max(period_end)) FROM amounts WHERE NOT whole_months) AS day_range,
+    (SELECT (min(period_start), max(period_end)) FROM amounts WHERE whole_months) AS month_range,
     usage AS
     (
-        -- The parts' weights per day (llm_calls_parts_daily: no model; what a seat or a GPU pays
-        -- for is not a model). revenue_weight differs under 'value' only.
+        -- The parts' weights (llm_calls_parts_daily: no model; what a seat or a GPU pays for is
+        -- not a model): per day (monthly = 0) for the amounts whose period is not whole calendar
+        -- months, per month (monthly = 1, on the month's first day) for those whose period is —
+        -- most subscriptions and bills —, read from the table's by_month projection: a month's
+        -- 48,000 rows instead of 1.44 M at 10 M calls. A period's sums are the same either way.
+        -- revenue_weight differs under 'value' only.
         SELECT
-            day, customer, feature, tier, cohort, unit_kind, calls,
+            monthly, day, customer, feature, tier, cohort, unit_kind, calls,
             multiIf({allocate_by:String} = 'cost', cost_usd,
                     {allocate_by:String} = 'tokens', toDecimal128(tokens, 12),
                     toDecimal128(inference_calls, 12)) AS weight,
@@ -539,8 +567,18 @@ WITH
                             * if(mapContains(value_weight_of, toString(feature)),
                                  value_weight_of[toString(feature)], toDecimal128(1, 12)), 12),
                weight) AS revenue_weight
-        FROM `otel_margin`.llm_calls_parts_daily
-        WHERE day >= amount_days.1 AND day <= amount_days.2
+        FROM
+        (
+            SELECT 0 AS monthly, day, customer, feature, tier, cohort, unit_kind, calls, inference_calls, tokens, cost_usd
+            FROM `otel_margin`.llm_calls_parts_daily
+            WHERE day >= day_range.1 AND day <= day_range.2
+            UNION ALL
+            SELECT 1, toStartOfMonth(day) AS month, customer, feature, tier, cohort, unit_kind,
+                   sum(calls), sum(inference_calls), sum(tokens), sum(cost_usd)
+            FROM `otel_margin`.llm_calls_parts_daily
+            WHERE toStartOfMonth(day) >= month_range.1 AND toStartOfMonth(day) <= month_range.2
+            GROUP BY month, customer, feature, tier, cohort, unit_kind
+        )
     ),
     used AS
     (
@@ -556,7 +594,7 @@ WITH
             sum(usage.calls) AS calls
         FROM usage
         INNER JOIN revenue_amounts AS amount ON usage.customer = amount.customer
-        WHERE usage.day >= amount.period_start AND usage.day <= amount.period_end
+        WHERE usage.monthly = amount.whole_months AND usage.day >= amount.period_start AND usage.day <= amount.period_end
           AND (amount.feature = '' OR usage.feature = amount.feature)
         GROUP BY kind, customer, feature, tier, period_start, period_end, part
         UNION ALL
@@ -568,7 +606,7 @@ WITH
             sum(usage.calls)
         FROM cost_amounts AS amount
         CROSS JOIN usage
-        WHERE usage.day >= amount.period_start AND usage.day <= amount.period_end
+        WHERE usage.monthly = amount.whole_months AND usage.day >= amount.period_start AND usage.day <= amount.period_end
           AND (amount.feature = '' OR usage.feature = amount.feature)
           AND (amount.customer = '' OR usage.customer = amount.customer)
           AND (amount.tier = '' OR usage.tier = amount.tier)
