@@ -29,9 +29,9 @@
 --
 -- The calls' side reads llm_calls_waterfall_daily, the allocation weights llm_calls_parts_daily
 -- (the same without model; per month from its by_month projection for a period of whole calendar
--- months, the same sums in far fewer rows). Only periods that overlap start..end are split (over their whole
--- period), and only the rollup rows of those periods are read: the cost of a query follows the
--- range asked for.
+-- months, the same sums in far fewer rows). Only periods that overlap start..end are split (over
+-- their whole period), and only the rollup rows of those periods are read: the cost of a query
+-- follows the range asked for.
 CREATE OR REPLACE VIEW $database.margin_daily$on_cluster AS
 WITH
     mapFromArrays({value_features:Array(String)}, {value_weights:Array(Decimal(38, 12))}) AS value_weight_of,
