@@ -7,11 +7,12 @@
 Generates the calls inside the engine (INSERT … SELECT FROM numbers(), in chunks, so the
 rollup materialized views fill exactly as they do under the exporter), adds one monthly
 subscription per customer (revenue without a feature: every query allocates it by usage),
-units of work of 1-5 calls with an outcome for 9 in 10, a cost line per 10 units and a
-GPU-hosting period cost per month, then times every report query (the margin views, the
-waterfall at each level, and the units queries, which read the raw rows by design) over the last --report-days days twice: as shipped (over the
-rollups) and over raw ``llm_calls`` (the same SQL with each rollup replaced by a view that
-aggregates the raw rows). Prints one table; the target is < 1 s per query on the rollups.
+units of work of 1-5 calls (sharing a feature and customer) with an outcome for 9 in 10, a
+cost line per 10 units and a GPU-hosting period cost per month, then times every report query
+(the margin views, the waterfall at each level, cost per unit and units by outcome) over the
+last --report-days days twice: as shipped (over the rollups) and over the raw rows (the same
+SQL with each rollup replaced by a view that aggregates ``llm_calls`` and ``cost_lines``).
+Prints one table; the target is < 1 s per query on the rollups.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def generate(client, args) -> float:
             SELECT
                 toDateTime64('{START} 00:00:00', 6, 'UTC') + toIntervalMicrosecond(toUInt64(intDiv(toUInt128(n) * {span_seconds} * 1000000, {args.calls}))) AS timestamp,
                 hex(cityHash64(n, 'trace')) AS trace_id, hex(cityHash64(n, 'span')) AS span_id, 'bench' AS service_name,
-                concat('feature-', toString(cityHash64(n, 'f') % {args.features})) AS feature,
+                concat('feature-', toString(cityHash64(first_call, 'f') % {args.features})) AS feature,
                 ['free', 'pro', 'team', 'enterprise'][customer_no % 4 + 1] AS tier,
                 concat('2024-Q', toString(customer_no % 4 + 1)) AS cohort,
                 concat('customer-', toString(customer_no)) AS customer,
@@ -126,7 +127,7 @@ def generate(client, args) -> float:
                 'off' AS cache_result, toDecimal128(0, 12) AS saved_usd, '' AS route_from_model, 'allow' AS limit_action,
                 (cityHash64(n, 'd') % 5000) / 10.0 AS duration_ms, '' AS error_type, false AS stream,
                 concat('u-', toString({UNIT_OF_CALL})) AS unit_id, {UNIT_KINDS}[{UNIT_OF_CALL} % 3 + 1] AS unit_kind
-            FROM (SELECT number + {offset} AS n, cityHash64(number + {offset}, 'c') % {args.customers} AS customer_no
+            FROM (SELECT number + {offset} AS n, {FIRST_CALL_OF_UNIT} AS first_call, cityHash64(first_call, 'c') % {args.customers} AS customer_no
                   FROM numbers({count}))
         """, settings={"insert_deduplication_token": f"bench-{offset}"})
         print(f"  {offset + count:>12,} rows  {time.perf_counter() - began:6.1f} s", flush=True)
@@ -145,6 +146,8 @@ def generate(client, args) -> float:
 
 UNIT_OF_CALL = "(intDiv(n, 15) * 5 + multiIf(n % 15 < 1, 0, n % 15 < 3, 1, n % 15 < 6, 2, n % 15 < 10, 3, 4))"
 """Units of 1, 2, 3, 4 and 5 consecutive calls in turn (3 calls a unit on average)."""
+FIRST_CALL_OF_UNIT = "(intDiv(n, 15) * 15 + multiIf(n % 15 < 1, 0, n % 15 < 3, 1, n % 15 < 6, 3, n % 15 < 10, 6, 10))"
+"""The first call of call n's unit: a unit's calls share its feature and customer, as in an application."""
 UNIT_KINDS = "['ticket', 'document', 'agent-run']"
 
 
@@ -193,21 +196,33 @@ def sizes(client) -> str:
     return "  ".join(f"{table}: {count:,} rows ({size})" for table, count, size in rows)
 
 
-ROLLUPS = ("llm_calls_daily", "llm_calls_cost_daily", "llm_calls_waterfall_daily", "llm_calls_parts_daily")
-"""The rollups the report queries read (margin_daily reads llm_calls_waterfall_daily and llm_calls_parts_daily)."""
+ROLLUPS = {
+    "llm_calls_daily": ("llm_calls_daily_mv.sql",),
+    "llm_calls_cost_daily": ("llm_calls_cost_daily_mv.sql",),
+    "llm_calls_waterfall_daily": ("llm_calls_waterfall_daily_mv.sql",),
+    "llm_calls_parts_daily": ("llm_calls_parts_daily_mv.sql",),
+    "units_daily": ("units_daily_calls_mv.sql", "units_daily_cost_lines_mv.sql"),
+}
+"""The rollups the report queries read, and the materialized views that fill each."""
+VIEWS = ("margin_daily", "units")
+"""The views over those rollups (margin_daily reads llm_calls_waterfall_daily and llm_calls_parts_daily, units units_daily)."""
 
 
 def create_raw_views(client) -> None:
-    """``*_raw`` views that aggregate llm_calls on every query, with the rollups' shape."""
-    for rollup in ROLLUPS:
-        select = schema.render(f"{rollup}_mv.sql", database=DATABASE, on_cluster="", local="")
-        select = select[select.index("AS SELECT") + 3:]
-        client.command(f"CREATE VIEW IF NOT EXISTS {DATABASE}.{rollup}_raw AS {select}")
-    view = schema.render("margin_daily_view.sql", database=DATABASE, on_cluster="")
-    view = view.replace(f"{DATABASE}.margin_daily ", f"{DATABASE}.margin_daily_raw ")
-    for rollup in ROLLUPS:
-        view = re.sub(rf"\b{DATABASE}\.{rollup}\b", f"{DATABASE}.{rollup}_raw", view)
-    client.command(view)
+    """``*_raw`` views that aggregate the raw rows on every query, with the rollups' shape, and
+    ``margin_daily_raw`` and ``units_raw`` over them."""
+    for rollup, fillers in ROLLUPS.items():
+        selects = []
+        for filler in fillers:
+            select = schema.render(filler, database=DATABASE, on_cluster="", local="")
+            selects.append(select[select.index("AS SELECT") + 3:])
+        client.command(f"CREATE VIEW IF NOT EXISTS {DATABASE}.{rollup}_raw AS {' UNION ALL '.join(selects)}")
+    for name in VIEWS:
+        view = schema.render(f"{name}_view.sql", database=DATABASE, on_cluster="")
+        view = view.replace(f"{DATABASE}.{name} ", f"{DATABASE}.{name}_raw ")
+        for rollup in ROLLUPS:
+            view = re.sub(rf"\b{DATABASE}\.{rollup}\b", f"{DATABASE}.{rollup}_raw", view)
+        client.command(view)
 
 
 QUERIES = {
@@ -226,13 +241,9 @@ QUERIES = {
     "waterfall per customer": lambda c, s, e: waterfall(c, level="customer", start=s, end=e, database=DATABASE),
     "waterfall per model": lambda c, s, e: waterfall(c, level="model", start=s, end=e, database=DATABASE),
     "waterfall per unit kind": lambda c, s, e: waterfall(c, level="unit_kind", start=s, end=e, database=DATABASE),
-}
-UNIT_QUERIES = {
     "cost per unit (P50/P95)": lambda c, s, e: units.cost_per_unit(c, start=s, end=e, database=DATABASE),
     "units by outcome": lambda c, s, e: units.outcome_groups(c, start=s, end=e, database=DATABASE),
 }
-"""Queries of the units view, which reads llm_calls, cost_lines and outcomes themselves (a unit
-groups rows by unit id, which no rollup keeps): timed once, with no raw column."""
 
 
 class RawClient:
@@ -242,7 +253,7 @@ class RawClient:
         self._client = client
 
     def query(self, sql: str, parameters=None):
-        for name in ("margin_daily", *ROLLUPS):
+        for name in (*VIEWS, *ROLLUPS):
             sql = re.sub(rf"`{DATABASE}`\.{name}\b", f"`{DATABASE}`.{name}_raw", sql)
         return self._client.query(sql, parameters=parameters)
 
@@ -261,9 +272,6 @@ def report(client, args) -> None:
         slow, _, raw_rows = timed(lambda: run(raw, start, end), max(1, args.repeat - 2))
         assert rows == raw_rows, name  # the same answer either way
         print(f"{name:<26} {fast:>12.3f} {cpu:>8.3f} {slow:>10.3f} {slow / fast:>8.1f}x  {len(rows)}", flush=True)
-    for name, run in UNIT_QUERIES.items():
-        fast, cpu, rows = timed(lambda: run(client, start, end), args.repeat)
-        print(f"{name:<26} {fast:>12.3f} {cpu:>8.3f} {'-':>10} {'-':>9}  {len(rows)}", flush=True)
 
 
 def timed(work, repeat: int):

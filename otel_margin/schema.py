@@ -39,11 +39,14 @@ SCHEMA_FILES: tuple[str, ...] = (
     "outcomes_table.sql",
     "cost_lines_table.sql",
     "period_costs_table.sql",
+    "units_daily_table.sql",
     "llm_calls_hourly_mv.sql",
     "llm_calls_daily_mv.sql",
     "llm_calls_cost_daily_mv.sql",
     "llm_calls_waterfall_daily_mv.sql",
     "llm_calls_parts_daily_mv.sql",
+    "units_daily_calls_mv.sql",
+    "units_daily_cost_lines_mv.sql",
     "margin_daily_view.sql",
     "units_view.sql",
     "period_costs_allocated_view.sql",
@@ -72,6 +75,7 @@ SHARDING_KEYS: dict[str, str] = {
     "llm_calls_cost_daily": "rand()",
     "llm_calls_waterfall_daily": "rand()",
     "llm_calls_parts_daily": "rand()",
+    "units_daily": "rand()",
 }
 """Cluster mode: the Distributed table's sharding key, per table file."""
 

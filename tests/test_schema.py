@@ -32,6 +32,8 @@ def test_every_statement_applies_and_reapplying_changes_nothing(chdb_client, dat
         "units": "View", "period_costs_allocated": "View", "cost_drivers": "View",
         "llm_calls_waterfall_daily": "SummingMergeTree", "llm_calls_waterfall_daily_mv": "MaterializedView",
         "llm_calls_parts_daily": "SummingMergeTree", "llm_calls_parts_daily_mv": "MaterializedView",
+        "units_daily": "AggregatingMergeTree", "units_daily_calls_mv": "MaterializedView",
+        "units_daily_cost_lines_mv": "MaterializedView",
     }
 
 
@@ -56,6 +58,8 @@ def test_a_retried_batch_counts_once_in_raw_and_rollup_tables(chdb_client, datab
         assert chdb_client.query(
             f"SELECT sum(calls), sum(unpriced_calls), sum(cost_usd) FROM {db}.{rollup}"
         ).result_rows == [(3, 1, Decimal("1.25"))], rollup
+    assert chdb_client.query(f"SELECT sum(calls), sum(inference_usd) FROM {db}.units_daily").result_rows == [
+        (3, Decimal("1.25"))]
 
 
 def test_rollups_keep_unpriced_calls_countable_per_group(chdb_client, database):
@@ -83,7 +87,7 @@ def test_identifiers_are_escaped_by_one_helper(chdb_client):
     schema.apply_schema(chdb_client, database=name, ttl_days=7)
     try:
         assert chdb_client.query("SELECT count() FROM system.tables WHERE database = {db:String}",
-                                 parameters={"db": name}).result_rows == [(19,)]
+                                 parameters={"db": name}).result_rows == [(22,)]
     finally:
         chdb_client.command(f"DROP DATABASE {schema.quote_identifier(name)}")
     for bad in ("", "a\x00b"):

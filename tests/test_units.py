@@ -197,6 +197,7 @@ def test_schema_apply_adds_the_unit_columns_to_a_table_made_before_units(chdb_cl
     chdb_client.command(f"DROP VIEW IF EXISTS {db}.llm_calls_cost_daily_mv")
     chdb_client.command(f"DROP VIEW IF EXISTS {db}.llm_calls_waterfall_daily_mv")  # made after units, too
     chdb_client.command(f"DROP VIEW IF EXISTS {db}.llm_calls_parts_daily_mv")
+    chdb_client.command(f"DROP VIEW IF EXISTS {db}.units_daily_calls_mv")
     before_units = "\n".join(line for line in schema.render(
         "llm_calls_table.sql", database=db, on_cluster="", local="", replicated="", ttl="").splitlines()
         if not line.lstrip().startswith("unit_"))

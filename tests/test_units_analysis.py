@@ -84,7 +84,7 @@ def exact_quantile(values: list[Decimal], level: float) -> Decimal:
 @given(drawn=st.lists(_unit, min_size=1, max_size=12), grace=st.sampled_from([0, 10**7]))
 def test_units_figures_equal_an_independent_computation(chdb_client, database, drawn, grace):
     db = schema.quote_identifier(database)
-    for table in ("llm_calls", "cost_lines", "outcomes"):
+    for table in ("llm_calls", "cost_lines", "outcomes", "units_daily"):
         chdb_client.command(f"TRUNCATE TABLE {db}.{table}")
     seed(chdb_client, database, drawn)
 
@@ -168,6 +168,28 @@ def test_a_call_outside_any_unit_is_not_an_abandoned_unit(chdb_client, database)
     assert (summary.outside_units, summary.outside_cost_usd) == (1, Decimal("0.25"))
     assert {(row.feature, row.outcome) for row in units.margin_per_outcome(groups)} == {
         ("support", "abandoned"), ("chat", units.OUTSIDE_UNITS)}
+
+
+def test_a_unit_takes_its_kind_and_feature_from_its_calls_else_from_its_outcome(chdb_client, database):
+    # U-0: calls name no feature, its outcome does; U-1: its first attributed call wins over an outcome
+    # recorded earlier with another feature; U-2: calls from a service that knew the unit but not its kind.
+    seed(chdb_client, database, [
+        {"kind": "ticket", "feature": "unattributed", "calls": [(Decimal("0.5"), False)], "lines": [], "outcome": None},
+        {"kind": "document", "feature": "contracts", "calls": [(Decimal("0.25"), False)], "lines": [], "outcome": None},
+        {"kind": "", "feature": "search", "calls": [(Decimal("0.125"), False)], "lines": [], "outcome": None}])
+    outcome = lambda unit_id, kind, feature, at: {  # noqa: E731
+        "timestamp": at, "trace_id": "t", "span_id": uuid.uuid4().hex[:16], "service_name": "svc", "unit_id": unit_id,
+        "unit_kind": kind, "feature": feature, "customer": "acme", "tier": "pro", "cohort": "c", "status": "resolved",
+        "revenue_usd": Decimal(1), "quality": None}
+    rows = [outcome("U-0", "ticket", "support", DAY + timedelta(hours=1)),
+            outcome("U-1", "document", "support", DAY - timedelta(hours=1)),
+            outcome("U-2", "agent-run", "search", DAY + timedelta(hours=1))]
+    chdb_client.insert(f"{schema.quote_identifier(database)}.outcomes", [[row[c] for c in OUTCOME_COLUMNS] for row in rows],
+                       column_names=list(OUTCOME_COLUMNS))
+    expected = {("ticket", "support"), ("document", "contracts"), ("agent-run", "search")}
+    assert {(row.unit_kind, row.feature) for row in units.cost_per_unit(chdb_client, database=database, **RANGE)} == expected
+    assert {(group.unit_kind, group.feature) for group in
+            units.outcome_groups(chdb_client, database=database, **RANGE)} == expected
 
 
 @pytest.mark.parametrize("grace", [-1, 1.5, True, 2**32])

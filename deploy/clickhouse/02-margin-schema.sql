@@ -348,6 +348,36 @@ ENGINE = ReplacingMergeTree(imported_at)
 ORDER BY (period_start, period_end, category, feature, customer, tier)
 SETTINGS non_replicated_deduplication_window = 1000;
 
+-- Daily rollup of the units of work: per day, unit and attribution, what the unit spent by
+-- waterfall category, in how many calls, from when to when. The units view groups it by unit, so
+-- the units queries read about one row per unit and day instead of one per call (3.3 M instead
+-- of 10 M at 10 M calls). Filled from llm_calls (units_daily_calls_mv) and cost_lines
+-- (units_daily_cost_lines_mv); outcomes stay in their own table (a newer recording replaces one).
+-- A unit's calls share its attribution in practice, so the attribution columns are part of the
+-- key (plain columns, cheap to read) rather than aggregates. A table made before this rollup holds
+-- only the calls and cost lines stored after it (see docs/schema.md for the INSERT … SELECT that
+-- fills it).
+CREATE TABLE IF NOT EXISTS `otel_margin`.units_daily
+(
+    day                  Date,
+    unit_id              String CODEC(ZSTD(1)),
+    unit_kind            LowCardinality(String),
+    feature              LowCardinality(String),
+    customer             String CODEC(ZSTD(1)),
+    tier                 LowCardinality(String),
+    first_at             SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+    last_at              SimpleAggregateFunction(max, DateTime64(6, 'UTC')),
+    calls                SimpleAggregateFunction(sum, UInt64),
+    inference_usd        SimpleAggregateFunction(sum, Decimal(38, 12)),
+    orchestration_usd    SimpleAggregateFunction(sum, Decimal(38, 12)),
+    infrastructure_usd   SimpleAggregateFunction(sum, Decimal(38, 12)),
+    support_usd          SimpleAggregateFunction(sum, Decimal(38, 12))
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, unit_id, unit_kind, feature, customer, tier)
+SETTINGS non_replicated_deduplication_window = 10000;
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.llm_calls_hourly_mv
 TO `otel_margin`.llm_calls_hourly
 AS SELECT
@@ -479,6 +509,48 @@ AS SELECT
     sum(ifNull(call.cost_usd, toDecimal128(0, 12))) AS cost_usd
 FROM `otel_margin`.llm_calls AS call
 GROUP BY day, customer, feature, tier, cohort, unit_kind;
+
+-- Fills units_daily from every inserted call: an embedding call is orchestration, any other call
+-- inference; an unpriced call counts as a call and adds no cost.
+CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.units_daily_calls_mv
+TO `otel_margin`.units_daily
+AS SELECT
+    toDate(call.timestamp) AS day,
+    unit_id,
+    unit_kind,
+    feature,
+    customer,
+    tier,
+    min(call.timestamp) AS first_at,
+    max(call.timestamp) AS last_at,
+    count() AS calls,
+    sumIf(ifNull(call.cost_usd, toDecimal128(0, 12)), call.operation != 'embeddings') AS inference_usd,
+    sumIf(ifNull(call.cost_usd, toDecimal128(0, 12)), call.operation = 'embeddings') AS orchestration_usd,
+    toDecimal128(0, 12) AS infrastructure_usd,
+    toDecimal128(0, 12) AS support_usd
+FROM `otel_margin`.llm_calls AS call
+GROUP BY day, unit_id, unit_kind, feature, customer, tier;
+
+-- Fills units_daily from every inserted cost line (otel_margin.record_cost), in its category; a
+-- cost line is not a call.
+CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.units_daily_cost_lines_mv
+TO `otel_margin`.units_daily
+AS SELECT
+    toDate(line.timestamp) AS day,
+    unit_id,
+    unit_kind,
+    feature,
+    customer,
+    tier,
+    min(line.timestamp) AS first_at,
+    max(line.timestamp) AS last_at,
+    toUInt64(0) AS calls,
+    sumIf(line.amount_usd, line.category = 'inference') AS inference_usd,
+    sumIf(line.amount_usd, line.category = 'orchestration') AS orchestration_usd,
+    sumIf(line.amount_usd, line.category = 'infrastructure') AS infrastructure_usd,
+    sumIf(line.amount_usd, line.category = 'support') AS support_usd
+FROM `otel_margin`.cost_lines AS line
+GROUP BY day, unit_id, unit_kind, feature, customer, tier;
 
 -- The margin waterfall per day, customer, feature, tier, cohort, model and unit kind, for the
 -- days start..end: every margin view sums this. A parameterised view:
@@ -769,12 +841,13 @@ FROM spread;
 -- category, and its outcome. A parameterised view:
 --   SELECT * FROM units(start = '2026-12-01', end = '2026-12-31', grace_minutes = 60)
 --
--- A unit is everything that carries its unit_id: llm_calls rows (inference; embedding calls
--- are orchestration), cost_lines rows (their own category) and its outcomes row (FINAL: the
--- newest recording wins, so an outcome recorded twice counts once). Its feature, customer and
--- tier are those of its first row that has them. outcome is the recorded status; a unit
--- without one is 'abandoned' once grace_minutes have passed since its last activity, 'open'
--- before. revenue_usd is the outcome's revenue (NULL without one); cost is exact, Decimal(38, 12).
+-- A unit is everything that carries its unit_id: its calls and cost lines, rolled up per day in
+-- units_daily (inference; embedding calls are orchestration; cost lines in their own category),
+-- and its outcomes row (FINAL: the newest recording wins, so an outcome recorded twice counts
+-- once). Its kind, feature, customer and tier are those of its first call or cost line that has
+-- them, else its outcome's. outcome is the recorded status; a unit without one is
+-- 'abandoned' once grace_minutes have passed since its last activity, 'open' before.
+-- revenue_usd is the outcome's revenue (NULL without one); cost is exact, Decimal(38, 12).
 -- A unit is in the view when it has a call or cost line in the range or its outcome was recorded in
 -- it. Outcomes recorded from start on are read (a unit's outcome comes after its calls; one recorded
 -- after end still belongs to a unit active in the range) and kept by the HAVING: grouping them once
@@ -782,57 +855,47 @@ FROM spread;
 CREATE OR REPLACE VIEW `otel_margin`.units AS
 SELECT
     unit_id,
-    anyIf(unit_kind, unit_kind != '') AS unit_kind,
-    if(countIf(feature != 'unattributed') > 0, argMinIf(feature, at, feature != 'unattributed'), 'unattributed')
+    argMinIf(kind, at, kind != '') AS unit_kind,
+    if(countIf(row_feature != 'unattributed') > 0, argMinIf(row_feature, at, row_feature != 'unattributed'), 'unattributed')
         AS feature,
-    argMinIf(customer, at, customer != '') AS customer,
-    argMinIf(tier, at, tier != '') AS tier,
+    argMinIf(row_customer, at, row_customer != '') AS customer,
+    argMinIf(row_tier, at, row_tier != '') AS tier,
     minIf(at, is_outcome = 0) AS first_at,
-    maxIf(at, is_outcome = 0) AS last_at,
-    sum(calls) AS calls,
-    sum(inference_usd) AS inference_usd,
-    sum(orchestration_usd) AS orchestration_usd,
-    sum(infrastructure_usd) AS infrastructure_usd,
-    sum(support_usd) AS support_usd,
+    maxIf(last, is_outcome = 0) AS last_at,
+    sum(row_calls) AS calls,
+    sum(inference) AS inference_usd,
+    sum(orchestration) AS orchestration_usd,
+    sum(infrastructure) AS infrastructure_usd,
+    sum(support) AS support_usd,
     inference_usd + orchestration_usd + infrastructure_usd + support_usd AS cost_usd,
     anyIf(status, is_outcome = 1) AS recorded_status,
     multiIf(recorded_status != '', recorded_status,
-            maxIf(at, is_outcome = 0) < now64(6) - toIntervalMinute({grace_minutes:UInt32}), 'abandoned',
+            last_at < now64(6) - toIntervalMinute({grace_minutes:UInt32}), 'abandoned',
             'open') AS outcome,
-    anyIf(revenue_usd, is_outcome = 1) AS revenue_usd,
-    anyIf(quality, is_outcome = 1) AS quality
+    anyIf(outcome_revenue, is_outcome = 1) AS revenue_usd,
+    anyIf(outcome_quality, is_outcome = 1) AS quality
 FROM
 (
     SELECT
+        unit_id, unit_kind AS kind, feature AS row_feature, customer AS row_customer, tier AS row_tier,
+        first_at AS at, last_at AS last, 0 AS is_outcome, calls AS row_calls,
+        inference_usd AS inference, orchestration_usd AS orchestration,
+        infrastructure_usd AS infrastructure, support_usd AS support,
+        toLowCardinality('') AS status, CAST(NULL AS Nullable(Decimal(38, 12))) AS outcome_revenue,
+        CAST(NULL AS Nullable(Decimal(38, 12))) AS outcome_quality
+    FROM `otel_margin`.units_daily
+    WHERE day >= {start:Date} AND day <= {end:Date}
+    UNION ALL
+    SELECT
         unit_id, unit_kind, feature, customer, tier,
-        timestamp AS at, 0 AS is_outcome, toUInt64(1) AS calls,
-        if(operation = 'embeddings', toDecimal128(0, 12), ifNull(cost_usd, toDecimal128(0, 12))) AS inference_usd,
-        if(operation = 'embeddings', ifNull(cost_usd, toDecimal128(0, 12)), toDecimal128(0, 12)) AS orchestration_usd,
-        toDecimal128(0, 12) AS infrastructure_usd, toDecimal128(0, 12) AS support_usd,
-        toLowCardinality('') AS status, CAST(NULL AS Nullable(Decimal(38, 12))) AS revenue_usd,
-        CAST(NULL AS Nullable(Decimal(38, 12))) AS quality
-    FROM `otel_margin`.llm_calls
-    WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
-    UNION ALL
-    SELECT
-        unit_id, unit_kind, feature, customer, tier, timestamp, 0, toUInt64(0),
-        if(category = 'inference', amount_usd, toDecimal128(0, 12)),
-        if(category = 'orchestration', amount_usd, toDecimal128(0, 12)),
-        if(category = 'infrastructure', amount_usd, toDecimal128(0, 12)),
-        if(category = 'support', amount_usd, toDecimal128(0, 12)),
-        toLowCardinality(''), CAST(NULL AS Nullable(Decimal(38, 12))), CAST(NULL AS Nullable(Decimal(38, 12)))
-    FROM `otel_margin`.cost_lines
-    WHERE toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
-    UNION ALL
-    SELECT
-        unit_id, unit_kind, feature, customer, tier, timestamp, 1, toUInt64(0),
+        toDateTime64('2299-12-31 23:59:59', 6, 'UTC'), timestamp, 1, toUInt64(0), -- after every call: the fallback
         toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12), toDecimal128(0, 12),
         status, revenue_usd, quality
     FROM `otel_margin`.outcomes FINAL
     WHERE toDate(timestamp) >= {start:Date}
 )
 GROUP BY unit_id
-HAVING countIf(is_outcome = 0) > 0 OR maxIf(toDate(at) >= {start:Date} AND toDate(at) <= {end:Date}, is_outcome = 1);
+HAVING countIf(is_outcome = 0) > 0 OR maxIf(toDate(last) >= {start:Date} AND toDate(last) <= {end:Date}, is_outcome = 1);
 
 -- Fixed costs of a period (period_costs, from `otel-margin costs import`) allocated to the
 -- customers, features and tiers that used AI in that period, by the rule subscription revenue
