@@ -310,6 +310,17 @@ def test_customer_scatter_and_negative_margin_customers(workload):
     )
 
 
+def test_a_customers_tier_on_the_scatter_is_the_one_with_the_most_revenue_in_all(chdb_client, database):
+    # pro earns 6 + 6 over two features, team 10 in one: the single largest row is team's.
+    at = datetime(2024, 5, 3, 12, tzinfo=timezone.utc)
+    insert_calls(chdb_client, database, [
+        call(timestamp=at, feature="x", tier="pro", revenue_usd=Decimal(6)),
+        call(timestamp=at, feature="y", tier="pro", revenue_usd=Decimal(6)),
+        call(timestamp=at, feature="x", tier="team", revenue_usd=Decimal(10))])
+    (point,) = margin.customer_scatter(chdb_client, start=START, end=END, database=database)
+    assert (point.customer, point.tier, point.revenue_usd) == ("acme", "pro", Decimal(22))
+
+
 def test_feature_filter_restricts_every_view(workload):
     client, db, rows, events = workload
     expected = group(expected_facts(rows, events, "cost"), "customer", START, END, feature="search")
