@@ -35,6 +35,7 @@ SCHEMA_FILES: tuple[str, ...] = (
     "llm_calls_parts_daily_table.sql",
     "llm_calls_parts_daily_settings.sql",
     "llm_calls_parts_daily_projection.sql",
+    "llm_calls_guardrails_daily_table.sql",
     "revenue_events_table.sql",
     "outcomes_table.sql",
     "cost_lines_table.sql",
@@ -45,6 +46,7 @@ SCHEMA_FILES: tuple[str, ...] = (
     "llm_calls_cost_daily_mv.sql",
     "llm_calls_waterfall_daily_mv.sql",
     "llm_calls_parts_daily_mv.sql",
+    "llm_calls_guardrails_daily_mv.sql",
     "units_daily_calls_mv.sql",
     "units_daily_cost_lines_mv.sql",
     "margin_daily_view.sql",
@@ -75,6 +77,7 @@ SHARDING_KEYS: dict[str, str] = {
     "llm_calls_cost_daily": "rand()",
     "llm_calls_waterfall_daily": "rand()",
     "llm_calls_parts_daily": "rand()",
+    "llm_calls_guardrails_daily": "rand()",
     "units_daily": "rand()",
 }
 """Cluster mode: the Distributed table's sharding key, per table file."""

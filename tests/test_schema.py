@@ -34,6 +34,7 @@ def test_every_statement_applies_and_reapplying_changes_nothing(chdb_client, dat
         "llm_calls_parts_daily": "SummingMergeTree", "llm_calls_parts_daily_mv": "MaterializedView",
         "units_daily": "AggregatingMergeTree", "units_daily_calls_mv": "MaterializedView",
         "units_daily_cost_lines_mv": "MaterializedView",
+        "llm_calls_guardrails_daily": "SummingMergeTree", "llm_calls_guardrails_daily_mv": "MaterializedView",
     }
 
 
@@ -87,7 +88,7 @@ def test_identifiers_are_escaped_by_one_helper(chdb_client):
     schema.apply_schema(chdb_client, database=name, ttl_days=7)
     try:
         assert chdb_client.query("SELECT count() FROM system.tables WHERE database = {db:String}",
-                                 parameters={"db": name}).result_rows == [(22,)]
+                                 parameters={"db": name}).result_rows == [(24,)]
     finally:
         chdb_client.command(f"DROP DATABASE {schema.quote_identifier(name)}")
     for bad in ("", "a\x00b"):

@@ -253,6 +253,34 @@ ALTER TABLE `otel_margin`.llm_calls_parts_daily
         GROUP BY toStartOfMonth(day), customer, feature, tier, cohort, unit_kind
     );
 
+-- Daily rollup of what the guardrails did, per feature, customer and tier: calls, cache lookups
+-- and hits (exact, semantic), what the hits avoided and what the cache's lookups cost, routed calls
+-- and their saving, capped and blocked calls. Read by guardrails_query (the report's, the
+-- dashboard's and Grafana's guardrail effectiveness) instead of the raw calls. Summing only; a
+-- query always sums again. A table made before this rollup holds only the calls stored after it
+-- (see docs/schema.md for the INSERT … SELECT that fills it).
+CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls_guardrails_daily
+(
+    day                  Date,
+    feature              LowCardinality(String),
+    customer             String,
+    tier                 LowCardinality(String),
+    calls                UInt64,
+    cache_lookups        UInt64,
+    exact_hits           UInt64,
+    semantic_hits        UInt64,
+    cache_saved_usd      Decimal(38, 12),
+    cache_cost_usd       Decimal(38, 12),
+    routed_calls         UInt64,
+    route_saved_usd      Decimal(38, 12),
+    capped_calls         UInt64,
+    blocked_calls        UInt64
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, feature, customer, tier)
+SETTINGS non_replicated_deduplication_window = 10000;
+
 -- Subscription and invoice revenue, imported by `otel-margin revenue import`.
 -- One live row per (customer, period_start, period_end, feature); a re-import with a new
 -- amount or tier inserts a newer version, and readers use FINAL (the table is small).
@@ -509,6 +537,30 @@ AS SELECT
     sum(ifNull(call.cost_usd, toDecimal128(0, 12))) AS cost_usd
 FROM `otel_margin`.llm_calls AS call
 GROUP BY day, customer, feature, tier, cohort, unit_kind;
+
+-- Fills llm_calls_guardrails_daily from every inserted call. A cache hit is 'exact' or 'semantic'
+-- ('hit' from older exporters); a lookup is a hit or a 'miss'. A routed call's saving is its
+-- saved_usd unless a cache hit served it (then the saving is the cache's).
+CREATE MATERIALIZED VIEW IF NOT EXISTS `otel_margin`.llm_calls_guardrails_daily_mv
+TO `otel_margin`.llm_calls_guardrails_daily
+AS SELECT
+    toDate(call.timestamp) AS day,
+    feature,
+    customer,
+    tier,
+    count() AS calls,
+    countIf(call.cache_result IN ('exact', 'semantic', 'hit', 'miss')) AS cache_lookups,
+    countIf(call.cache_result IN ('exact', 'hit')) AS exact_hits,
+    countIf(call.cache_result = 'semantic') AS semantic_hits,
+    sumIf(call.saved_usd, call.cache_result IN ('exact', 'semantic', 'hit')) AS cache_saved_usd,
+    sum(call.cache_cost_usd) AS cache_cost_usd,
+    countIf(call.route_from_model != '') AS routed_calls,
+    sumIf(call.saved_usd, call.route_from_model != '' AND call.cache_result NOT IN ('exact', 'semantic', 'hit'))
+        AS route_saved_usd,
+    countIf(call.limit_action = 'cap') AS capped_calls,
+    countIf(call.limit_action = 'block') AS blocked_calls
+FROM `otel_margin`.llm_calls AS call
+GROUP BY day, feature, customer, tier;
 
 -- Fills units_daily from every inserted call: an embedding call is orchestration, any other call
 -- inference; an unpriced call counts as a call and adds no cost.
