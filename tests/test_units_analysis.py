@@ -168,6 +168,9 @@ def test_a_call_outside_any_unit_is_not_an_abandoned_unit(chdb_client, database)
     assert (summary.outside_units, summary.outside_cost_usd) == (1, Decimal("0.25"))
     assert {(row.feature, row.outcome) for row in units.margin_per_outcome(groups)} == {
         ("support", "abandoned"), ("chat", units.OUTSIDE_UNITS)}
+    db = schema.quote_identifier(database)
+    assert chdb_client.query(f"SELECT feature, in_unit FROM {db}.units_daily ORDER BY feature").result_rows == [
+        ("chat", 0), ("support", 1)]  # only a unit's calls can have an outcome to look up
 
 
 def test_a_unit_takes_its_kind_and_feature_from_its_calls_else_from_its_outcome(chdb_client, database):

@@ -455,13 +455,15 @@ ENGINE = Distributed(`margin`, `otel_margin`, `period_costs_local`, cityHash64(c
 -- of 10 M at 10 M calls). Filled from llm_calls (units_daily_calls_mv) and cost_lines
 -- (units_daily_cost_lines_mv); outcomes stay in their own table (a newer recording replaces one).
 -- A unit's calls share its attribution in practice, so the attribution columns are part of the
--- key (plain columns, cheap to read) rather than aggregates. A table made before this rollup holds
+-- key (plain columns, cheap to read) rather than aggregates. in_unit is 0 for a call or cost line
+-- made outside any unit (its own unit: unit_id is its span id). A table made before this rollup holds
 -- only the calls and cost lines stored after it (see docs/schema.md for the INSERT … SELECT that
 -- fills it).
 CREATE TABLE IF NOT EXISTS `otel_margin`.units_daily_local ON CLUSTER `margin`
 (
     day                  Date,
     unit_id              String CODEC(ZSTD(1)),
+    in_unit              UInt8,
     unit_kind            LowCardinality(String),
     feature              LowCardinality(String),
     customer             String CODEC(ZSTD(1)),
@@ -476,7 +478,7 @@ CREATE TABLE IF NOT EXISTS `otel_margin`.units_daily_local ON CLUSTER `margin`
 )
 ENGINE = ReplicatedAggregatingMergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (day, unit_id, unit_kind, feature, customer, tier)
+ORDER BY (day, unit_id, in_unit, unit_kind, feature, customer, tier)
 SETTINGS non_replicated_deduplication_window = 10000;
 
 -- Cluster mode only: the name readers and writers use, spread over the *_local tables.
@@ -647,6 +649,7 @@ TO `otel_margin`.units_daily_local
 AS SELECT
     toDate(call.timestamp) AS day,
     unit_id,
+    toUInt8(call.unit_id != call.span_id) AS in_unit,
     unit_kind,
     feature,
     customer,
@@ -659,7 +662,7 @@ AS SELECT
     toDecimal128(0, 12) AS infrastructure_usd,
     toDecimal128(0, 12) AS support_usd
 FROM `otel_margin`.llm_calls_local AS call
-GROUP BY day, unit_id, unit_kind, feature, customer, tier;
+GROUP BY day, unit_id, in_unit, unit_kind, feature, customer, tier;
 
 -- Fills units_daily from every inserted cost line (otel_margin.record_cost), in its category; a
 -- cost line is not a call.
@@ -668,6 +671,7 @@ TO `otel_margin`.units_daily_local
 AS SELECT
     toDate(line.timestamp) AS day,
     unit_id,
+    toUInt8(line.unit_id != line.span_id) AS in_unit,
     unit_kind,
     feature,
     customer,
@@ -680,7 +684,7 @@ AS SELECT
     sumIf(line.amount_usd, line.category = 'infrastructure') AS infrastructure_usd,
     sumIf(line.amount_usd, line.category = 'support') AS support_usd
 FROM `otel_margin`.cost_lines_local AS line
-GROUP BY day, unit_id, unit_kind, feature, customer, tier;
+GROUP BY day, unit_id, in_unit, unit_kind, feature, customer, tier;
 
 -- The margin waterfall per day, customer, feature, tier, cohort, model and unit kind, for the
 -- days start..end: every margin view sums this. A parameterised view:

@@ -5,6 +5,7 @@ TO $database.units_daily$local
 AS SELECT
     toDate(call.timestamp) AS day,
     unit_id,
+    toUInt8(call.unit_id != call.span_id) AS in_unit,
     unit_kind,
     feature,
     customer,
@@ -17,4 +18,4 @@ AS SELECT
     toDecimal128(0, 12) AS infrastructure_usd,
     toDecimal128(0, 12) AS support_usd
 FROM $database.llm_calls$local AS call
-GROUP BY day, unit_id, unit_kind, feature, customer, tier
+GROUP BY day, unit_id, in_unit, unit_kind, feature, customer, tier

@@ -5,6 +5,7 @@ TO $database.units_daily$local
 AS SELECT
     toDate(line.timestamp) AS day,
     unit_id,
+    toUInt8(line.unit_id != line.span_id) AS in_unit,
     unit_kind,
     feature,
     customer,
@@ -17,4 +18,4 @@ AS SELECT
     sumIf(line.amount_usd, line.category = 'infrastructure') AS infrastructure_usd,
     sumIf(line.amount_usd, line.category = 'support') AS support_usd
 FROM $database.cost_lines$local AS line
-GROUP BY day, unit_id, unit_kind, feature, customer, tier
+GROUP BY day, unit_id, in_unit, unit_kind, feature, customer, tier

@@ -4,13 +4,15 @@
 -- of 10 M at 10 M calls). Filled from llm_calls (units_daily_calls_mv) and cost_lines
 -- (units_daily_cost_lines_mv); outcomes stay in their own table (a newer recording replaces one).
 -- A unit's calls share its attribution in practice, so the attribution columns are part of the
--- key (plain columns, cheap to read) rather than aggregates. A table made before this rollup holds
+-- key (plain columns, cheap to read) rather than aggregates. in_unit is 0 for a call or cost line
+-- made outside any unit (its own unit: unit_id is its span id). A table made before this rollup holds
 -- only the calls and cost lines stored after it (see docs/schema.md for the INSERT … SELECT that
 -- fills it).
 CREATE TABLE IF NOT EXISTS $database.units_daily$local$on_cluster
 (
     day                  Date,
     unit_id              String CODEC(ZSTD(1)),
+    in_unit              UInt8,
     unit_kind            LowCardinality(String),
     feature              LowCardinality(String),
     customer             String CODEC(ZSTD(1)),
@@ -25,5 +27,5 @@ CREATE TABLE IF NOT EXISTS $database.units_daily$local$on_cluster
 )
 ENGINE = ${replicated}AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (day, unit_id, unit_kind, feature, customer, tier)
+ORDER BY (day, unit_id, in_unit, unit_kind, feature, customer, tier)
 SETTINGS non_replicated_deduplication_window = 10000

@@ -4,7 +4,8 @@
 -- Calls outside any unit are units of kind ''. Reads units_daily rather than the units view, with
 -- the view's rule for a unit's kind and feature (those of its first call or cost line that has
 -- them, else its outcome's): only the outcomes of units whose calls and cost lines lack one are
--- read (after every call, so they count only as the fallback), not every outcome.
+-- read (after every call, so they count only as the fallback), not every outcome; calls made
+-- outside any unit (in_unit = 0, each its own unit) have no outcome and are never looked up.
 SELECT
     unit_kind,
     feature,
@@ -33,7 +34,8 @@ FROM
         FROM $database.outcomes FINAL
         WHERE toDate(timestamp) >= {start:Date}
           AND unit_id IN (SELECT unit_id FROM $database.units_daily
-                          WHERE day >= {start:Date} AND day <= {end:Date} AND (unit_kind = '' OR feature = 'unattributed'))
+                          WHERE day >= {start:Date} AND day <= {end:Date} AND in_unit = 1
+                            AND (unit_kind = '' OR feature = 'unattributed'))
     )
     GROUP BY unit_id
 )
