@@ -14,9 +14,10 @@ Values never go through here: queries bind them as ``{name:Type}`` parameters.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from importlib import resources
 from string import Template
-from typing import Any
+from typing import Any, Sequence
 
 DEFAULT_DATABASE = "otel_margin"
 DEFAULT_TTL_DAYS = 180
@@ -81,6 +82,17 @@ SHARDING_KEYS: dict[str, str] = {
     "units_daily": "rand()",
 }
 """Cluster mode: the Distributed table's sharding key, per table file."""
+
+ROLLUP_VIEWS: dict[str, tuple[str, ...]] = {
+    "llm_calls_hourly": ("llm_calls_hourly_mv.sql",),
+    "llm_calls_daily": ("llm_calls_daily_mv.sql",),
+    "llm_calls_cost_daily": ("llm_calls_cost_daily_mv.sql",),
+    "llm_calls_waterfall_daily": ("llm_calls_waterfall_daily_mv.sql",),
+    "llm_calls_parts_daily": ("llm_calls_parts_daily_mv.sql",),
+    "llm_calls_guardrails_daily": ("llm_calls_guardrails_daily_mv.sql",),
+    "units_daily": ("units_daily_calls_mv.sql", "units_daily_cost_lines_mv.sql"),
+}
+"""Each rollup and the materialized views that fill it, from ``llm_calls`` (and ``cost_lines``)."""
 
 _TABLE_FILE = re.compile(r"^(?P<table>[a-z_]+)_table\.sql$")
 _ALTER_FILE = re.compile(r"^[a-z_]+_alter\.sql$")
@@ -157,6 +169,48 @@ def apply_schema(
     """
     for statement in statements(database=database, cluster=cluster, ttl_days=ttl_days):
         client.command(statement)
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """How to fill a rollup with the rows stored before its materialized views existed."""
+
+    views: tuple[str, ...]
+    """The views that fill it (``system.tables`` names): the rows they never saw are older than them."""
+    inserts: tuple[str, ...]
+    """``INSERT INTO rollup (…) SELECT …``, one per view: its own SELECT over the rows whose timestamp
+    is before the bound parameter ``{before:DateTime64(6, 'UTC')}``."""
+    rows_before: str
+    """``SELECT count()`` of the rollup's rows from before ``{before:…}``'s day (or hour): rows a
+    backfill would count a second time."""
+
+
+def backfill(rollup: str, columns: Sequence[str], *, database: str = DEFAULT_DATABASE) -> Backfill:
+    """The statements that fill ``rollup`` (a key of :data:`ROLLUP_VIEWS`) with older rows, single node.
+
+    Each view's ``AS SELECT`` is run again with ``WHERE <row>.timestamp < {before}`` before its
+    ``GROUP BY``, and its output inserted by name into ``columns`` (the rollup's, as the view does:
+    ``INSERT … SELECT`` alone would match them by position). Raises ``KeyError`` for a rollup that
+    is not one.
+    """
+    files = ROLLUP_VIEWS[rollup]
+    values = _values(database=database, cluster=None, ttl_days=0)
+    table = f"{values['database']}.{quote_identifier(rollup)}"
+    names = ", ".join(map(quote_identifier, columns))
+    before = "{before:DateTime64(6, 'UTC')}"
+    inserts, bucket = [], ""
+    for name in files:
+        select = render(name, **values)
+        select = select[select.index("AS SELECT") + len("AS "):]
+        row = re.search(r"\bFROM \S+ AS (\w+)\s", select)
+        first = re.search(r"SELECT\s+(.+?) AS (\w+),", select, re.DOTALL)
+        if row is None or first is None or "GROUP BY" not in select:
+            raise ValueError(f"{name}: not an aggregating view over one aliased table")
+        bucket = f"{first[2]} < {first[1].replace(f'{row[1]}.timestamp', before)}"
+        select = select.replace("GROUP BY", f"WHERE {row[1]}.timestamp < {before}\nGROUP BY", 1)
+        inserts.append(f"INSERT INTO {table} ({names})\nSELECT {names} FROM (\n{select}\n)")
+    return Backfill(views=tuple(name.removesuffix(".sql") for name in files), inserts=tuple(inserts),
+                    rows_before=f"SELECT count() FROM {table} WHERE {bucket}")
 
 
 def render(file_name: str, **values: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from importlib import resources
 
@@ -130,3 +130,45 @@ def test_schema_print_cli_prints_a_runnable_script(capsys):
     assert out.count(";\n") == (len(schema.SCHEMA_FILES) + len(schema.SHARDING_KEYS) + len(alters)
                                  + len(schema.COLLECTOR_FILES))
     assert "CREATE DATABASE IF NOT EXISTS `m` ON CLUSTER `prod`;" in out
+
+
+@pytest.mark.parametrize("rollup", sorted(schema.ROLLUP_VIEWS))
+def test_backfill_fills_a_rollup_made_after_the_rows_as_its_views_would_have(
+    chdb_client, chdb_path, database, monkeypatch, capsys, rollup
+):
+    db = schema.quote_identifier(database)
+    insert_calls(chdb_client, database, [
+        call(timestamp=MOMENT + timedelta(minutes=n), feature=("search", "chat")[n % 2], customer=f"c{n % 3}",
+             cost_usd=Decimal(n) / 8 if n % 4 else None, unit_id=f"U-{n // 2}" if n % 5 else "",
+             unit_kind="ticket" if n % 5 else "", cache_result=("off", "exact", "miss")[n % 3],
+             saved_usd=Decimal(n) / 16) for n in range(12)])
+    chdb_client.command(f"""INSERT INTO {db}.cost_lines (timestamp, span_id, unit_id, unit_kind, feature, category, amount_usd)
+        VALUES ('2024-05-01 12:30:00', 's1', 'U-1', 'ticket', 'chat', 'support', 1.5),
+               ('2024-05-02 08:00:00', 's2', 's2', '', 'search', 'orchestration', 0.25)""")
+    kinds = chdb_client.query("SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+                              parameters={"db": database, "t": rollup}).result_rows
+    values = ", ".join(f"finalizeAggregation({n})" if k.startswith("AggregateFunction") else n for n, k in kinds)
+    snapshot = lambda: sorted(chdb_client.query(  # noqa: E731 - every row of the rollup, merged by its key
+        f"SELECT {values} FROM {db}.{schema.quote_identifier(rollup)} FINAL").result_rows, key=repr)
+    as_the_views_made_it = snapshot()
+    assert as_the_views_made_it
+    chdb_client.command(f"TRUNCATE TABLE {db}.{schema.quote_identifier(rollup)}")  # as if made after the rows
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", f"chdb://{chdb_path}")
+
+    assert main(["schema", "backfill", rollup, "--database", database]) == 0
+    assert f"filled {rollup} with the rows stored before" in capsys.readouterr().out
+    assert snapshot() == as_the_views_made_it
+
+    # Again: every row would count twice, so it refuses and says why.
+    assert main(["schema", "backfill", rollup, "--database", database]) == 1
+    assert "filling it again would count them twice" in capsys.readouterr().err
+    assert snapshot() == as_the_views_made_it
+
+
+def test_backfill_names_a_bad_time_and_a_missing_rollup(chdb_path, database, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        main(["schema", "backfill", "units_daily", "--before", "yesterday"])
+    assert "'yesterday' is not a time; give ISO 8601" in capsys.readouterr().err
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", f"chdb://{chdb_path}")
+    assert main(["schema", "backfill", "units_daily", "--database", "nowhere"]) == 1
+    assert "run `otel-margin schema apply` first" in capsys.readouterr().err
