@@ -196,22 +196,15 @@ def sizes(client) -> str:
     return "  ".join(f"{table}: {count:,} rows ({size})" for table, count, size in rows)
 
 
-ROLLUPS = {
-    "llm_calls_daily": ("llm_calls_daily_mv.sql",),
-    "llm_calls_cost_daily": ("llm_calls_cost_daily_mv.sql",),
-    "llm_calls_waterfall_daily": ("llm_calls_waterfall_daily_mv.sql",),
-    "llm_calls_parts_daily": ("llm_calls_parts_daily_mv.sql",),
-    "units_daily": ("units_daily_calls_mv.sql", "units_daily_cost_lines_mv.sql"),
-}
-"""The rollups the report queries read, and the materialized views that fill each."""
 VIEWS = ("margin_daily", "units")
-"""The views over those rollups (margin_daily reads llm_calls_waterfall_daily and llm_calls_parts_daily, units units_daily)."""
+"""The views over the rollups (``schema.ROLLUP_VIEWS``): margin_daily reads llm_calls_waterfall_daily and
+llm_calls_parts_daily, units units_daily."""
 
 
 def create_raw_views(client) -> None:
     """``*_raw`` views that aggregate the raw rows on every query, with the rollups' shape, and
     ``margin_daily_raw`` and ``units_raw`` over them."""
-    for rollup, fillers in ROLLUPS.items():
+    for rollup, fillers in schema.ROLLUP_VIEWS.items():
         selects = []
         for filler in fillers:
             select = schema.render(filler, database=DATABASE, on_cluster="", local="")
@@ -220,7 +213,7 @@ def create_raw_views(client) -> None:
     for name in VIEWS:
         view = schema.render(f"{name}_view.sql", database=DATABASE, on_cluster="")
         view = view.replace(f"{DATABASE}.{name} ", f"{DATABASE}.{name}_raw ")
-        for rollup in ROLLUPS:
+        for rollup in schema.ROLLUP_VIEWS:
             view = re.sub(rf"\b{DATABASE}\.{rollup}\b", f"{DATABASE}.{rollup}_raw", view)
         client.command(view)
 
@@ -253,7 +246,7 @@ class RawClient:
         self._client = client
 
     def query(self, sql: str, parameters=None):
-        for name in (*VIEWS, *ROLLUPS):
+        for name in (*VIEWS, *schema.ROLLUP_VIEWS):
             sql = re.sub(rf"`{DATABASE}`\.{name}\b", f"`{DATABASE}`.{name}_raw", sql)
         return self._client.query(sql, parameters=parameters)
 
