@@ -182,8 +182,8 @@ SETTINGS non_replicated_deduplication_window = 10000;
 -- kind and model, the calls' cost split into inference (LLM calls other than embeddings) and
 -- orchestration (embedding calls), inference calls (the default allocation weight) and usage
 -- revenue (failed calls earn none). margin_daily reads it. Summing only; a query always sums again.
--- A table made before this rollup holds only the calls stored after it (see docs/schema.md for
--- the one INSERT … SELECT that fills it from llm_calls).
+-- A table made before this rollup holds only the calls stored after it until
+-- `otel-margin schema backfill llm_calls_waterfall_daily` fills it from llm_calls.
 CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls_waterfall_daily
 (
     day                  Date,
@@ -213,8 +213,8 @@ SETTINGS non_replicated_deduplication_window = 10000;
 -- (no model: what a seat or a GPU pays for is not a model), the weights margin_daily and
 -- period_costs_allocated split subscription revenue and period costs by. Summing only; a query
 -- always sums again. Like llm_calls_waterfall_daily without its model, so about a third of its rows.
--- A table made before this rollup holds only the calls stored after it (see docs/schema.md for
--- the one INSERT … SELECT that fills it from llm_calls).
+-- A table made before this rollup holds only the calls stored after it until
+-- `otel-margin schema backfill llm_calls_parts_daily` fills it from llm_calls.
 CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls_parts_daily
 (
     day                  Date,
@@ -258,7 +258,7 @@ ALTER TABLE `otel_margin`.llm_calls_parts_daily
 -- and their saving, capped and blocked calls. Read by guardrails_query (the report's, the
 -- dashboard's and Grafana's guardrail effectiveness) instead of the raw calls. Summing only; a
 -- query always sums again. A table made before this rollup holds only the calls stored after it
--- (see docs/schema.md for the INSERT … SELECT that fills it).
+-- until `otel-margin schema backfill llm_calls_guardrails_daily`.
 CREATE TABLE IF NOT EXISTS `otel_margin`.llm_calls_guardrails_daily
 (
     day                  Date,
@@ -384,8 +384,7 @@ SETTINGS non_replicated_deduplication_window = 1000;
 -- A unit's calls share its attribution in practice, so the attribution columns are part of the
 -- key (plain columns, cheap to read) rather than aggregates. in_unit is 0 for a call or cost line
 -- made outside any unit (its own unit: unit_id is its span id). A table made before this rollup holds
--- only the calls and cost lines stored after it (see docs/schema.md for the INSERT … SELECT that
--- fills it).
+-- only the calls and cost lines stored after it until `otel-margin schema backfill units_daily`.
 CREATE TABLE IF NOT EXISTS `otel_margin`.units_daily
 (
     day                  Date,

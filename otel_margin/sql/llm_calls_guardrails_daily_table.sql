@@ -3,7 +3,7 @@
 -- and their saving, capped and blocked calls. Read by guardrails_query (the report's, the
 -- dashboard's and Grafana's guardrail effectiveness) instead of the raw calls. Summing only; a
 -- query always sums again. A table made before this rollup holds only the calls stored after it
--- (see docs/schema.md for the INSERT … SELECT that fills it).
+-- until `otel-margin schema backfill llm_calls_guardrails_daily`.
 CREATE TABLE IF NOT EXISTS $database.llm_calls_guardrails_daily$local$on_cluster
 (
     day                  Date,

@@ -2,8 +2,8 @@
 -- (no model: what a seat or a GPU pays for is not a model), the weights margin_daily and
 -- period_costs_allocated split subscription revenue and period costs by. Summing only; a query
 -- always sums again. Like llm_calls_waterfall_daily without its model, so about a third of its rows.
--- A table made before this rollup holds only the calls stored after it (see docs/schema.md for
--- the one INSERT … SELECT that fills it from llm_calls).
+-- A table made before this rollup holds only the calls stored after it until
+-- `otel-margin schema backfill llm_calls_parts_daily` fills it from llm_calls.
 CREATE TABLE IF NOT EXISTS $database.llm_calls_parts_daily$local$on_cluster
 (
     day                  Date,

@@ -2,8 +2,8 @@
 -- kind and model, the calls' cost split into inference (LLM calls other than embeddings) and
 -- orchestration (embedding calls), inference calls (the default allocation weight) and usage
 -- revenue (failed calls earn none). margin_daily reads it. Summing only; a query always sums again.
--- A table made before this rollup holds only the calls stored after it (see docs/schema.md for
--- the one INSERT … SELECT that fills it from llm_calls).
+-- A table made before this rollup holds only the calls stored after it until
+-- `otel-margin schema backfill llm_calls_waterfall_daily` fills it from llm_calls.
 CREATE TABLE IF NOT EXISTS $database.llm_calls_waterfall_daily$local$on_cluster
 (
     day                  Date,

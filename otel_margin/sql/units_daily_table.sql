@@ -6,8 +6,7 @@
 -- A unit's calls share its attribution in practice, so the attribution columns are part of the
 -- key (plain columns, cheap to read) rather than aggregates. in_unit is 0 for a call or cost line
 -- made outside any unit (its own unit: unit_id is its span id). A table made before this rollup holds
--- only the calls and cost lines stored after it (see docs/schema.md for the INSERT … SELECT that
--- fills it).
+-- only the calls and cost lines stored after it until `otel-margin schema backfill units_daily`.
 CREATE TABLE IF NOT EXISTS $database.units_daily$local$on_cluster
 (
     day                  Date,
