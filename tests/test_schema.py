@@ -172,3 +172,25 @@ def test_backfill_names_a_bad_time_and_a_missing_rollup(chdb_path, database, mon
     monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", f"chdb://{chdb_path}")
     assert main(["schema", "backfill", "units_daily", "--database", "nowhere"]) == 1
     assert "run `otel-margin schema apply` first" in capsys.readouterr().err
+
+
+def test_schema_apply_names_each_rollup_it_added_to_a_database_that_held_calls(
+    chdb_client, chdb_path, database, monkeypatch, capsys
+):
+    db = schema.quote_identifier(database)
+    for view in schema.ROLLUP_VIEWS["units_daily"]:
+        chdb_client.command(f"DROP VIEW {db}.{view.removesuffix('.sql')}")
+    chdb_client.command(f"DROP TABLE {db}.units_daily")  # a database made before units_daily
+    insert_calls(chdb_client, database, [call(timestamp=MOMENT, unit_id="U-1", unit_kind="ticket")])
+    monkeypatch.setenv("OTEL_EXPORTER_CLICKHOUSE_ENDPOINT", f"chdb://{chdb_path}")
+
+    assert main(["schema", "apply", "--database", database]) == 0
+    out = capsys.readouterr().out
+    assert "units_daily is new: it holds none of the 1 call stored before it" in out
+    assert "`otel-margin schema backfill units_daily`" in out and "llm_calls_daily is new" not in out
+    assert main(["schema", "backfill", "units_daily", "--database", database]) == 0
+    assert chdb_client.query(f"SELECT unit_id, calls FROM {db}.units_daily").result_rows == [("U-1", 1)]
+
+    assert main(["schema", "apply", "--database", "brand_new"]) == 0  # nothing older to fill: no hint
+    assert "is new" not in capsys.readouterr().out
+    chdb_client.command("DROP DATABASE brand_new")

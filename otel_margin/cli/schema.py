@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
+from typing import Any
 
 from otel_margin import schema
 from otel_margin.display import printable
@@ -51,11 +52,23 @@ def apply(args: argparse.Namespace) -> int:
     config = storage_config(database=args.database)
     try:
         with session(config) as client:
+            existing = _tables(client, config.database)
             schema.apply_schema(client, database=config.database, ttl_days=config.ttl_days)
+            added = [rollup for rollup in schema.ROLLUP_VIEWS if existing and rollup not in existing]
+            older = client.command(
+                f"SELECT count() FROM {schema.quote_identifier(config.database)}.llm_calls") if added else 0
     except StorageUnavailable as error:
         raise CommandError(str(error)) from error
     print(f"schema applied to database {config.database!r} at {printable(config.endpoint)}")
+    for rollup in added if older else ():
+        print(f"  {rollup} is new: it holds none of the {older:,} call{'s' * (older != 1)} stored before it; "
+              f"fill it once with `otel-margin schema backfill {rollup}`")
     return 0
+
+
+def _tables(client: Any, database: str) -> set[str]:
+    return {row[0] for row in client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String}", parameters={"db": database}).result_rows}
 
 
 def backfill(args: argparse.Namespace) -> int:
