@@ -205,10 +205,7 @@ def create_raw_views(client) -> None:
     """``*_raw`` views that aggregate the raw rows on every query, with the rollups' shape, and
     ``margin_daily_raw`` and ``units_raw`` over them."""
     for rollup, fillers in schema.ROLLUP_VIEWS.items():
-        selects = []
-        for filler in fillers:
-            select = schema.render(filler, database=DATABASE, on_cluster="", local="")
-            selects.append(select[select.index("AS SELECT") + 3:])
+        selects = [schema.view_select(filler, database=DATABASE) for filler in fillers]
         client.command(f"CREATE VIEW IF NOT EXISTS {DATABASE}.{rollup}_raw AS {' UNION ALL '.join(selects)}")
     for name in VIEWS:
         view = schema.render(f"{name}_view.sql", database=DATABASE, on_cluster="")

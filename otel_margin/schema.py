@@ -194,14 +194,12 @@ def backfill(rollup: str, columns: Sequence[str], *, database: str = DEFAULT_DAT
     is not one.
     """
     files = ROLLUP_VIEWS[rollup]
-    values = _values(database=database, cluster=None, ttl_days=0)
-    table = f"{values['database']}.{quote_identifier(rollup)}"
+    table = f"{quote_identifier(database)}.{quote_identifier(rollup)}"
     names = ", ".join(map(quote_identifier, columns))
     before = "{before:DateTime64(6, 'UTC')}"
     inserts, bucket = [], ""
     for name in files:
-        select = render(name, **values)
-        select = select[select.index("AS SELECT") + len("AS "):]
+        select = view_select(name, database=database)
         row = re.search(r"\bFROM \S+ AS (\w+)\s", select)
         first = re.search(r"SELECT\s+(.+?) AS (\w+),", select, re.DOTALL)
         if row is None or first is None or "GROUP BY" not in select:
@@ -211,6 +209,12 @@ def backfill(rollup: str, columns: Sequence[str], *, database: str = DEFAULT_DAT
         inserts.append(f"INSERT INTO {table} ({names})\nSELECT {names} FROM (\n{select}\n)")
     return Backfill(views=tuple(name.removesuffix(".sql") for name in files), inserts=tuple(inserts),
                     rows_before=f"SELECT count() FROM {table} WHERE {bucket}")
+
+
+def view_select(file_name: str, *, database: str = DEFAULT_DATABASE) -> str:
+    """The ``SELECT …`` of the materialized view in ``file_name`` (single node): what it inserts."""
+    text = render(file_name, **_values(database=database, cluster=None, ttl_days=0))
+    return text[text.index("AS SELECT") + len("AS "):]
 
 
 def render(file_name: str, **values: str) -> str:
