@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -160,6 +161,12 @@ class MiniLMEmbedder:
 
 def load_model() -> tuple[Any, dict[str, np.ndarray]]:
     """The tokenizer and weights from the first installed model package; :class:`EmbedderUnavailable` without one."""
+    if "onnxruntime" not in sys.modules and "usearch.compiled" in sys.modules:
+        raise EmbedderUnavailable(
+            "usearch was imported before onnxruntime in this process, and importing onnxruntime after it "
+            "crashes the process (a segmentation fault with usearch 2.26 and onnxruntime 1.32); "
+            "import onnxruntime first (`import onnxruntime` at the top of your app) or set another embedder"
+        )
     try:
         import onnx  # noqa: F401  (the graph is built with it)
         import onnxruntime  # noqa: F401

@@ -2,13 +2,22 @@
 
 A namespace's index holds the vectors of its journal's records (:mod:`.journal`), labelled by
 record number, with each record's facts beside it. Before each lookup the index reads the
-records it has not seen, so it follows the store that every process and replica writes.
+records it has not seen, so it follows the store that every process and replica writes: at
+most :data:`INLINE_CATCH_UP` of them inside the lookup, the rest in a background thread. Adding a
+vector to a large index takes a millisecond or more (1 to 1.7 ms at 100k entries), so a lookup that
+read a whole backlog itself (a process started without its index file, a burst written by other
+replicas) held its caller for seconds; now such a lookup searches what is indexed while the
+thread catches up.
 
-With a ``directory``, each namespace's index is saved there (at most every ``save_every_s``
-seconds when it changed, and on :meth:`SemanticIndex.save_all`) and loaded when the namespace is
-first used, so a restarted process reads only what was written since. A missing, unreadable or
-stale file (the journal is behind it: the store was emptied) is never fatal: the index is rebuilt
-from the journal's live records, or starts empty.
+With a ``directory``, each namespace's index is saved there by that thread (at most every
+``save_every_s`` seconds when it changed, and on :meth:`SemanticIndex.save_all`) and loaded when
+the namespace is first used, so a restarted process reads only what was written since. A
+missing, unreadable or stale file (the journal is behind it: the store was emptied) is never
+fatal: the index is rebuilt from the journal's live records, or starts empty.
+
+Searches and saves share a namespace's index; adding or removing vectors takes it alone
+(usearch's search is safe beside other searches, not beside an add that grows the index). A
+lookup waits at most :data:`INLINE_WAIT_S` for it and otherwise leaves its records to the thread.
 """
 
 from __future__ import annotations
@@ -19,18 +28,25 @@ import os
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from otel_margin.plugins.cache.journal import MAX_CATCH_UP
 from otel_margin.plugins.cache.key import _namespace_id
 
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
+INLINE_CATCH_UP = 8
+"""A lookup adds its index's new records itself when there are at most this many (the common case,
+a few since its last lookup: read-your-writes); a longer backlog is the background thread's."""
+INLINE_WAIT_S = 0.05
+"""How long a lookup waits for its index to add its new records (while a save or another add runs)."""
+CHUNK = 4
+"""Records the background thread adds per hold of an index, so searches wait for little."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +71,52 @@ class Record:
         return cls(str(key), str(shape), str(text), float(expires)), np.frombuffer(body, dtype=np.float32)
 
 
+class _Guard:
+    """Shared by searches and saves, exclusive for adding and removing vectors. Readers go first:
+    a waiting search is let in before the next add, and a long save never holds searches back."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._waiting = 0
+        self._writing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._condition:
+            self._waiting += 1
+            self._condition.wait_for(lambda: not self._writing)
+            self._waiting -= 1
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                self._condition.notify_all()
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take it alone; ``False`` if that did not happen within ``timeout`` seconds."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: not (self._writing or self._readers or self._waiting), timeout):
+                return False
+            self._writing = True
+            return True
+
+    def release(self) -> None:
+        with self._condition:
+            self._writing = False
+            self._condition.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
 @dataclass(slots=True)
 class _Space:
     index: Any
@@ -62,7 +124,7 @@ class _Space:
     position: int = 0
     dirty: bool = False
     saved_at: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    guard: _Guard = field(default_factory=_Guard)
 
 
 class SemanticIndex:
@@ -78,14 +140,21 @@ class SemanticIndex:
         self._clock = clock
         self._spaces: dict[str, _Space] = {}
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._worker_failures = 0
+        self._closed = False
 
     def search(self, namespace: str, vector: np.ndarray, count: int = 8) -> list[tuple[float, Record]]:
         """The nearest live records of ``namespace``, most similar first, as ``(cosine, record)``."""
         space = self._space(namespace)
-        self._catch_up(namespace, space)
-        if len(space.index) == 0:
-            return []
-        matches = space.index.search(vector, count, threads=1)  # one query: no thread pool to wake
+        behind = self._catch_up(namespace, space, inline=True)
+        if behind or (self.directory and space.dirty):
+            self._start_worker(wake=behind)
+        with space.guard.shared():
+            if len(space.index) == 0:
+                return []
+            matches = space.index.search(vector, count, threads=1)  # one query: no thread pool to wake
         now = self._clock()
         found = []
         for label, distance in zip(matches.keys, matches.distances):
@@ -93,37 +162,82 @@ class SemanticIndex:
             if record is None:
                 continue
             if record.expires <= now:
-                with space.lock:
-                    space.records.pop(int(label), None)
-                    space.index.remove(int(label))
-                    space.dirty = True
+                with space.guard.exclusive():
+                    if space.records.pop(int(label), None) is not None:
+                        space.index.remove(int(label))
+                        space.dirty = True
                 continue
             found.append((1.0 - float(distance), record))
         return found
 
     def add(self, space: _Space, number: int, record: Record, vector: np.ndarray) -> None:
-        space.index.add(number, vector)
+        space.index.add(number, vector, threads=1)
         space.records[number] = record
         space.dirty = True
 
-    def _catch_up(self, namespace: str, space: _Space) -> None:
+    def _catch_up(self, namespace: str, space: _Space, *, inline: bool) -> bool:
+        """Add records ``namespace``'s index has not seen; ``True`` if some remain. ``inline`` (a
+        lookup): all of them if there are at most :data:`INLINE_CATCH_UP` and the index is free
+        within :data:`INLINE_WAIT_S`, else none. Otherwise (the thread): the next :data:`CHUNK`."""
         last = self.journal.last(namespace)
         if last is None or last == space.position:
-            return
-        with space.lock:
+            return False
+        if inline and last - space.position > INLINE_CATCH_UP:
+            return True
+        limit = INLINE_CATCH_UP if inline else CHUNK
+        if not space.guard.acquire(INLINE_WAIT_S if inline else None):
+            return True
+        try:
             if last < space.position:  # the store was emptied (restart, flush): what we hold is gone
                 logger.info("otel-margin cache: semantic index of a namespace is ahead of its store; rebuilding")
                 self._reset(space)
-            for number, data in self.journal.read(namespace, space.position + 1, last):
+            upto = min(last, space.position + limit)
+            for number, data in self.journal.read(namespace, space.position + 1, upto):
                 try:
                     record, vector = Record.from_bytes(data, self.ndim)
                 except (ValueError, TypeError):
                     continue
                 if number not in space.records:
                     self.add(space, number, record, vector)
-            space.position = min(last, space.position + MAX_CATCH_UP)
-        if self.directory and space.dirty and self._clock() - space.saved_at >= self.save_every_s:
-            self._save(namespace, space)
+            space.position = upto
+        finally:
+            space.guard.release()
+        return space.position < last
+
+    def _start_worker(self, *, wake: bool) -> None:
+        """Start the background thread if it is not running (first need, or after a fork), and
+        ``wake`` it now to catch up; otherwise it saves on its own every ``save_every_s``."""
+        if not self._closed and (self._worker is None or not self._worker.is_alive()):
+            with self._lock:
+                if self._worker is None or not self._worker.is_alive():
+                    self._worker = threading.Thread(target=self._work, name="otel-margin-semantic-index", daemon=True)
+                    self._worker.start()
+        if wake:
+            self._wake.set()
+
+    def close(self) -> None:
+        """Stop the background thread (when the cache is configured anew); searches still work."""
+        self._closed = True
+        self._wake.set()
+
+    def _work(self) -> None:
+        """Catch every namespace up in chunks, and save the changed ones every ``save_every_s``."""
+        while not self._closed:
+            self._wake.wait(self.save_every_s if self.directory else None)
+            self._wake.clear()
+            for namespace, space in list(self._spaces.items()):
+                try:
+                    while self._catch_up(namespace, space, inline=False):
+                        pass
+                    if self.directory and space.dirty and self._clock() - space.saved_at >= self.save_every_s:
+                        with space.guard.shared():
+                            self._save(namespace, space)
+                except Exception as error:  # noqa: BLE001 - lookups go on with what is indexed
+                    self._worker_failures += 1
+                    if self._worker_failures == 1:
+                        logger.warning("otel-margin cache: semantic index catch-up failed (%s: %s); retrying",
+                                       type(error).__name__, error, exc_info=True)
+                    time.sleep(1)
 
     def _reset(self, space: _Space) -> None:
         space.index = self._new_index()
@@ -133,8 +247,7 @@ class SemanticIndex:
         self.rebuilds += 1
 
     def _new_index(self) -> Any:
-        from usearch.index import Index
-
+        Index = _usearch_index()
         # f16: half the memory of f32 and faster; cosines are within about 1e-3 of exact.
         return Index(ndim=self.ndim, metric="cos", dtype="f16", connectivity=16, expansion_add=64, expansion_search=64)
 
@@ -157,8 +270,7 @@ class SemanticIndex:
         if path is None or not path.exists():
             return space
         try:
-            from usearch.index import Index
-
+            Index = _usearch_index()
             data = path.read_bytes()
             head, separator, body = data.partition(b"\n")
             meta = json.loads(head)
@@ -184,7 +296,7 @@ class SemanticIndex:
         """Save every changed namespace's index now (a failure is logged, never raised)."""
         for namespace, space in list(self._spaces.items()):
             if space.dirty:
-                with space.lock:
+                with space.guard.shared():
                     self._save(namespace, space)
 
     def _save(self, namespace: str, space: _Space) -> None:
@@ -206,3 +318,16 @@ class SemanticIndex:
             space.saved_at = self._clock()
         except Exception as error:  # noqa: BLE001
             logger.warning("otel-margin cache: could not save semantic index %s (%s: %s)", path, type(error).__name__, error)
+
+
+def _usearch_index() -> Any:
+    """usearch's ``Index``, imported after onnxruntime when that is installed: importing onnxruntime
+    once usearch is loaded crashes the process (a segmentation fault with usearch 2.26 and
+    onnxruntime 1.32), and the built-in embedder may import it later in this process."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+    from usearch.index import Index
+
+    return Index

@@ -73,6 +73,8 @@ def margin_configure(policy: Any) -> None:
     previous = pm.get_plugin(ExactCache.NAME)
     if previous is not None:
         pm.unregister(previous)
+        if previous.semantic is not None:
+            previous.semantic.index.close()  # its background thread would keep the old index alive
     settings = (getattr(policy, "plugins", None) or {}).get(NAME) or {}
     where = getattr(policy, "where", None)
     features, store = parse_settings(

@@ -1,0 +1,160 @@
+"""The semantic index's catch-up: a lookup never reads a long backlog itself, and searches share the index.
+
+A lookup adds its namespace's new records inline only when there are at most INLINE_CATCH_UP
+(read-your-writes for the usual few); a longer backlog (a process started without its index
+file, a burst from other replicas) is added by the index's background thread while lookups go on
+searching what is indexed. Measured in benchmarks/README.md (cache_latency.py --semantic); these
+tests check who does the work, never how long it takes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from otel_margin.plugins.cache import index as index_module
+from otel_margin.plugins.cache.index import INLINE_CATCH_UP, Record, SemanticIndex, _Guard
+from otel_margin.plugins.cache.journal import Journal
+from otel_margin.plugins.cache.stores import FailOpen, MemoryStore
+
+TENANT = '["customer", "acme"]'
+NDIM = 8
+
+
+def _journal_with(count: int) -> tuple[Journal, np.ndarray]:
+    journal = Journal(FailOpen(MemoryStore(64 * 1024 * 1024), "memory"))
+    vectors = np.random.default_rng(3).standard_normal((count, NDIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for number, vector in enumerate(vectors):
+        journal.append(TENANT, Record(f"entry-{number}", "shape", f"text {number}", time.time() + 3600).to_bytes(vector), 3600)
+    return journal, vectors
+
+
+def _adds_by_thread(monkeypatch) -> list[str]:
+    """The names of the threads that add vectors, in order."""
+    threads: list[str] = []
+    add = SemanticIndex.add
+
+    def counted(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return add(self, *args, **kwargs)
+
+    monkeypatch.setattr(SemanticIndex, "add", counted)
+    return threads
+
+
+def _wait_for(condition, timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_few_new_records_are_added_by_the_lookup_itself(monkeypatch):
+    threads = _adds_by_thread(monkeypatch)
+    journal, vectors = _journal_with(INLINE_CATCH_UP)
+    index = SemanticIndex(journal, NDIM)
+    found = index.search(TENANT, vectors[-1])
+    assert threads == [threading.current_thread().name] * INLINE_CATCH_UP  # read-your-writes
+    assert found and found[0][1].entry_key == f"entry-{INLINE_CATCH_UP - 1}" and found[0][0] > 0.999
+
+
+def test_a_long_backlog_is_left_to_the_background_thread_and_lookups_go_on(monkeypatch):
+    threads = _adds_by_thread(monkeypatch)
+    backlog = INLINE_CATCH_UP * 20 + 3
+    journal, vectors = _journal_with(backlog)
+    index = SemanticIndex(journal, NDIM)
+    index.search(TENANT, vectors[0])
+    assert threading.current_thread().name not in threads  # the lookup added nothing itself
+    space = index._spaces[TENANT]
+    assert _wait_for(lambda: space.position == backlog), "the background thread did not catch up"
+    assert set(threads) == {"otel-margin-semantic-index"} and len(threads) == backlog
+    found = index.search(TENANT, vectors[backlog - 1])
+    assert found[0][1].entry_key == f"entry-{backlog - 1}"
+
+    journal.append(TENANT, Record("late", "shape", "late", time.time() + 3600).to_bytes(vectors[0]), 3600)
+    index.search(TENANT, vectors[0])  # and then a new record is the lookup's own again
+    assert threads[-1] == threading.current_thread().name and space.position == backlog + 1
+
+
+def test_the_background_thread_saves_a_changed_index(monkeypatch, tmp_path):
+    monkeypatch.setattr(index_module, "INLINE_CATCH_UP", 0)  # everything through the thread
+    journal, vectors = _journal_with(5)
+    index = SemanticIndex(journal, NDIM, directory=str(tmp_path), save_every_s=0.05)
+    index.search(TENANT, vectors[0])
+    path = index.path(TENANT)
+    assert _wait_for(lambda: path.exists() and not index._spaces[TENANT].dirty), "no save"
+    reloaded = SemanticIndex(journal, NDIM, directory=str(tmp_path))
+    assert reloaded._space(TENANT).position == 5 and len(reloaded._space(TENANT).index) == 5
+
+
+def test_the_guard_lets_searches_share_and_lets_a_waiting_search_in_before_the_next_add():
+    guard = _Guard()
+    with guard.shared():
+        with guard.shared():  # two searches (or a search and a save) at once
+            assert not guard.acquire(timeout=0.01)  # an add waits for them
+    assert guard.acquire(timeout=0.01)
+    entered = threading.Event()
+
+    def search():
+        with guard.shared():
+            entered.set()
+
+    reader = threading.Thread(target=search, daemon=True)
+    reader.start()
+    assert not entered.wait(0.05)  # a search waits while a vector is added
+    guard.release()
+    assert entered.wait(5)
+    reader.join()
+
+    guard.acquire()
+    waiting = threading.Thread(target=search, daemon=True)
+    entered.clear()
+    waiting.start()
+    assert _wait_for(lambda: guard._waiting == 1, 5)
+    guard.release()
+    added = guard.acquire(timeout=0)
+    try:
+        assert entered.is_set() or not added  # the waiting search goes before the next add
+    finally:
+        if added:
+            guard.release()
+    waiting.join(5)
+
+
+def test_a_closed_index_stops_its_thread():
+    journal, vectors = _journal_with(INLINE_CATCH_UP + 1)
+    index = SemanticIndex(journal, NDIM)
+    index.search(TENANT, vectors[0])
+    worker = index._worker
+    assert worker is not None
+    index.close()
+    worker.join(10)
+    assert not worker.is_alive()
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_the_index_loads_usearch_after_onnxruntime_so_the_embedder_can_still_load():
+    # Importing onnxruntime once usearch is loaded is a segmentation fault (usearch 2.26, onnxruntime 1.32).
+    run = _python("from otel_margin.plugins.cache.index import SemanticIndex\n"
+                  "SemanticIndex(None, 8)._new_index()\n"
+                  "from otel_margin.plugins.cache.embedder import MiniLMEmbedder\n"
+                  "print(len(MiniLMEmbedder().embed('hello').vector))")
+    assert (run.returncode, run.stdout.strip()) == (0, "384"), run.stderr[-2000:]
+
+
+def test_an_app_that_imported_usearch_first_gets_a_clear_error_not_a_crash():
+    run = _python("import usearch.index\n"
+                  "from otel_margin.plugins.cache.embedder import EmbedderUnavailable, load_model\n"
+                  "try:\n    load_model()\nexcept EmbedderUnavailable as error:\n    print(error)")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "usearch was imported before onnxruntime" in run.stdout and "import onnxruntime first" in run.stdout
