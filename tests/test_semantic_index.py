@@ -158,3 +158,14 @@ def test_an_app_that_imported_usearch_first_gets_a_clear_error_not_a_crash():
                   "try:\n    load_model()\nexcept EmbedderUnavailable as error:\n    print(error)")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "usearch was imported before onnxruntime" in run.stdout and "import onnxruntime first" in run.stdout
+
+
+def test_an_expired_record_is_never_returned_and_leaves_the_index():
+    journal, vectors = _journal_with(3)  # records that expire in an hour
+    now = [time.time()]
+    index = SemanticIndex(journal, NDIM, clock=lambda: now[0])
+    assert [r.entry_key for _, r in index.search(TENANT, vectors[1])][0] == "entry-1"
+    now[0] += 7200
+    assert index.search(TENANT, vectors[1]) == []
+    space = index._spaces[TENANT]
+    assert (len(space.index), space.records) == (0, {})

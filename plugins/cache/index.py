@@ -108,14 +108,6 @@ class _Guard:
             self._writing = False
             self._condition.notify_all()
 
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
-
 
 @dataclass(slots=True)
 class _Space:
@@ -162,13 +154,21 @@ class SemanticIndex:
             if record is None:
                 continue
             if record.expires <= now:
-                with space.guard.exclusive():
-                    if space.records.pop(int(label), None) is not None:
-                        space.index.remove(int(label))
-                        space.dirty = True
+                self._forget(space, int(label))
                 continue
             found.append((1.0 - float(distance), record))
         return found
+
+    def _forget(self, space: _Space, label: int) -> None:
+        """Drop an expired record if the index is free within :data:`INLINE_WAIT_S` (a later lookup
+        drops it otherwise: a lookup never waits for a save)."""
+        if space.guard.acquire(INLINE_WAIT_S):
+            try:
+                if space.records.pop(label, None) is not None:
+                    space.index.remove(label)
+                    space.dirty = True
+            finally:
+                space.guard.release()
 
     def add(self, space: _Space, number: int, record: Record, vector: np.ndarray) -> None:
         space.index.add(number, vector, threads=1)
@@ -227,7 +227,7 @@ class SemanticIndex:
             self._wake.clear()
             for namespace, space in list(self._spaces.items()):
                 try:
-                    while self._catch_up(namespace, space, inline=False):
+                    while not self._closed and self._catch_up(namespace, space, inline=False):
                         pass
                     if self.directory and space.dirty and self._clock() - space.saved_at >= self.save_every_s:
                         with space.guard.shared():
