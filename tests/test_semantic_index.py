@@ -169,3 +169,19 @@ def test_an_expired_record_is_never_returned_and_leaves_the_index():
     assert index.search(TENANT, vectors[1]) == []
     space = index._spaces[TENANT]
     assert (len(space.index), space.records) == (0, {})
+
+
+def test_a_large_saved_index_is_loaded_by_the_thread_while_lookups_miss(monkeypatch, tmp_path):
+    journal, vectors = _journal_with(5)
+    saved = SemanticIndex(journal, NDIM, directory=str(tmp_path))
+    saved.search(TENANT, vectors[0])
+    saved.save_all()
+    saved.close()
+    monkeypatch.setattr(index_module, "LOAD_INLINE_BYTES", 0)  # every saved file is "large"
+    loads = _adds_by_thread(monkeypatch)  # (a loaded index adds nothing: its vectors are in the file)
+    restarted = SemanticIndex(journal, NDIM, directory=str(tmp_path))
+    assert restarted.search(TENANT, vectors[2]) == []  # not loaded yet: a miss, not a wait
+    space = restarted._spaces[TENANT]
+    assert _wait_for(lambda: space.ready), "the background thread did not load the file"
+    assert (space.position, len(space.index), loads, restarted.rebuilds) == (5, 5, [], 0)
+    assert restarted.search(TENANT, vectors[2])[0][1].entry_key == "entry-2"

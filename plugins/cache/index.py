@@ -11,7 +11,8 @@ thread catches up.
 
 With a ``directory``, each namespace's index is saved there by that thread (at most every
 ``save_every_s`` seconds when it changed, and on :meth:`SemanticIndex.save_all`) and loaded when
-the namespace is first used, so a restarted process reads only what was written since. A
+the namespace is first used — inside that lookup when the file is small, by the thread when it is
+larger than :data:`LOAD_INLINE_BYTES` —, so a restarted process reads only what was written since. A
 missing, unreadable or stale file (the journal is behind it: the store was emptied) is never
 fatal: the index is rebuilt from the journal's live records, or starts empty.
 
@@ -47,6 +48,10 @@ INLINE_WAIT_S = 0.05
 """How long a lookup waits for its index to add its new records (while a save or another add runs)."""
 CHUNK = 4
 """Records the background thread adds per hold of an index, so searches wait for little."""
+LOAD_INLINE_BYTES = 16 * 1024 * 1024
+"""A saved index up to this size (about 15k entries) is loaded inside a namespace's first lookup;
+a larger one by the background thread, the namespace's lookups missing until it is in (loading
+1M entries, a 1.06 GB file, took 12.8 s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,7 @@ class _Space:
     dirty: bool = False
     saved_at: float = 0.0
     guard: _Guard = field(default_factory=_Guard)
+    ready: bool = True  # False while the background thread loads its saved index
 
 
 class SemanticIndex:
@@ -140,6 +146,9 @@ class SemanticIndex:
     def search(self, namespace: str, vector: np.ndarray, count: int = 8) -> list[tuple[float, Record]]:
         """The nearest live records of ``namespace``, most similar first, as ``(cosine, record)``."""
         space = self._space(namespace)
+        if not space.ready:
+            self._start_worker(wake=True)
+            return []
         behind = self._catch_up(namespace, space, inline=True)
         if behind or (self.directory and space.dirty):
             self._start_worker(wake=behind)
@@ -227,6 +236,8 @@ class SemanticIndex:
             self._wake.clear()
             for namespace, space in list(self._spaces.items()):
                 try:
+                    if not space.ready:
+                        self._fill(namespace, space)
                     while not self._closed and self._catch_up(namespace, space, inline=False):
                         pass
                     if self.directory and space.dirty and self._clock() - space.saved_at >= self.save_every_s:
@@ -257,9 +268,27 @@ class SemanticIndex:
             with self._lock:
                 space = self._spaces.get(namespace)
                 if space is None:
-                    space = self._load(namespace)
+                    space = self._load(namespace) if self._small(namespace) else _Space(self._new_index(), ready=False)
                     self._spaces[namespace] = space
         return space
+
+    def _small(self, namespace: str) -> bool:
+        """Whether the namespace's saved index (if any) is small enough to load inside a lookup."""
+        path = self.path(namespace)
+        try:
+            return path is None or path.stat().st_size <= LOAD_INLINE_BYTES
+        except OSError:  # no file: nothing to load
+            return True
+
+    def _fill(self, namespace: str, space: _Space) -> None:
+        """Load a large saved index into its namespace's placeholder (the background thread)."""
+        loaded = self._load(namespace)
+        space.guard.acquire()
+        try:
+            space.index, space.records, space.position = loaded.index, loaded.records, loaded.position
+            space.saved_at, space.dirty, space.ready = loaded.saved_at, loaded.dirty, True
+        finally:
+            space.guard.release()
 
     def path(self, namespace: str) -> Path | None:
         return self.directory / f"{_namespace_id(namespace)}.usearch" if self.directory else None
