@@ -3,8 +3,9 @@
 A lookup adds its namespace's new records inline only when there are at most INLINE_CATCH_UP
 (read-your-writes for the usual few); a longer backlog (a process started without its index
 file, a burst from other replicas) is added by the index's background thread while lookups go on
-searching what is indexed. Measured in benchmarks/README.md (cache_latency.py --semantic); these
-tests check who does the work, never how long it takes.
+searching what is indexed; a large saved index is loaded by that thread too. Measured in
+benchmarks/README.md (cache_latency.py --catch-up); these tests check who does the work, never how
+long it takes.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def test_a_long_backlog_is_left_to_the_background_thread_and_lookups_go_on(monke
     journal.append(TENANT, Record("late", "shape", "late", time.time() + 3600).to_bytes(vectors[0]), 3600)
     index.search(TENANT, vectors[0])  # and then a new record is the lookup's own again
     assert threads[-1] == threading.current_thread().name and space.position == backlog + 1
+    index.close()
 
 
 def test_the_background_thread_saves_a_changed_index(monkeypatch, tmp_path):
@@ -90,6 +92,7 @@ def test_the_background_thread_saves_a_changed_index(monkeypatch, tmp_path):
     index.search(TENANT, vectors[0])
     path = index.path(TENANT)
     assert _wait_for(lambda: path.exists() and not index._spaces[TENANT].dirty), "no save"
+    index.close()
     reloaded = SemanticIndex(journal, NDIM, directory=str(tmp_path))
     assert reloaded._space(TENANT).position == 5 and len(reloaded._space(TENANT).index) == 5
 
@@ -185,3 +188,4 @@ def test_a_large_saved_index_is_loaded_by_the_thread_while_lookups_miss(monkeypa
     assert _wait_for(lambda: space.ready), "the background thread did not load the file"
     assert (space.position, len(space.index), loads, restarted.rebuilds) == (5, 5, [], 0)
     assert restarted.search(TENANT, vectors[2])[0][1].entry_key == "entry-2"
+    restarted.close()
