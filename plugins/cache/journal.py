@@ -4,8 +4,9 @@ Each semantic entry (its vector, the facts of its request and the exact entry ho
 answer) is appended to its namespace's journal in the cache's store: a counter
 ``sem:<namespace>:n`` taken with an atomic increment, then the record under
 ``sem:<namespace>:<n>`` with the entry's time to live. A process's index reads the records after
-the last number it has seen before each lookup, so an entry written by any process or replica
-sharing the store is found by the others from their next lookup on.
+the last number it has seen before each lookup (a few itself, a longer backlog in its background
+thread: :mod:`.index`), so an entry written by any process or replica sharing the store is found
+by the others from their next lookup on, or once that thread has caught up.
 
 The atomic increment is the store's own: a lock for the in-process store, ``diskcache``'s
 ``incr`` (one SQLite transaction) for the host store, Redis ``INCR`` for Redis. A record that
