@@ -6,6 +6,9 @@ file, a burst from other replicas) is added by the index's background thread whi
 searching what is indexed; a large saved index is loaded by that thread too. Measured in
 benchmarks/README.md (cache_latency.py --catch-up); these tests check who does the work, never how
 long it takes.
+
+Long vectors are searched in a random projection and the neighbours found re-scored over their full
+vectors: the similarities a lookup sees are the full vectors' cosines, before and after a reload.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import threading
 import time
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otel_margin.plugins.cache import index as index_module
-from otel_margin.plugins.cache.index import INLINE_CATCH_UP, Record, SemanticIndex, _Guard
+from otel_margin.plugins.cache.index import INLINE_CATCH_UP, SEARCH_DIMS, Record, SemanticIndex, _Guard
 from otel_margin.plugins.cache.journal import Journal
 from otel_margin.plugins.cache.stores import FailOpen, MemoryStore
 
@@ -26,9 +31,9 @@ TENANT = '["customer", "acme"]'
 NDIM = 8
 
 
-def _journal_with(count: int) -> tuple[Journal, np.ndarray]:
+def _journal_with(count: int, ndim: int = NDIM, seed: int = 3) -> tuple[Journal, np.ndarray]:
     journal = Journal(FailOpen(MemoryStore(64 * 1024 * 1024), "memory"))
-    vectors = np.random.default_rng(3).standard_normal((count, NDIM)).astype(np.float32)
+    vectors = np.random.default_rng(seed).standard_normal((count, ndim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     for number, vector in enumerate(vectors):
         journal.append(TENANT, Record(f"entry-{number}", "shape", f"text {number}", time.time() + 3600).to_bytes(vector), 3600)
@@ -188,4 +193,66 @@ def test_a_large_saved_index_is_loaded_by_the_thread_while_lookups_miss(monkeypa
     assert _wait_for(lambda: space.ready), "the background thread did not load the file"
     assert (space.position, len(space.index), loads, restarted.rebuilds) == (5, 5, [], 0)
     assert restarted.search(TENANT, vectors[2])[0][1].entry_key == "entry-2"
+    restarted.close()
+
+
+MODEL_NDIM = 384  # the built-in model's: searched in a projection to SEARCH_DIMS
+
+
+def _near(vector: np.ndarray, cosine: float, rng: np.random.Generator) -> np.ndarray:
+    """A unit vector at ``cosine`` from ``vector`` (a paraphrase, as the cache sees one)."""
+    noise = rng.standard_normal(vector.shape).astype(np.float32)
+    noise -= (noise @ vector) * vector
+    noise /= np.linalg.norm(noise)
+    return (cosine * vector + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), cosine=st.floats(0.86, 0.999), target=st.integers(0, 199))
+def test_similarities_are_the_full_vectors_cosines_most_similar_first(seed, cosine, target):
+    journal, vectors = _journal_with(200, MODEL_NDIM, seed)
+    index = SemanticIndex(journal, MODEL_NDIM)
+    assert index.projection is not None and index.projection.shape == (MODEL_NDIM, SEARCH_DIMS)
+    index._catch_up(TENANT, index._space(TENANT), inline=False)  # all 200 now: no thread
+    while index._catch_up(TENANT, index._space(TENANT), inline=False):
+        pass
+    query = _near(vectors[target], cosine, np.random.default_rng([seed, 1]))  # not the journal's stream
+    found = index.search(TENANT, query)
+    assert found and found[0][1].entry_key == f"entry-{target}"
+    similarities = [similarity for similarity, _ in found]
+    assert similarities == sorted(similarities, reverse=True)
+    for similarity, record in found:  # float16 full vectors: within 1e-3 of the exact cosine
+        exact = float(vectors[int(record.entry_key.split("-")[1])] @ query)
+        assert abs(similarity - exact) < 1e-3, (record.entry_key, similarity, exact)
+
+
+def _caught_up(journal: Journal, **options) -> SemanticIndex:
+    index = SemanticIndex(journal, MODEL_NDIM, **options)
+    space = index._space(TENANT)
+    while index._catch_up(TENANT, space, inline=False):
+        pass
+    return index
+
+
+def test_a_reloaded_index_finds_and_scores_as_before(tmp_path):
+    journal, vectors = _journal_with(50, MODEL_NDIM)
+    queries = [_near(vectors[i], 0.9, np.random.default_rng([i, 1])) for i in range(0, 50, 7)]
+    saved = _caught_up(journal, directory=str(tmp_path))
+    before = [saved.search(TENANT, query) for query in queries]
+    saved.save_all()
+    restarted = SemanticIndex(journal, MODEL_NDIM, directory=str(tmp_path))
+    after = [restarted.search(TENANT, query) for query in queries]
+    assert restarted.rebuilds == 0 and after == before and all(after)
+
+
+def test_a_saved_index_from_another_projection_is_rebuilt_from_the_store(monkeypatch, tmp_path, caplog):
+    journal, vectors = _journal_with(20, MODEL_NDIM)
+    _caught_up(journal, directory=str(tmp_path)).save_all()
+    other = np.linalg.qr(np.random.default_rng(5).standard_normal((MODEL_NDIM, SEARCH_DIMS)))[0].astype(np.float32)
+    monkeypatch.setattr(index_module, "_projection", lambda ndim: other)
+    restarted = SemanticIndex(journal, MODEL_NDIM, directory=str(tmp_path))
+    restarted.search(TENANT, vectors[4])  # the file is refused; the thread reads the store's records again
+    assert restarted.rebuilds == 1 and any("another format, embedder" in r.getMessage() for r in caplog.records)
+    assert _wait_for(lambda: restarted._spaces[TENANT].position == 20), "the background thread did not catch up"
+    assert restarted.search(TENANT, vectors[4])[0][1].entry_key == "entry-4"
     restarted.close()
