@@ -159,7 +159,9 @@ def _toml(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if value != value else ("inf" if value == float("inf") else "-inf" if value == -float("inf")
                                              else repr(value))
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
+    if isinstance(value, str):  # a TOML basic string: JSON's escapes, and DEL, which TOML forbids raw
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    return str(value)
 
 
 @given(floor=_values, band=_values, category=_values)
