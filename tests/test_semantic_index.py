@@ -207,15 +207,21 @@ def _near(vector: np.ndarray, cosine: float, rng: np.random.Generator) -> np.nda
     return (cosine * vector + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
 
 
+def _caught_up(journal: Journal, **options) -> SemanticIndex:
+    """An index that has read all of the journal (here, not in its thread)."""
+    index = SemanticIndex(journal, MODEL_NDIM, **options)
+    space = index._space(TENANT)
+    while index._catch_up(TENANT, space, inline=False):
+        pass
+    return index
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), cosine=st.floats(0.86, 0.999), target=st.integers(0, 199))
 def test_similarities_are_the_full_vectors_cosines_most_similar_first(seed, cosine, target):
     journal, vectors = _journal_with(200, MODEL_NDIM, seed)
-    index = SemanticIndex(journal, MODEL_NDIM)
+    index = _caught_up(journal)
     assert index.projection is not None and index.projection.shape == (MODEL_NDIM, SEARCH_DIMS)
-    index._catch_up(TENANT, index._space(TENANT), inline=False)  # all 200 now: no thread
-    while index._catch_up(TENANT, index._space(TENANT), inline=False):
-        pass
     query = _near(vectors[target], cosine, np.random.default_rng([seed, 1]))  # not the journal's stream
     found = index.search(TENANT, query)
     assert found and found[0][1].entry_key == f"entry-{target}"
@@ -224,14 +230,6 @@ def test_similarities_are_the_full_vectors_cosines_most_similar_first(seed, cosi
     for similarity, record in found:  # float16 full vectors: within 1e-3 of the exact cosine
         exact = float(vectors[int(record.entry_key.split("-")[1])] @ query)
         assert abs(similarity - exact) < 1e-3, (record.entry_key, similarity, exact)
-
-
-def _caught_up(journal: Journal, **options) -> SemanticIndex:
-    index = SemanticIndex(journal, MODEL_NDIM, **options)
-    space = index._space(TENANT)
-    while index._catch_up(TENANT, space, inline=False):
-        pass
-    return index
 
 
 def test_a_reloaded_index_finds_and_scores_as_before(tmp_path):

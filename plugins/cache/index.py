@@ -4,7 +4,7 @@ A namespace's index holds the vectors of its journal's records (:mod:`.journal`)
 record number, with each record's facts and full vector beside it. The HNSW graph is searched in
 :data:`SEARCH_DIMS` dimensions (a fixed random projection, as 8-bit integers) and the neighbours it
 finds are re-scored against their full vectors, so the cosine a lookup compares with its
-threshold is the full vector's; a search reads a sixth of the bytes it would over the full
+threshold is the full vector's; a search reads an eighth of the bytes it would over the full
 384-dimension float16 vectors, which at a million entries no longer fit any cache
 (``benchmarks/README.md`` has the figures). Before each lookup the index reads the
 records it has not seen, so it follows the store that every process and replica writes: at
@@ -168,9 +168,8 @@ class SemanticIndex:
             if len(space.index) == 0:
                 return []
             matches = space.index.search(self._searched(query), count, threads=1)  # one query: no thread pool to wake
-            labels = [int(label) for label in matches.keys]
-            candidates = [(label, space.records.get(label), space.full.get(label)) for label in labels]
-        candidates = [(label, record, row) for label, record, row in candidates if record is not None and row is not None]
+            candidates = [(label, record, space.full[label]) for label in map(int, matches.keys)
+                          if (record := space.records.get(label)) is not None and label in space.full]
         if not candidates:
             return []
         rows = np.frombuffer(b"".join(row for _, _, row in candidates), dtype=np.float16).reshape(-1, self.ndim)
