@@ -204,7 +204,7 @@ def test_a_corrupted_or_missing_index_file_is_rebuilt_from_the_store(server, spa
     before = len(server.requests)
     ask(client, "reset my password how do i")
     assert len(server.requests) == before and reloaded.index.rebuilds == 0  # read from the saved file
-    for damage in (b"\x00garbage" * 10, None):
+    for damage in (b"\x00garbage" * 10, b"", None):  # corrupt, empty (nothing to map), missing
         if damage is None:
             files[0].unlink()
         else:

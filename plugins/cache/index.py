@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 import os
 import tempfile
 import threading
@@ -330,26 +331,8 @@ class SemanticIndex:
         if path is None or not path.exists():
             return space
         try:
-            Index = _usearch_index()
-            data = path.read_bytes()
-            end = data.find(b"\n")
-            meta = json.loads(data[:end]) if end > 0 else {}
-            if (meta.get("format") != FORMAT or meta["ndim"] != self.ndim or meta["namespace"] != namespace
-                    or meta["projection"] != _fingerprint(self.projection)):
-                raise ValueError("another format, embedder or namespace")
-            body = memoryview(data)[end + 1:]
-            size, width = int(meta["index_bytes"]), self.ndim * 2
-            full = body[size:]
-            if len(full) != width * len(meta["records"]):
-                raise ValueError("the vectors and the records disagree")
-            index = Index.restore(body[:size])
-            if index is None or len(index) != len(meta["records"]):
-                raise ValueError("the index and its records disagree")
-            space.index = index
-            space.records = {int(n): Record(*fields) for n, fields in meta["records"].items()}
-            space.full = {n: bytes(full[i * width:(i + 1) * width]) for i, n in enumerate(space.records)}
-            space.position = int(meta["position"])
-            space.saved_at = self._clock()
+            with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                self._read(namespace, space, data)
         except Exception as error:  # noqa: BLE001 - a bad file is rebuilt, never fatal
             logger.warning(
                 "otel-margin cache: semantic index %s is unreadable (%s: %s); rebuilding it from the store",
@@ -358,6 +341,27 @@ class SemanticIndex:
             self.rebuilds += 1
             space = _Space(index=self._new_index())
         return space
+
+    def _read(self, namespace: str, space: _Space, data: mmap.mmap) -> None:
+        """Fill ``space`` from a saved file, mapped rather than read: the graph and each vector are
+        copied out of the page cache, so loading does not hold the whole file a second time."""
+        end = data.find(b"\n")
+        meta = json.loads(data[:end]) if end > 0 else {}
+        if (meta.get("format") != FORMAT or meta["ndim"] != self.ndim or meta["namespace"] != namespace
+                or meta["projection"] != _fingerprint(self.projection)):
+            raise ValueError("another format, embedder or namespace")
+        size, width = int(meta["index_bytes"]), self.ndim * 2
+        vectors = end + 1 + size  # where the float16 vectors start, after the graph
+        if len(data) - vectors != width * len(meta["records"]):
+            raise ValueError("the vectors and the records disagree")
+        index = _usearch_index().restore(data[end + 1:vectors])
+        if index is None or len(index) != len(meta["records"]):
+            raise ValueError("the index and its records disagree")
+        space.index = index
+        space.records = {int(n): Record(*fields) for n, fields in meta["records"].items()}
+        space.full = {n: data[vectors + i * width:vectors + (i + 1) * width] for i, n in enumerate(space.records)}
+        space.position = int(meta["position"])
+        space.saved_at = self._clock()
 
     def save_all(self) -> None:
         """Save every changed namespace's index now (a failure is logged, never raised)."""
