@@ -163,8 +163,7 @@ class SemanticIndex:
         behind = self._catch_up(namespace, space, inline=True)
         if behind or (self.directory and space.dirty):
             self._start_worker(wake=behind)
-        query = np.asarray(vector, dtype=np.float32)
-        query = query / (np.linalg.norm(query) or 1.0)
+        query = np.asarray(vector, dtype=np.float32)  # unit length, as every embedder returns it
         with space.guard.shared():
             if len(space.index) == 0:
                 return []
@@ -174,8 +173,7 @@ class SemanticIndex:
         if not candidates:
             return []
         rows = np.frombuffer(b"".join(row for _, _, row in candidates), dtype=np.float16).reshape(-1, self.ndim)
-        rows = rows.astype(np.float32)
-        similarities = rows @ query / np.maximum(np.linalg.norm(rows, axis=1), 1e-12)
+        similarities = rows.astype(np.float32) @ query  # both of unit length: their cosines
         now = self._clock()
         found = []
         for (label, record, _), similarity in zip(candidates, similarities.tolist()):
@@ -206,8 +204,7 @@ class SemanticIndex:
                 space.guard.release()
 
     def add(self, space: _Space, number: int, record: Record, vector: np.ndarray) -> None:
-        vector = np.asarray(vector, dtype=np.float32)
-        vector = vector / (np.linalg.norm(vector) or 1.0)
+        vector = np.asarray(vector, dtype=np.float32)  # unit length, as the embedder wrote it
         space.index.add(number, self._searched(vector), threads=1)
         space.records[number] = record
         space.full[number] = vector.astype(np.float16).tobytes()
