@@ -126,7 +126,7 @@ def generate(client, args) -> float:
                 if(cityHash64(n, 'r') % 10 = 0, toDecimal128('0.002', 12), NULL) AS revenue_usd,
                 'off' AS cache_result, toDecimal128(0, 12) AS saved_usd, '' AS route_from_model, 'allow' AS limit_action,
                 (cityHash64(n, 'd') % 5000) / 10.0 AS duration_ms, '' AS error_type, false AS stream,
-                concat('u-', toString({UNIT_OF_CALL})) AS unit_id, {UNIT_KINDS}[{UNIT_OF_CALL} % 3 + 1] AS unit_kind
+                {unit_id(UNIT_OF_CALL)} AS unit_id, {UNIT_KINDS}[{UNIT_OF_CALL} % 3 + 1] AS unit_kind
             FROM (SELECT number + {offset} AS n, {FIRST_CALL_OF_UNIT} AS first_call, cityHash64(first_call, 'c') % {args.customers} AS customer_no
                   FROM numbers({count}))
         """, settings={"insert_deduplication_token": f"bench-{offset}"})
@@ -151,6 +151,12 @@ FIRST_CALL_OF_UNIT = "(intDiv(n, 15) * 15 + multiIf(n % 15 < 1, 0, n % 15 < 3, 1
 UNIT_KINDS = "['ticket', 'document', 'agent-run']"
 
 
+def unit_id(number: str) -> str:
+    """SQL for the id of unit ``number``: 32 hex digits, as ``otel_margin.unit`` makes them (uuid4().hex),
+    so grouping by unit hashes keys as long as a real store's."""
+    return f"lower(concat(hex(cityHash64({number}, 'unit')), hex(cityHash64({number}, 'id'))))"
+
+
 def generate_units(client, args, span_seconds: int) -> None:
     """What units add around the calls: an outcome for 9 units in 10 (the tenth is abandoned), a
     retrieval cost line per 10 units and a human review per 50, and a GPU-hosting period cost per month."""
@@ -158,7 +164,7 @@ def generate_units(client, args, span_seconds: int) -> None:
     first_call = "(intDiv(u, 5) * 15 + [0, 1, 3, 6, 10][u % 5 + 1])"
     at = (f"toDateTime64('{START} 00:00:00', 6, 'UTC') + toIntervalMicrosecond(toUInt64(intDiv(toUInt128("
           f"least({first_call}, {args.calls - 1})) * {span_seconds} * 1000000, {args.calls})))")
-    who = (f"concat('u-', toString(u)), {UNIT_KINDS}[u % 3 + 1], "
+    who = (f"{unit_id('u')}, {UNIT_KINDS}[u % 3 + 1], "
            f"concat('feature-', toString(cityHash64({first_call}, 'f') % {args.features})), "
            f"concat('customer-', toString(cityHash64({first_call}, 'c') % {args.customers})), '', ''")
     client.command(f"""

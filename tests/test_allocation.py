@@ -202,17 +202,30 @@ OUTCOME_COLUMNS = ["timestamp", "trace_id", "span_id", "service_name", "unit_id"
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(recordings=st.lists(st.tuples(st.sampled_from(["U-1", "U-2", "U-3"]),
-                                     st.decimals(min_value=0, max_value=1000, places=2)), min_size=1, max_size=8))
+                                     st.decimals(min_value=0, max_value=1000, places=2),
+                                     st.sampled_from(["support", "unattributed"])), min_size=1, max_size=8))
+@example(recordings=[("U-2", Decimal(5), "support"), ("U-2", Decimal(7), "unattributed"),
+                     ("U-1", Decimal(3), "unattributed"), ("U-1", Decimal(4), "support")])
 def test_an_outcome_recorded_any_number_of_times_earns_once_the_last_recording(chdb_client, database, recordings):
     _clear(chdb_client, database)
     db = schema.quote_identifier(database)
-    for i, (unit_id, revenue) in enumerate(recordings):
-        # Each recording its own insert (a retry is a later batch), one second after the one before.
+    # U-1 has a call in "search": an outcome recorded for it outside any attribution is attributed like it.
+    insert_calls(chdb_client, database, [call(timestamp=datetime(2026, 12, 5, 8, tzinfo=timezone.utc), feature="search",
+                                              unit_id="U-1", unit_kind="ticket")])
+    for i, (unit_id, revenue, feature) in enumerate(recordings):
+        # Each recording its own insert (a retry is a later batch), one second after the one before;
+        # a later one may be recorded outside the attribution an earlier one had, or the other way round.
         chdb_client.insert(f"{db}.outcomes", [_outcome(unit_id, datetime(2026, 12, 5, 9, 0, i, tzinfo=timezone.utc),
-                                                       revenue)], column_names=OUTCOME_COLUMNS)
-    last = {unit_id: revenue for unit_id, revenue in recordings}
+                                                       revenue, feature=feature)], column_names=OUTCOME_COLUMNS)
+    last = {unit_id: (revenue, feature) for unit_id, revenue, feature in recordings}
     (row,) = waterfall(chdb_client, level="all", policy=parse_policy(""), database=database, **DECEMBER)
-    assert row.outcome_revenue_usd == row.revenue_usd == sum(last.values(), Decimal(0))
+    assert row.outcome_revenue_usd == row.revenue_usd == sum((revenue for revenue, _ in last.values()), Decimal(0))
+    expected: dict[str, Decimal] = {}
+    for unit_id, (revenue, feature) in last.items():
+        feature = "search" if unit_id == "U-1" and feature == "unattributed" else feature
+        expected[feature] = expected.get(feature, Decimal(0)) + revenue
+    by_feature = waterfall(chdb_client, level="feature", policy=parse_policy(""), database=database, **DECEMBER)
+    assert {r.key: r.outcome_revenue_usd for r in by_feature if r.outcome_revenue_usd or r.key in expected} == expected
 
 
 def test_default_rule_is_inference_calls_value_weights_and_the_ai_share_of_a_seat(chdb_client, database):

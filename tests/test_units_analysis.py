@@ -204,3 +204,61 @@ def test_a_bad_grace_period_names_the_value_and_the_fix(chdb_client, database, g
 def test_a_range_that_ends_before_it_starts_says_swap(chdb_client, database):
     with pytest.raises(ValueError, match="ends before it starts; swap"):
         units.outcome_groups(chdb_client, start=RANGE["end"], end=RANGE["start"], database=database)
+
+
+_spread_unit = st.fixed_dictionaries({
+    "kind": st.sampled_from(["ticket", ""]),
+    "feature": st.sampled_from(["support", "unattributed"]),
+    "call_days": st.lists(st.integers(-3, 33), max_size=3),  # days from the range's start; some outside it
+    "line_days": st.lists(st.integers(-3, 33), max_size=1),
+    "outcome": st.one_of(st.none(), st.tuples(st.sampled_from(["resolved", "failed"]), st.integers(-3, 33),
+                                              st.sampled_from(["ticket", "document"]),
+                                              st.sampled_from(["support", "contracts", "unattributed"]))),
+}).filter(lambda u: u["call_days"] or u["line_days"] or u["outcome"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(drawn=st.lists(_spread_unit, min_size=1, max_size=10), grace=st.sampled_from([0, 10**7]))
+def test_outcome_groups_are_the_units_view_grouped(chdb_client, database, drawn, grace):
+    """The query aggregates units_daily and outcomes itself (for speed); its groups must be the
+    documented units view's rows, grouped: units active in the range by their calls and cost lines,
+    or only by an outcome recorded in it, with the view's fallbacks for kind and feature."""
+    db = schema.quote_identifier(database)
+    for table in ("llm_calls", "cost_lines", "outcomes", "units_daily"):
+        chdb_client.command(f"TRUNCATE TABLE {db}.{table}")
+    start = datetime.combine(RANGE["start"], datetime.min.time(), timezone.utc)
+    calls, lines, outcomes = [], [], []
+    for number, u in enumerate(drawn):
+        common = {"unit_id": f"U-{number}", "unit_kind": u["kind"], "feature": u["feature"], "customer": "acme",
+                  "tier": "pro"}
+        for day in u["call_days"]:
+            calls.append(call(timestamp=start + timedelta(days=day, minutes=number), cost_usd=Decimal("0.5"), **common))
+        for day in u["line_days"]:
+            lines.append({**common, "cohort": "c", "timestamp": start + timedelta(days=day), "trace_id": "t",
+                          "span_id": uuid.uuid4().hex[:16], "service_name": "svc", "category": "support",
+                          "amount_usd": Decimal("1.25"), "description": ""})
+        if u["outcome"]:
+            status, day, kind, feature = u["outcome"]
+            outcomes.append({**common, "unit_kind": kind, "feature": feature, "cohort": "c",
+                             "timestamp": start + timedelta(days=day, hours=1), "trace_id": "t",
+                             "span_id": uuid.uuid4().hex[:16], "service_name": "svc", "status": status,
+                             "revenue_usd": Decimal(2) if status == "resolved" else None, "quality": None})
+    if calls:
+        insert_calls(chdb_client, database, calls)
+    for table, rows, columns in (("cost_lines", lines, LINE_COLUMNS), ("outcomes", outcomes, OUTCOME_COLUMNS)):
+        if rows:
+            chdb_client.insert(f"{db}.{table}", [[row[c] for c in columns] for row in rows], column_names=list(columns))
+
+    view = chdb_client.query(
+        f"SELECT unit_kind, feature, outcome, recorded_status != '' AS recorded, revenue_usd, cost_usd "
+        f"FROM {db}.units(start = {{start:Date}}, end = {{end:Date}}, grace_minutes = {{grace:UInt32}})",
+        parameters={**RANGE, "grace": grace}).result_rows
+    expected: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
+    for kind, feature, status, recorded, revenue, cost in view:
+        total = expected[(kind, feature if feature else "unattributed", status, bool(recorded))]
+        total[0] += 1
+        total[1] += revenue or 0
+        total[2] += cost
+    got = {(g.unit_kind, g.feature, g.outcome, g.recorded): [g.units, g.revenue_usd, g.cost_usd]
+           for g in units.outcome_groups(chdb_client, grace_minutes=grace, database=database, **RANGE)}
+    assert got == expected

@@ -1,15 +1,17 @@
 """Units of work, analysed: cost per unit, margin per outcome, units left without an outcome.
 
 A business prices a ticket resolved or a document analysed, so the figures that matter are per
-**unit of work** (``otel_margin.unit``), not per call. Every function reads the ``units`` view
-(one row per unit active in the range: its calls, its cost of goods by waterfall category, its
-outcome and outcome revenue) through one query in ``otel_margin/analysis/sql/``, all values bound
-as parameters, and returns frozen dataclasses with exact :class:`~decimal.Decimal` money.
+**unit of work** (``otel_margin.unit``), not per call. Every function runs one query in
+``otel_margin/analysis/sql/`` over the ``units_daily`` rollup and the ``outcomes`` table with the
+rules of the ``units`` view (one row per unit active in the range: its calls, its cost of goods by
+waterfall category, its outcome and outcome revenue), aggregating per unit only what it needs;
+all values are bound as parameters, and the results are frozen dataclasses with exact
+:class:`~decimal.Decimal` money.
 
 * :func:`cost_per_unit` — per unit kind and feature: units, average, P50, P95 and maximum cost
   of one unit (exact: the percentiles are actual units' costs, not estimates);
-* :func:`outcome_groups` — units grouped by kind, feature and outcome, with revenue and cost per
-  category; :func:`margin_per_outcome` and :func:`unit_summary` add those groups up (margin per
+* :func:`outcome_groups` — units grouped by kind, feature and outcome, with their revenue and
+  cost; :func:`margin_per_outcome` and :func:`unit_summary` add those groups up (margin per
   outcome status; the units without an outcome and the cost of failed units). The full waterfall
   per unit kind, with subscription revenue and period costs allocated, is
   :func:`otel_margin.analysis.waterfall.waterfall` at level ``unit_kind``.
@@ -70,13 +72,9 @@ class OutcomeGroup:
     recorded: bool
     """False for units without a recorded outcome (``abandoned`` or ``open``)."""
     units: int
-    calls: int
     revenue_usd: Decimal
-    inference_usd: Decimal
-    orchestration_usd: Decimal
-    infrastructure_usd: Decimal
-    support_usd: Decimal
     cost_usd: Decimal
+    """All four waterfall categories of these units' own costs (the waterfall per unit kind splits them)."""
 
 
 @dataclass(frozen=True, slots=True)
