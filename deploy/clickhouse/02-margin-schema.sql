@@ -762,7 +762,7 @@ WITH
         (
             SELECT customer, cohort, sum(calls) AS calls
             FROM `otel_margin`.llm_calls_daily
-            WHERE customer IN (SELECT customer FROM amounts WHERE customer != '')
+            WHERE customer GLOBAL IN (SELECT customer FROM amounts WHERE customer != '')
             GROUP BY customer, cohort
         )
         GROUP BY customer
@@ -824,7 +824,7 @@ WITH
         SELECT toDate(timestamp) AS day, unit_id, unit_kind, feature, customer, tier, cohort,
                ifNull(revenue_usd, toDecimal128(0, 12)) AS revenue_usd
         FROM `otel_margin`.outcomes FINAL
-        WHERE unit_id IN (SELECT unit_id FROM unattributed)
+        WHERE unit_id GLOBAL IN (SELECT unit_id FROM unattributed)
           AND toDate(timestamp) >= {start:Date} AND toDate(timestamp) <= {end:Date}
           AND feature = 'unattributed'
     ),
@@ -843,7 +843,7 @@ WITH
             argMinIf(toString(unit_kind), timestamp, unit_kind != '') AS unit_kind
         FROM `otel_margin`.llm_calls
         WHERE toDate(timestamp) >= unattributed_days.1 - 30 AND toDate(timestamp) <= unattributed_days.2
-          AND unit_id IN (SELECT unit_id FROM unattributed)
+          AND unit_id GLOBAL IN (SELECT unit_id FROM unattributed)
         GROUP BY unit_id
     )
 -- Facts, not groups: a (day, customer, feature, tier, cohort, model, unit_kind) may have several

@@ -33,7 +33,7 @@ FROM
         SELECT unit_id, unit_kind, feature, toDateTime64('2299-12-31 23:59:59', 6, 'UTC'), toUInt64(0), toDecimal128(0, 12)
         FROM $database.outcomes FINAL
         WHERE toDate(timestamp) >= {start:Date}
-          AND unit_id IN (SELECT unit_id FROM $database.units_daily
+          AND unit_id GLOBAL IN (SELECT unit_id FROM $database.units_daily
                           WHERE day >= {start:Date} AND day <= {end:Date} AND in_unit = 1
                             AND (unit_kind = '' OR feature = 'unattributed'))
     )
