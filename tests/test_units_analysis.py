@@ -60,13 +60,25 @@ def seed(client: Any, db: str, drawn: list[dict[str, Any]]) -> list[dict[str, An
                              "span_id": uuid.uuid4().hex[:16], "service_name": "svc", "status": status,
                              "revenue_usd": revenue, "quality": None})
         drawn_unit["id"] = unit_id
+    insert(client, db, calls, lines, outcomes)
+    return drawn
+
+
+def insert(client: Any, db: str, calls: list[dict[str, Any]], lines: list[dict[str, Any]],
+           outcomes: list[dict[str, Any]]) -> None:
+    """Rows of llm_calls, cost_lines and outcomes, as the exporter writes them."""
     if calls:
         insert_calls(client, db, calls)
     for table, rows, columns in (("cost_lines", lines, LINE_COLUMNS), ("outcomes", outcomes, OUTCOME_COLUMNS)):
         if rows:
             client.insert(f"{schema.quote_identifier(db)}.{table}", [[row[c] for c in columns] for row in rows],
                           column_names=list(columns))
-    return drawn
+
+
+def clear(client: Any, db: str) -> None:
+    """Empty the tables a units query reads (hypothesis reuses one database across examples)."""
+    for table in ("llm_calls", "cost_lines", "outcomes", "units_daily"):
+        client.command(f"TRUNCATE TABLE {schema.quote_identifier(db)}.{table}")
 
 
 def expected_cost(drawn_unit: dict[str, Any]) -> Decimal:
@@ -83,9 +95,7 @@ def exact_quantile(values: list[Decimal], level: float) -> Decimal:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(drawn=st.lists(_unit, min_size=1, max_size=12), grace=st.sampled_from([0, 10**7]))
 def test_units_figures_equal_an_independent_computation(chdb_client, database, drawn, grace):
-    db = schema.quote_identifier(database)
-    for table in ("llm_calls", "cost_lines", "outcomes", "units_daily"):
-        chdb_client.command(f"TRUNCATE TABLE {db}.{table}")
+    clear(chdb_client, database)
     seed(chdb_client, database, drawn)
 
     # Cost per unit per (kind, feature): count, exact total, average truncated, P50/P95/max.
@@ -223,9 +233,7 @@ def test_outcome_groups_are_the_units_view_grouped(chdb_client, database, drawn,
     """The query aggregates units_daily and outcomes itself (for speed); its groups must be the
     documented units view's rows, grouped: units active in the range by their calls and cost lines,
     or only by an outcome recorded in it, with the view's fallbacks for kind and feature."""
-    db = schema.quote_identifier(database)
-    for table in ("llm_calls", "cost_lines", "outcomes", "units_daily"):
-        chdb_client.command(f"TRUNCATE TABLE {db}.{table}")
+    clear(chdb_client, database)
     start = datetime.combine(RANGE["start"], datetime.min.time(), timezone.utc)
     calls, lines, outcomes = [], [], []
     for number, u in enumerate(drawn):
@@ -243,15 +251,11 @@ def test_outcome_groups_are_the_units_view_grouped(chdb_client, database, drawn,
                              "timestamp": start + timedelta(days=day, hours=1), "trace_id": "t",
                              "span_id": uuid.uuid4().hex[:16], "service_name": "svc", "status": status,
                              "revenue_usd": Decimal(2) if status == "resolved" else None, "quality": None})
-    if calls:
-        insert_calls(chdb_client, database, calls)
-    for table, rows, columns in (("cost_lines", lines, LINE_COLUMNS), ("outcomes", outcomes, OUTCOME_COLUMNS)):
-        if rows:
-            chdb_client.insert(f"{db}.{table}", [[row[c] for c in columns] for row in rows], column_names=list(columns))
+    insert(chdb_client, database, calls, lines, outcomes)
 
     view = chdb_client.query(
         f"SELECT unit_kind, feature, outcome, recorded_status != '' AS recorded, revenue_usd, cost_usd "
-        f"FROM {db}.units(start = {{start:Date}}, end = {{end:Date}}, grace_minutes = {{grace:UInt32}})",
+        f"FROM {schema.quote_identifier(database)}.units(start = {{start:Date}}, end = {{end:Date}}, grace_minutes = {{grace:UInt32}})",
         parameters={**RANGE, "grace": grace}).result_rows
     expected: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
     for kind, feature, status, recorded, revenue, cost in view:
